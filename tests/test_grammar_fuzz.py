@@ -1,0 +1,78 @@
+"""Fuzz: whatever the input, checking a .crit text returns diagnostics; it never raises.
+
+Thousands of inputs: random text over the language's own alphabet, random
+unicode, and mutations (deletions, insertions, swaps) of the shipped files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crit.engine.plan import check_source
+from crit.grammar.errors import render
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = [p.read_text() for p in sorted((ROOT / "criteria").glob("*.crit"))]
+TOKENS = [
+    "trial", "boolean", "numeric", "range", "let", "include", "exclude", "convert", "in", "aka", "cap",
+    "guide", "highest", "lowest", "male", "female", "any", "all", "count", "and", "or", "not", "above",
+    "below", "range", "uln", "lln", "if", "missing", ":", "met", "not met", "unknown", "(", ")", ",",
+    "..", "=", ">=", "<", "+", "*", "/", "-", "1.5", "0", "1e999", "mg/dL", "10^3/uL", "%", '"x"',
+    '"', "af", "creat", "\n", " ", "#", "\t", "\x00", "é", "µ",
+]
+
+SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_never_raises(text: str) -> None:
+    checked = check_source(text, "fuzz.crit")
+    for d in checked.diagnostics:
+        assert d.code and d.message
+        render(d, text)  # rendering must not fail either
+    assert (checked.plan is None) == bool(checked.errors)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(TOKENS), max_size=60).map(" ".join))
+def test_token_soup(text: str) -> None:
+    check_never_raises(text)
+
+
+@SETTINGS
+@given(st.text(max_size=300))
+def test_random_unicode(text: str) -> None:
+    check_never_raises(text)
+
+
+@st.composite
+def mutated_seed(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 6))):
+        if not text:
+            break
+        i = draw(st.integers(0, len(text) - 1))
+        j = min(len(text), i + draw(st.integers(0, 12)))
+        op = draw(st.sampled_from(["delete", "insert", "duplicate", "swap"]))
+        if op == "delete":
+            text = text[:i] + text[j:]
+        elif op == "insert":
+            text = text[:i] + draw(st.sampled_from(TOKENS + [" ", "\n"])) + text[i:]
+        elif op == "duplicate":
+            text = text[:j] + text[i:j] + text[j:]
+        else:
+            text = text[:i] + text[j:] + text[i:j]
+    return text
+
+
+@SETTINGS
+@given(mutated_seed())
+def test_mutated_criteria_files(text: str) -> None:
+    check_never_raises(text)
+
+
+def test_deep_nesting_is_a_diagnostic_not_a_crash() -> None:
+    text = 'boolean a "a"\ninclude ' + "(" * 5000 + "a" + ")" * 5000 + "\n"
+    check_never_raises(text)
