@@ -139,6 +139,8 @@ def _registry() -> pint.UnitRegistry:
     ureg.define("international_unit = enzyme_unit = IU")
     # Equivalents get a dimension of their own: only an ion's valence links them to moles.
     ureg.define("equivalent = [equivalent] = Eq")
+    # Clinical scores (CHADS2, NYHA class, GCS) are counts of points: dimensionless.
+    ureg.define("score_point = [score]")
     return ureg
 
 
@@ -185,6 +187,7 @@ _ATOM_SPELLINGS: dict[_Atom, tuple[str, ...]] = {
     _Atom("months", "month"): ("mo", "mos", "mth", "mths", "month", "months"),
     _Atom("years", "year"): ("y", "yr", "yrs", "year", "years"),
     _Atom("%", "percent"): ("%",),
+    _Atom("points", "score_point"): ("point", "points", "pts", "score"),
     _Atom("mmHg", "millimeter_Hg"): ("mmhg",),
     _Atom("°C", "degree_Celsius"): ("°c", "degc", "celsius"),
     _Atom("°F", "degree_Fahrenheit"): ("°f", "degf", "fahrenheit"),
