@@ -91,8 +91,10 @@ def test_moving_a_statement_changes_no_fingerprint() -> None:
     text = (ROOT / "criteria" / "aristotle.crit").read_text()
     lines = text.splitlines()
     a = check_source(text).plan
-    # numerics first, booleans after: same questions, same rules
-    reordered = "\n".join(sorted(lines, key=lambda l: not l.startswith("numeric")))
+    # ranges and lets moved to the end, blank lines and a comment on top: new positions, same meaning
+    moving = [l for l in lines if l.startswith(("range ", "let "))]
+    kept = [l for l in lines if l not in moving]
+    reordered = "# moved\n\n\n" + "\n".join(kept + moving) + "\n"
     c = check_source(reordered).plan
     assert {q.name: q.fingerprint for q in a.questions} == {q.name: q.fingerprint for q in c.questions}
     assert a.rules_fingerprint == c.rules_fingerprint
