@@ -14,7 +14,7 @@ from crit.grammar import ast
 from crit.grammar.parse import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
-CRITERIA = sorted((ROOT / "criteria").glob("*.crit"))
+CRITERIA = sorted((ROOT / "criteria").rglob("*.crit"))
 
 
 @pytest.mark.parametrize("path", CRITERIA, ids=lambda p: p.name)
