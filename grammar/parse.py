@@ -352,7 +352,7 @@ def read_source(path: str | Path) -> str:
         col = len(before) - (before.rfind(b"\n") + 1) + 1
         raise CritError(
             Diagnostic(
-                code="E008", message=f"{p} is not UTF-8 text (byte 0x{data[err.start]:02x})", file=str(p),
+                code="E008", message=f"not UTF-8 text (byte 0x{data[err.start]:02x})", file=str(p),
                 span=Span(line=line, col=col, end_line=line, end_col=col + 1),
                 hint="save the file as UTF-8; is this really a .crit file?",
             )
