@@ -1,0 +1,713 @@
+"""Rules: decide every criterion and every note's eligibility from stored answers, in DuckDB SQL.
+
+A plan's lets and criteria compile to one SQL script (``rules_sql``); ``evaluate``
+runs it over the store's ``answers`` and ``notes`` tables. There is one
+evaluator and it is this SQL: no Python copy of the logic exists, so what
+``crit compile --json`` shows is exactly what decides eligibility, and a
+threshold edit re-runs this script over the same answers without any model.
+
+The script, in order:
+
+1. ``answer_values``: one row per note and question, the answer chosen by
+   ``answer_key``, converted to the question's unit (``value * factor + offset``,
+   one map per distinct reported unit, from ``crit.grammar.units.linear``),
+   capped, and a reason when it has no usable value: ``na`` (not in the note),
+   ``unit`` (a unit that does not convert: never compared silently),
+   ``error`` (generation failed) or ``missing`` (no answer row for the note).
+2. ``criteria``: the answers pivoted to one row per note, the lets and the
+   criteria computed as columns, then unpivoted to one row per note and
+   criterion with a status (met / not met / unknown) and a reason.
+3. ``eligibility``: per note, eligible / ineligible / unknown and the labels
+   that decided it.
+4. ``attrition`` (a view): notes remaining before and after each criterion, in
+   file order, like an OHDSI ATLAS attrition report.
+
+Logic is Kleene's three-valued logic, which SQL's NULL already is: NULL is
+unknown, and AND / OR / NOT propagate it as Kleene does. Alongside each
+expression the compiler builds a second SQL expression that, where the first is
+NULL, says why: the reason of the first unknown input that made it unknown.
+Booleans count 1 / 0 in arithmetic (CHADS2 adds them). Division by zero is
+unknown (reason ``value``). ``count(...)`` compared with a constant is exact:
+the count lies between the number of true arguments and that number plus the
+unknown ones, and the comparison is decided whenever the whole interval agrees;
+``count(...)`` used any other way (in arithmetic) is unknown as soon as one
+argument is unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Literal, NamedTuple
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from crit.engine.plan import Plan, RangeRule
+from crit.engine.questions import Question
+from crit.grammar import ast, units
+from crit.grammar.errors import CritError
+
+__all__ = ["EvaluationSummary", "evaluate", "rules_sql"]
+
+Status = Literal["met", "not met", "unknown"]
+Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy"]
+
+# Spellings of the notes' sex column that we accept (compared lower-cased, trimmed).
+MALE = ("male", "m", "man")
+FEMALE = ("female", "f", "woman")
+
+# Columns of the store's answers table this module reads; other columns are ignored.
+ANSWER_COLUMNS = ("note_id", "question", "answer_key", "value", "unit", "na", "error")
+
+# Helper tables `evaluate` loads before running the script (the script's inputs besides the store).
+_QUESTIONS = "_crit_questions"  # question, kind, cap, answer_key, use_all
+_UNITS = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
+_NOTES = "_crit_notes"  # note_id, sex (as the notes table has it)
+
+
+class EvaluationSummary(BaseModel):
+    """What one evaluation produced (the same counts are in the store's `evaluation` table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules_fingerprint: str
+    trial: str | None
+    notes: int
+    eligible: int
+    ineligible: int
+    unknown: int
+    criteria: int
+    seconds: float
+
+
+# ---- compiling expressions ----------------------------------------------------------
+
+
+Cause = tuple[str, str]  # (SQL that may be NULL, SQL of the reason when it is)
+
+
+class _Sql(NamedTuple):
+    """A compiled expression: its SQL, its type, and the inputs whose NULL makes it NULL.
+
+    `causes` is ordered: where `sql` is NULL, the reason is that of the first cause
+    that is NULL. A strict operation (NULL exactly when an operand is: comparison,
+    + - *, not) passes its operands' causes up, so reasons name inputs rather than
+    nest; any other node (and, or, /, count) is its own single cause.
+    """
+
+    sql: str
+    type: Literal["bool", "num"]
+    causes: tuple[Cause, ...] = ()
+
+    @property
+    def nullable(self) -> bool:
+        return bool(self.causes)
+
+    @property
+    def reason(self) -> str:
+        return _first_null(self.causes)
+
+    def alone(self) -> _Sql:
+        """This node as one cause of its own (for a parent that is not strict in it)."""
+        if len(self.causes) <= 1:
+            return self
+        return _Sql(self.sql, self.type, ((self.sql, self.reason),))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        raise CritError(f"the number {value} cannot be used in a rule")
+    return f"{value!r}::DOUBLE"
+
+
+def _qcol(name: str) -> str:
+    return _ident(f"q_{name}")
+
+
+def _rcol(name: str) -> str:
+    return _ident(f"r_{name}")
+
+
+def _first_null(causes: tuple[Cause, ...]) -> str:
+    """The reason of the first NULL cause; 'value' when none is (the operation itself gave NULL)."""
+    if not causes:
+        return "'value'"
+    if len(causes) == 1:
+        return causes[0][1]  # the expression is NULL only when its one cause is
+    whens = [f"WHEN ({test}) IS NULL THEN {reason}" for test, reason in causes]
+    return "CASE " + " ".join(whens) + " ELSE 'value' END"
+
+
+def _causes(*parts: _Sql) -> tuple[Cause, ...]:
+    return tuple(c for p in parts for c in p.causes)
+
+
+def _as_number(part: _Sql) -> str:
+    return f"CAST({part.sql} AS DOUBLE)" if part.type == "bool" else part.sql
+
+
+_SQL_OP = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "!=": "<>"}
+_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
+
+
+class _Compiler:
+    """Compiles AST expressions of one plan to SQL over the pivoted row (q_*, r_*, l_*, sex columns)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.questions = {q.name: q for q in plan.questions}
+        self.lets: dict[str, _Sql] = {}  # compiled lets, referenced by column
+        self._dispatch: dict[type, Callable[[Any, str | None], _Sql]] = {
+            ast.Quantity: self._quantity,
+            ast.BoolLit: self._bool,
+            ast.Name: self._name,
+            ast.Neg: self._neg,
+            ast.Arith: self._arith,
+            ast.Compare: self._compare,
+            ast.And: self._and,
+            ast.Or: self._or,
+            ast.Not: self._not,
+            ast.Aggregate: self._aggregate,
+            ast.RangeTest: self._range_test,
+            ast.BoundRef: self._bound,
+        }
+
+    def expr(self, node: ast.Node, target: str | None = None) -> _Sql:
+        """`target`: the question whose unit a bare quantity here is compared in (for conversion)."""
+        handler = self._dispatch.get(type(node))
+        if handler is None:
+            raise TypeError(f"the rules compiler has no case for {type(node).__name__}")  # a bug
+        return handler(node, target)
+
+    # -- leaves
+
+    def _quantity(self, node: ast.Quantity, target: str | None) -> _Sql:
+        value = node.value
+        q = self.questions.get(target) if target else None
+        if node.unit is not None and q is not None and q.unit is not None:
+            # Converted once, here, to the unit the answers are compared in (`hgb < 90 g/L`).
+            lin = units.linear(node.unit, q.unit, _analyte(q), self.plan.conversions)
+            if lin is None:
+                raise CritError(f"cannot convert {node.value:g} {node.unit} to {q.unit} (the unit of '{q.name}')")
+            value = lin.apply(value)
+        return _Sql(_number(value), "num")
+
+    def _bool(self, node: ast.BoolLit, target: str | None) -> _Sql:
+        return _Sql("TRUE" if node.value else "FALSE", "bool")
+
+    def _name(self, node: ast.Name, target: str | None) -> _Sql:
+        if node.name in self.lets:
+            let = self.lets[node.name]
+            col = _ident(f"l_{node.name}")
+            return _Sql(col, let.type, ((col, _ident(f"lr_{node.name}")),) if let.nullable else ())
+        q = self.questions.get(node.name)
+        if q is None:
+            raise CritError(f"unknown name '{node.name}' in the rules")
+        return _Sql(_qcol(q.name), "bool" if q.kind == "boolean" else "num", ((_qcol(q.name), _rcol(q.name)),))
+
+    # -- arithmetic and comparison
+
+    def _neg(self, node: ast.Neg, target: str | None) -> _Sql:
+        inner = self.expr(node.operand, target)
+        return _Sql(f"(-{_as_number(inner)})", "num", inner.causes)
+
+    def _arith(self, node: ast.Arith, target: str | None) -> _Sql:
+        if node.op in "+-":
+            # A quantity added to a measured value is in that value's unit (`creat - 0.3 mg/dL`).
+            left = self.expr(node.left, _measured(node.right, self.questions) or target)
+            right = self.expr(node.right, _measured(node.left, self.questions) or target)
+        else:
+            left, right = self.expr(node.left), self.expr(node.right)  # factors carry no unit
+        a, b = _as_number(left), _as_number(right)
+        if node.op == "/":
+            # DuckDB gives inf for x/0; a rule must see unknown instead.
+            sql = f"({a} / NULLIF({b}, 0))"
+            return _Sql(sql, "num", ((sql, _first_null(_causes(left, right))),))
+        return _Sql(f"({a} {node.op} {b})", "num", _causes(left, right))
+
+    def _compare(self, node: ast.Compare, target: str | None) -> _Sql:
+        counted = self._count_compare(node)
+        if counted is not None:
+            return counted
+        left = self.expr(node.left, _measured(node.right, self.questions))
+        right = self.expr(node.right, _measured(node.left, self.questions))
+        if left.type != right.type:
+            a, b = _as_number(left), _as_number(right)
+        else:
+            a, b = left.sql, right.sql
+        return _Sql(f"({a} {_SQL_OP[node.op]} {b})", "bool", _causes(left, right))
+
+    def _count_compare(self, node: ast.Compare) -> _Sql | None:
+        """`count(a, b, c) >= k` as Kleene requires: decided whenever every completion of the unknowns agrees."""
+        if _is_count(node.left) and _constant(node.right) is not None:
+            agg, k, op = node.left, _constant(node.right), node.op
+        elif _is_count(node.right) and _constant(node.left) is not None:
+            agg, k, op = node.right, _constant(node.left), _FLIP[node.op]
+        else:
+            return None
+        assert isinstance(agg, ast.Aggregate) and k is not None
+        args = [self.expr(a) for a in agg.args]
+        # The count lies in [t, t + u]: t true arguments, u unknown ones.
+        t = " + ".join(f"CAST(COALESCE({a.sql}, FALSE) AS INTEGER)" for a in args) or "0"
+        u = " + ".join(f"CAST(({a.sql}) IS NULL AS INTEGER)" for a in args if a.nullable) or "0"
+        hi = f"({t}) + ({u})"
+        c = _number(k)
+        integral = float(k).is_integer()
+        true_when, false_when = {
+            ">=": (f"({t}) >= {c}", f"{hi} < {c}"),
+            ">": (f"({t}) > {c}", f"{hi} <= {c}"),
+            "<=": (f"{hi} <= {c}", f"({t}) > {c}"),
+            "<": (f"{hi} < {c}", f"({t}) >= {c}"),
+            "=": (f"({t}) = {c} AND ({u}) = 0", f"{c} < ({t}) OR {c} > {hi}") if integral else ("FALSE", "TRUE"),
+            "!=": (f"{c} < ({t}) OR {c} > {hi}", f"({t}) = {c} AND ({u}) = 0") if integral else ("TRUE", "FALSE"),
+        }[op]
+        sql = f"(CASE WHEN {true_when} THEN TRUE WHEN {false_when} THEN FALSE END)"
+        return _Sql(sql, "bool", ((sql, _first_null(_causes(*(a.alone() for a in args)))),))
+
+    # -- logic
+
+    def _and(self, node: ast.And, target: str | None) -> _Sql:
+        return self._junction("AND", [self.expr(a) for a in node.args], empty="TRUE")
+
+    def _or(self, node: ast.Or, target: str | None) -> _Sql:
+        return self._junction("OR", [self.expr(a) for a in node.args], empty="FALSE")
+
+    def _junction(self, op: str, args: list[_Sql], empty: str) -> _Sql:
+        if not args:
+            return _Sql(empty, "bool")
+        if len(args) == 1:
+            return args[0]
+        # Unknown only when no argument decides it, so every unknown argument is a cause: name the first.
+        sql = "(" + f" {op} ".join(a.sql for a in args) + ")"
+        causes = _causes(*(a.alone() for a in args))
+        return _Sql(sql, "bool", ((sql, _first_null(causes)),) if causes else ())
+
+    def _not(self, node: ast.Not, target: str | None) -> _Sql:
+        inner = self.expr(node.operand)
+        return _Sql(f"(NOT {inner.sql})", "bool", inner.causes)
+
+    def _aggregate(self, node: ast.Aggregate, target: str | None) -> _Sql:
+        args = [self.expr(a) for a in node.args]
+        if node.func == "any":
+            return self._junction("OR", args, empty="FALSE")
+        if node.func == "all":
+            return self._junction("AND", args, empty="TRUE")
+        # count() outside a comparison with a constant: unknown as soon as one argument is.
+        sql = "(" + (" + ".join(f"CAST({a.sql} AS INTEGER)" for a in args) or "0") + ")"
+        return _Sql(sql, "num", _causes(*args))  # strict: NULL exactly when an argument is
+
+    # -- sex-aware ranges
+
+    def _range(self, name: str) -> RangeRule:
+        rule = self.plan.ranges.get(name)
+        if rule is None:
+            raise CritError(f"no range is declared for '{name}'")
+        return rule
+
+    def _by_sex(self, male: str, female: str) -> tuple[str, bool]:
+        """One SQL expression per sex, chosen by the note's sex; no sex needed when both are the same."""
+        if male == female:
+            return male, False
+        return f"(CASE sex WHEN 'male' THEN {male} WHEN 'female' THEN {female} END)", True
+
+    def _range_test(self, node: ast.RangeTest, target: str | None) -> _Sql:
+        if not isinstance(node.operand, ast.Name):
+            raise CritError(f"'{node.side} range' applies to a numeric question by name")
+        value = self.expr(node.operand)
+        rule = self._range(node.operand.name)
+        v = value.sql
+
+        def test(low: float | None, high: float | None) -> str:
+            # An open bound is never crossed; a missing value stays unknown.
+            above = f"({v} > {_number(high)})" if high is not None else f"(({v}) IS NULL AND NULL)"
+            below = f"({v} < {_number(low)})" if low is not None else f"(({v}) IS NULL AND NULL)"
+            if node.side == "above":
+                return above
+            if node.side == "below":
+                return below
+            return f"(NOT ({above} OR {below}))"
+
+        def bounds(low: float | None, high: float | None) -> tuple[float | None, float | None]:
+            # Only the bound the test reads matters: `above range` ignores the lower limits.
+            return (None if node.side == "above" else low, None if node.side == "below" else high)
+
+        male = test(*bounds(rule.male_low, rule.male_high))
+        female = test(*bounds(rule.female_low, rule.female_high))
+        sql, needs_sex = self._by_sex(male, female)
+        # NULL exactly when the value is, or (sex-aware) the sex is.
+        return _Sql(sql, "bool", value.causes + ((("sex", "'sex'"),) if needs_sex else ()))
+
+    def _bound(self, node: ast.BoundRef, target: str | None) -> _Sql:
+        rule = self._range(node.name)
+        pick = (lambda lo, hi: hi) if node.func == "uln" else (lambda lo, hi: lo)
+        male, female = pick(rule.male_low, rule.male_high), pick(rule.female_low, rule.female_high)
+        for sex, bound in (("male", male), ("female", female)):
+            if bound is None:
+                raise CritError(
+                    f"{node.func}({node.name}) needs a {'high' if node.func == 'uln' else 'low'} limit for {sex} "
+                    f"in the range of '{node.name}'"
+                )
+        assert male is not None and female is not None
+        sql, needs_sex = self._by_sex(_number(male), _number(female))
+        return _Sql(sql, "num", (("sex", "'sex'"),) if needs_sex else ())
+
+
+def _analyte(q: Question) -> str | None:
+    return units.analyte_of(q.phrase, q.aka)
+
+
+def _is_count(node: ast.Node) -> bool:
+    return isinstance(node, ast.Aggregate) and node.func == "count"
+
+
+def _constant(node: ast.Node) -> float | None:
+    """The value of a unitless constant (`2`, `-1`), else None."""
+    if isinstance(node, ast.Quantity) and node.unit is None:
+        return node.value
+    if isinstance(node, ast.Neg):
+        inner = _constant(node.operand)
+        return None if inner is None else -inner
+    return None
+
+
+def _measured(node: ast.Node, questions: Mapping[str, Question]) -> str | None:
+    """The question whose unit an expression is in: `creat`, `2 * uln(creat)`, `-creat`; None for lets."""
+    if isinstance(node, ast.Name):
+        return node.name if node.name in questions else None
+    if isinstance(node, ast.BoundRef):
+        return node.name
+    if isinstance(node, ast.Neg):
+        return _measured(node.operand, questions)
+    if isinstance(node, ast.Arith):
+        return _measured(node.left, questions) or _measured(node.right, questions)
+    return None
+
+
+# ---- the script -----------------------------------------------------------------------
+
+
+def _answer_values_sql() -> str:
+    # One answer per note and question: the chosen answer_key's row (a successful one first,
+    # when several rows compete, e.g. answer_keys=None over a store holding two models' answers).
+    return f"""CREATE OR REPLACE TABLE answer_values AS
+WITH picked AS (
+    SELECT a.note_id, a.question, a.value, a.unit, a.na, a.error
+    FROM answers a
+    JOIN {_QUESTIONS} q ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key)
+    QUALIFY row_number() OVER (
+        PARTITION BY a.note_id, a.question ORDER BY (a.error IS NULL) DESC, a.answer_key DESC) = 1
+)
+SELECT
+    n.note_id,
+    q.question,
+    p.value,
+    p.unit,
+    CASE
+        WHEN p.error IS NOT NULL OR p.na IS TRUE OR p.value IS NULL THEN NULL
+        WHEN q.kind = 'boolean' THEN p.value
+        WHEN q.cap IS NOT NULL AND p.value * u.factor + u."offset" > q.cap THEN q.cap
+        ELSE p.value * u.factor + u."offset"
+    END AS converted,
+    CASE
+        WHEN p.note_id IS NULL THEN 'missing'
+        WHEN p.error IS NOT NULL THEN 'error'
+        WHEN p.na IS TRUE OR p.value IS NULL THEN 'na'
+        WHEN q.kind = 'numeric' AND u.factor IS NULL THEN 'unit'
+    END AS reason
+FROM {_NOTES} n
+CROSS JOIN {_QUESTIONS} q
+LEFT JOIN picked p ON p.note_id = n.note_id AND p.question = q.question
+LEFT JOIN {_UNITS} u ON u.question = q.question AND u.unit_key = COALESCE(p.unit, '')"""
+
+
+def _note_sex_sql(plan: Plan) -> str:
+    male = ", ".join(map(_text, MALE))
+    female = ", ".join(map(_text, FEMALE))
+    from_notes = (
+        f"CASE WHEN lower(trim(n.sex)) IN ({male}) THEN 'male' "
+        f"WHEN lower(trim(n.sex)) IN ({female}) THEN 'female' END"
+    )
+    if not plan.needs_sex:
+        return from_notes
+    # The corpus's sex column first; else the built-in question (present = female, absent = male).
+    q = _qcol("sex")
+    return f"COALESCE({from_notes}, CASE WHEN {q} THEN 'female' WHEN NOT {q} THEN 'male' END)"
+
+
+def _criteria_sql(plan: Plan) -> str:
+    comp = _Compiler(plan)
+    pivot = []
+    for q in plan.questions:
+        where = f"FILTER (WHERE question = {_text(q.name)})"
+        value = f"max(converted) {where}" if q.kind == "numeric" else f"(max(converted) {where} <> 0)"
+        pivot.append(f"{value} AS {_qcol(q.name)}")
+        pivot.append(f"max(reason) {where} AS {_rcol(q.name)}")
+    ctes = [
+        "wide AS (\n    SELECT note_id,\n        " + ",\n        ".join(pivot) + "\n    FROM answer_values GROUP BY note_id\n)",
+        f"sexed AS (\n    SELECT w.*, {_note_sex_sql(plan)} AS sex\n    FROM wide w JOIN {_NOTES} n USING (note_id)\n)",
+    ]
+    previous = "sexed"
+    for i, let in enumerate(plan.lets, 1):
+        compiled = comp.expr(let.expr)
+        ctes.append(
+            f"let_{i} AS (  -- let {let.name}\n    SELECT *, {compiled.sql} AS {_ident('l_' + let.name)},\n"
+            f"        {compiled.reason} AS {_ident('lr_' + let.name)}\n    FROM {previous}\n)"
+        )
+        comp.lets[let.name] = compiled
+        previous = f"let_{i}"
+    cols, structs = [], []
+    for pos, c in enumerate(plan.criteria, 1):
+        compiled = comp.expr(c.expr)
+        cols.append(f"-- {c.type} {c.label}\n        {compiled.sql} AS c_{pos},\n        {compiled.reason} AS cr_{pos}")
+        policy = {"met": "'met'", "not met": "'not met'", "unknown": "'unknown'"}[c.if_missing]
+        status = f"CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END"
+        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cr_{pos}, 'value')"
+        reason = f"CASE WHEN c_{pos} IS NOT NULL THEN 'value' ELSE {unknown_reason} END"
+        structs.append(
+            f"{{'position': {pos}, 'label': {_text(c.label)}, 'type': {_text(c.type)}, "
+            f"'status': {status}, 'reason': {reason}}}"
+        )
+    if cols:
+        ctes.append(f"decided AS (\n    SELECT note_id,\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
+        body = (
+            "SELECT note_id, unnest([\n        " + ",\n        ".join(structs) + "\n    ], recursive := true)\nFROM decided"
+        )
+    else:  # no criteria: an empty table of the right shape
+        body = (
+            "SELECT NULL::VARCHAR AS note_id, NULL::INTEGER AS position, NULL::VARCHAR AS label, "
+            "NULL::VARCHAR AS type, NULL::VARCHAR AS status, NULL::VARCHAR AS reason WHERE FALSE"
+        )
+    return "CREATE OR REPLACE TABLE criteria AS\nWITH " + ",\n".join(ctes) + "\n" + body
+
+
+_ELIGIBILITY_SQL = f"""CREATE OR REPLACE TABLE eligibility AS
+WITH judged AS (
+    SELECT n.note_id, c.position, c.label, c.status,
+        (c.type = 'include' AND c.status = 'not met') OR (c.type = 'exclude' AND c.status = 'met') AS fails
+    FROM {_NOTES} n LEFT JOIN criteria c USING (note_id)
+), counted AS (
+    SELECT note_id,
+        count(*) FILTER (WHERE fails) AS failed,
+        count(*) FILTER (WHERE status = 'unknown') AS unknown,
+        list(label ORDER BY position) FILTER (WHERE fails) AS failed_labels,
+        list(label ORDER BY position) FILTER (WHERE status = 'unknown') AS unknown_labels
+    FROM judged GROUP BY note_id
+)
+SELECT note_id,
+    CASE WHEN failed > 0 THEN 'ineligible' WHEN unknown > 0 THEN 'unknown' ELSE 'eligible' END AS status,
+    CASE WHEN failed > 0 THEN failed_labels WHEN unknown > 0 THEN unknown_labels ELSE []::VARCHAR[] END AS deciding
+FROM counted"""
+
+_ATTRITION_SQL = """CREATE OR REPLACE VIEW attrition AS
+WITH judged AS (
+    SELECT note_id, position, label, type, status,
+        (type = 'include' AND status = 'not met') OR (type = 'exclude' AND status = 'met') AS fails
+    FROM criteria
+), first_fail AS (
+    SELECT note_id, min(position) FILTER (WHERE fails) AS at FROM judged GROUP BY note_id
+)
+SELECT j.position, j.label, j.type,
+    count(*) FILTER (WHERE f.at IS NULL OR f.at >= j.position) AS remaining_before,
+    count(*) FILTER (WHERE f.at = j.position) AS removed,
+    count(*) FILTER (WHERE f.at IS NULL OR f.at > j.position) AS remaining_after,
+    count(*) FILTER (WHERE (f.at IS NULL OR f.at >= j.position) AND j.status = 'unknown') AS unknown
+FROM judged j JOIN first_fail f USING (note_id)
+GROUP BY j.position, j.label, j.type
+ORDER BY j.position"""
+
+
+def _statements(plan: Plan) -> list[str]:
+    return [_answer_values_sql(), _criteria_sql(plan), _ELIGIBILITY_SQL, _ATTRITION_SQL]
+
+
+def rules_sql(plan: Plan) -> str:
+    """The SQL script that evaluates `plan` (what `crit compile --json` shows).
+
+    It reads the store's `answers`, plus three small tables `evaluate` loads first:
+    `_crit_questions` (question, kind, cap, answer_key, use_all), `_crit_units`
+    (question, unit_key, factor, offset: one row per reported unit, factor NULL when
+    it does not convert) and `_crit_notes` (note_id, sex).
+    """
+    header = (
+        f"-- crit rules for {plan.trial_id or plan.source or 'a plan'}, rules fingerprint {plan.rules_fingerprint}\n"
+        "-- NULL is unknown (Kleene logic); columns q_* are answers, r_* why they are unknown.\n"
+    )
+    return header + ";\n\n".join(_statements(plan)) + ";\n"
+
+
+# ---- running it ---------------------------------------------------------------------------
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str] | None:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = current_schema()",
+        [table],
+    ).fetchall()
+    return {r[0] for r in rows} or None
+
+
+def _needed(plan: Plan) -> list[str]:
+    """Questions some let or criterion reads, in plan order (the sex question is decided apart)."""
+    names: set[str] = set()
+    for e in [l.expr for l in plan.lets] + [c.expr for c in plan.criteria]:
+        for node in ast.walk(e):
+            if isinstance(node, ast.Name):
+                names.add(node.name)
+            elif isinstance(node, ast.BoundRef):
+                names.add(node.name)
+    return [q.name for q in plan.questions if q.name in names]
+
+
+def _describe(q: Question) -> str:
+    words = " ".join(w for w in (q.order if q.order not in (None, "value") else None, q.phrase) if w)
+    return f"{words}, {q.unit}" if q.unit else words
+
+
+def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mapping[str, str] | None) -> None:
+    answer_cols = _columns(con, "answers")
+    if answer_cols is None:
+        raise CritError("the store has no answers table; run `crit run` first")
+    lacking = [c for c in ANSWER_COLUMNS if c not in answer_cols]
+    if lacking:
+        raise CritError(f"the store's answers table lacks column(s) {', '.join(lacking)}")
+
+    note_cols = _columns(con, "notes")
+    if note_cols is None:
+        notes_sql = "SELECT DISTINCT note_id, NULL::VARCHAR AS sex FROM answers"
+    elif "note_id" not in note_cols:
+        raise CritError("the store's notes table has no note_id column")
+    else:
+        sex = "CAST(sex AS VARCHAR)" if "sex" in note_cols else "NULL::VARCHAR"
+        notes_sql = f"SELECT CAST(note_id AS VARCHAR) AS note_id, {sex} AS sex FROM notes"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_NOTES} AS {notes_sql}")
+    dup = con.execute(f"SELECT note_id FROM {_NOTES} GROUP BY note_id HAVING count(*) > 1 LIMIT 1").fetchone()
+    if dup:
+        raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
+
+    use_all = answer_keys is None
+    rows = [
+        (q.name, q.kind, q.cap, None if use_all else answer_keys.get(q.name), use_all)  # type: ignore[union-attr]
+        for q in plan.questions
+    ]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} "
+        "(question VARCHAR, kind VARCHAR, cap DOUBLE, answer_key VARCHAR, use_all BOOLEAN)"
+    )
+    if rows:
+        con.executemany(f"INSERT INTO {_QUESTIONS} VALUES (?, ?, ?, ?, ?)", rows)
+
+    # A question a rule reads must have answers in the store; the sex question only when some note lacks a sex.
+    needed = _needed(plan)
+    if plan.needs_sex:
+        unsexed = con.execute(
+            f"SELECT count(*) FROM {_NOTES} WHERE lower(trim(sex)) NOT IN "
+            f"({', '.join(map(_text, MALE + FEMALE))}) OR sex IS NULL"
+        ).fetchone()
+        if unsexed and unsexed[0] > 0:
+            needed.append("sex")
+    if needed:
+        answered = {
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT q.question FROM {_QUESTIONS} q SEMI JOIN answers a "
+                "ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key)"
+            ).fetchall()
+        }
+        for name in needed:
+            if name not in answered:
+                q = plan.question(name)
+                under = "" if use_all else " under the current model"
+                raise CritError(
+                    f"the store has no answers for question '{name}' ({_describe(q)}){under}; run `crit run` first"
+                )
+
+    # One linear map per distinct (numeric question, reported unit), computed here and joined in SQL.
+    numeric = {q.name: q for q in plan.questions if q.kind == "numeric"}
+    seen = con.execute(
+        f"SELECT DISTINCT a.question, COALESCE(a.unit, '') FROM answers a JOIN {_QUESTIONS} q "
+        "ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key) WHERE q.kind = 'numeric'"
+    ).fetchall()
+    maps = []
+    for name, unit in seen:
+        q = numeric[name]
+        if q.unit is None:  # a unitless question compares numbers as reported
+            lin: units.Linear | None = units.IDENTITY
+        else:
+            lin = units.linear(unit or None, q.unit, _analyte(q), plan.conversions)
+        maps.append((name, unit, lin.factor if lin else None, lin.offset if lin else None))
+    con.execute(
+        f'CREATE OR REPLACE TEMP TABLE {_UNITS} (question VARCHAR, unit_key VARCHAR, factor DOUBLE, "offset" DOUBLE)'
+    )
+    if maps:
+        con.executemany(f"INSERT INTO {_UNITS} VALUES (?, ?, ?, ?)", maps)
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mapping[str, str] | None = None
+) -> EvaluationSummary:
+    """Evaluate `plan` over the store's answers; (re)write answer_values, criteria, eligibility, attrition.
+
+    `answer_keys` maps a question name to the answer_key of its answers under the
+    current model (a question it omits has no answers); None uses every answer row
+    of each question name. Raises CritError when a question the rules read has no
+    answers at all. No model is involved: editing a threshold and calling this again
+    re-decides every note from the same answers.
+    """
+    started = time.perf_counter()
+    statements = _statements(plan)  # compile first: a plan error leaves the store untouched
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _load_inputs(con, plan, answer_keys)
+        for sql in statements:
+            con.execute(sql)
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'eligible'), "
+            "count(*) FILTER (WHERE status = 'ineligible'), count(*) FILTER (WHERE status = 'unknown') "
+            "FROM eligibility"
+        ).fetchone()
+        assert counts is not None
+        notes, eligible, ineligible, unknown = (int(x) for x in counts)
+        con.execute(
+            "CREATE OR REPLACE TABLE evaluation AS SELECT ?::VARCHAR AS rules_fingerprint, ?::VARCHAR AS trial, "
+            "?::VARCHAR AS source, ?::TIMESTAMPTZ AS evaluated_at, ?::VARCHAR AS answer_keys, "
+            "?::BIGINT AS notes, ?::BIGINT AS eligible, ?::BIGINT AS ineligible, ?::BIGINT AS unknown",
+            [
+                plan.rules_fingerprint,
+                plan.trial_id,
+                plan.source,
+                datetime.now(timezone.utc),
+                None if answer_keys is None else json.dumps(dict(answer_keys), sort_keys=True),
+                notes,
+                eligible,
+                ineligible,
+                unknown,
+            ],
+        )
+        for table in (_QUESTIONS, _UNITS, _NOTES):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return EvaluationSummary(
+        rules_fingerprint=plan.rules_fingerprint,
+        trial=plan.trial_id,
+        notes=notes,
+        eligible=eligible,
+        ineligible=ineligible,
+        unknown=unknown,
+        criteria=len(plan.criteria),
+        seconds=round(time.perf_counter() - started, 3),
+    )
