@@ -1,0 +1,337 @@
+"""Notes in: read a corpus of clinical notes through DuckDB, in batches, and set aside the rows that cannot run.
+
+Sources: JSONL (.jsonl/.ndjson), a JSON array (.json), CSV (.csv/.tsv), Parquet,
+a folder of .txt files (note_id = file stem), or a table in a DuckDB file written
+`file.duckdb:table`. Notes are streamed with DuckDB record-batch cursors, so a
+corpus larger than memory never sits in Python at once.
+
+A bad row (no id, an id seen before, empty text, text that is not UTF-8 or not
+valid JSON, text longer than `max_chars`) is recorded as a BadRow with its
+1-based row number (the record's position in the file; for a folder, the file
+name) and skipped; the other rows run. A missing or unreadable source is a
+CritError. Nothing here prints or logs note text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from crit.grammar.errors import CritError
+
+# Column names tried, in order, when the user names none (compared case-insensitively).
+ID_COLUMNS = ("note_id", "id", "row_id", "document_id", "doc_id", "hadm_id")
+TEXT_COLUMNS = ("text", "note", "note_text", "body", "content")
+SEX_COLUMNS = ("sex", "gender")
+
+# Longer texts are almost always a broken export (a whole file in one cell), not a note.
+MAX_CHARS = 1_000_000
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class Note(BaseModel):
+    """One note ready to be asked questions: its id, text, sex as the corpus gives it, and source row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    note_id: str
+    text: str
+    sex: str | None = None
+    row: int  # 1-based record number in the source (for a folder: position in name order)
+
+
+class BadRow(BaseModel):
+    """A row skipped, and why (the reason never quotes the note's text)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    row: int
+    note_id: str | None
+    reason: str
+    where: str  # "row 12", or a file name for a folder of .txt
+
+    def describe(self) -> str:
+        who = f" (note_id {self.note_id!r})" if self.note_id else ""
+        return f"{self.where}{who}: {self.reason}"
+
+
+def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, option: str) -> str | None:
+    """The source column for `what`: the one the user named, else the first default present."""
+    by_lower = {c.lower(): c for c in columns}
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        if wanted.lower() in by_lower:
+            return by_lower[wanted.lower()]
+        raise CritError(f"no column '{wanted}' ({option}) in the notes; columns are: {', '.join(columns)}")
+    for name in defaults:
+        if name in by_lower:
+            return by_lower[name]
+    return None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _json_path(name: str) -> str:
+    return "$." + '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class NoteReader:
+    """Streams the good notes of one source; `bad_rows` fills in as they are met.
+
+    notes = NoteReader("notes.jsonl")
+    for batch in notes.batches(64): ...
+    notes.bad_rows  # rows skipped so far, with row numbers and reasons
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        id_column: str | None = None,
+        text_column: str | None = None,
+        sex_column: str | None = None,
+        max_chars: int = MAX_CHARS,
+    ):
+        self.source = str(source)
+        self.max_chars = max_chars
+        self.bad_rows: list[BadRow] = []
+        self._con = duckdb.connect()  # in memory; only reads the source
+        self._folder_files: list[Path] = []
+        self._kind, self._from = self._resolve(self.source)
+        if self._kind == "folder":
+            self.id_column = self.text_column = None
+            self.sex_column = None
+            return
+        columns = self._columns()
+        self.id_column = _pick(columns, id_column, ID_COLUMNS, "note id", "--id-column")
+        self.text_column = _pick(columns, text_column, TEXT_COLUMNS, "note text", "--text-column")
+        self.sex_column = _pick(columns, sex_column, SEX_COLUMNS, "sex", "--sex-column")
+        if self.id_column is None:
+            raise CritError(
+                f"no note id column in {self.source}: looked for {', '.join(ID_COLUMNS)}; "
+                f"name one with --id-column (columns are: {', '.join(columns)})"
+            )
+        if self.text_column is None:
+            raise CritError(
+                f"no note text column in {self.source}: looked for {', '.join(TEXT_COLUMNS)}; "
+                f"name one with --text-column (columns are: {', '.join(columns)})"
+            )
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _resolve(self, source: str) -> tuple[str, str]:
+        """(kind, DuckDB table expression) for a source; CritError when it does not exist or is unknown."""
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
+            if not files:
+                raise CritError(f"notes folder '{source}' holds no .txt files")
+            self._folder_files = files
+            return "folder", ""
+        if not path.exists() and ":" in source:
+            db, _, table = source.rpartition(":")
+            if Path(db).is_file():
+                if not _TABLE_NAME.match(table):
+                    raise CritError(f"'{table}' is not a table name (letters, digits, _; optionally schema.table)")
+                try:
+                    self._con.execute("ATTACH ? AS notes_src (READ_ONLY)", [db])
+                except duckdb.Error as e:
+                    raise CritError(f"cannot open '{db}' as a DuckDB file: {e}") from None
+                return "duckdb", "notes_src." + ".".join(_quote(p) for p in table.split("."))
+        if not path.exists():
+            raise CritError(f"notes file '{source}' not found")
+        suffix = path.suffix.lower()
+        if path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")) or suffix in (".jsonl", ".ndjson"):
+            return "jsonl", "read_ndjson_objects(?, ignore_errors=true)"
+        if suffix == ".json":
+            return "json", "read_json_objects(?, format='auto')"
+        if suffix in (".csv", ".tsv") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
+            delim = "'\\t'" if ".tsv" in path.name.lower() else "','"
+            return "csv", (
+                f"read_csv(?, header=true, all_varchar=true, delim={delim}, store_rejects=true, "
+                "rejects_table='crit_rejects', rejects_scan='crit_reject_scans', max_line_size=100000000)"
+            )
+        if suffix == ".parquet":
+            return "parquet", "read_parquet(?, file_row_number=true)"
+        if suffix in (".duckdb", ".db"):
+            raise CritError(f"name the table holding the notes: '{source}:TABLE'")
+        raise CritError(
+            f"cannot read notes from '{source}': use .jsonl, .json, .csv, .tsv, .parquet, "
+            "a folder of .txt files, or FILE.duckdb:TABLE"
+        )
+
+    def _params(self) -> list[Any]:
+        return [] if self._kind in ("duckdb", "folder") else [self.source]
+
+    def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._con.execute(sql, self._params())
+        except duckdb.Error as e:
+            raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
+
+    def _columns(self) -> list[str]:
+        if self._kind in ("jsonl", "json"):
+            # Keys of the first readable objects (the JSON is parsed per row later, bad rows included).
+            rows = self._run(f"SELECT json_keys(json) FROM {self._from} WHERE json IS NOT NULL LIMIT 100").fetchall()
+            seen: dict[str, None] = {}
+            for (keys,) in rows:
+                for k in keys or []:
+                    seen.setdefault(k, None)
+            if not seen:
+                raise CritError(f"no readable JSON objects in '{self.source}'")
+            return list(seen)
+        rel = self._run(f"DESCRIBE SELECT * FROM {self._from}").fetchall()
+        return [r[0] for r in rel if r[0] != "file_row_number"]
+
+    def _select(self) -> str:
+        """SELECT giving (row_hint, id, text, text_length, sex, problem) per source row, text NULL when too long."""
+        assert self.id_column and self.text_column
+        if self._kind in ("jsonl", "json"):
+            ident = f"json ->> '{_json_path(self.id_column)}'"
+            raw_text = f"json ->> '{_json_path(self.text_column)}'"
+            sex = f"json ->> '{_json_path(self.sex_column)}'" if self.sex_column else "NULL"
+            problem = "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' END"
+        else:
+            ident = f"CAST({_quote(self.id_column)} AS VARCHAR)"
+            raw_text = f"CAST({_quote(self.text_column)} AS VARCHAR)"
+            sex = f"CAST({_quote(self.sex_column)} AS VARCHAR)" if self.sex_column else "NULL"
+            problem = "NULL"
+        row = "file_row_number + 1" if self._kind == "parquet" else "NULL"
+        return (
+            f"SELECT {row} AS row_hint, {ident} AS note_id, "
+            f"CASE WHEN length({raw_text}) <= {int(self.max_chars)} THEN {raw_text} END AS text, "
+            f"length({raw_text}) AS text_length, {sex} AS sex, {problem} AS problem FROM {self._from}"
+        )
+
+    def _csv_rejects(self) -> list[int]:
+        """Record numbers (1-based, header excluded) DuckDB's CSV reader rejects: invalid UTF-8, broken quoting.
+
+        Reading every selected column once is what makes DuckDB check them; this pass also
+        keeps the streaming pass's numbering right, since rejected rows vanish from it."""
+        self._run(f"SELECT count(*), sum(length(note_id)), sum(text_length), sum(length(sex)) FROM ({self._select()})").fetchall()
+        rows = self._con.execute("SELECT DISTINCT line FROM crit_rejects ORDER BY line").fetchall()
+        return [int(line) - 1 for (line,) in rows]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Rows in the source, good and bad (for a progress bar's total)."""
+        if self._kind == "folder":
+            return len(self._folder_files)
+        (n,) = self._run(f"SELECT count(*) FROM {self._from}").fetchone() or (0,)
+        return int(n)
+
+    def batches(self, size: int = 64, limit: int | None = None) -> Iterator[list[Note]]:
+        """Good notes in source order, `size` at a time, at most `limit` of them; bad rows go to `bad_rows`."""
+        if size < 1:
+            raise ValueError("batch size must be positive")
+        self.bad_rows = []
+        seen: set[str] = set()
+        batch: list[Note] = []
+        good = 0
+        for row, note_id, text, length, sex, problem, where in self._rows():
+            if limit is not None and good >= limit:
+                break
+            reason = self._problem(note_id, text, length, problem, seen)
+            if reason:
+                self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason, where=where))
+                continue
+            seen.add(note_id)
+            good += 1
+            batch.append(Note(note_id=note_id, text=text, sex=sex or None, row=row))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _problem(
+        self, note_id: str | None, text: str | None, length: int | None, problem: str | None, seen: set[str]
+    ) -> str | None:
+        if problem:
+            return problem
+        if note_id is None or not str(note_id).strip():
+            return "no note id"
+        if note_id in seen:
+            return "duplicate note id (an earlier row has it; this one is skipped)"
+        if length is not None and length > self.max_chars:
+            return f"text too long ({length:,} characters; the limit is {self.max_chars:,})"
+        if text is None or not text.strip():
+            return "empty text"
+        return None
+
+    def _rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+        if self._kind == "folder":
+            yield from self._folder_rows()
+            return
+        rejects = self._csv_rejects() if self._kind == "csv" else []
+        pending = list(rejects)
+        record = 0
+        try:
+            reader = self._con.sql(self._select(), params=self._params() or None).to_arrow_reader(1024)
+        except duckdb.Error as e:
+            raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
+        for rb in reader:
+            cols = rb.to_pydict()
+            for hint, note_id, text, length, sex, problem in zip(
+                cols["row_hint"], cols["note_id"], cols["text"], cols["text_length"], cols["sex"], cols["problem"]
+            ):
+                record += 1
+                while pending and pending[0] == record:  # a rejected CSV record sat here
+                    yield record, None, None, None, None, "not UTF-8 or malformed CSV", f"row {record}"
+                    pending.pop(0)
+                    record += 1
+                row = int(hint) if hint is not None else record
+                yield row, note_id, text, length, sex, problem, f"row {row}"
+        for r in pending:
+            yield r, None, None, None, None, "not UTF-8 or malformed CSV", f"row {r}"
+
+    def _folder_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+        # read_blob, not read_text: a file that is not UTF-8 becomes one bad row instead of a failed query.
+        chunk = 256
+        for start in range(0, len(self._folder_files), chunk):
+            files = self._folder_files[start : start + chunk]
+            try:
+                rows = dict(
+                    self._con.execute(
+                        "SELECT filename, content FROM read_blob(?)", [[str(f) for f in files]]
+                    ).fetchall()
+                )
+            except duckdb.Error as e:
+                raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
+            for i, f in enumerate(files, start=start + 1):
+                content: bytes = rows.get(str(f), b"")
+                try:
+                    text: str | None = content.decode("utf-8")
+                    problem = None
+                except UnicodeDecodeError as e:
+                    text, problem = None, f"not UTF-8 (byte {e.start})"
+                length = len(text) if text is not None else None
+                if length is not None and length > self.max_chars:
+                    text = None
+                yield i, f.stem, text, length, None, problem, f.name
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> NoteReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_notes(source: str | Path, **options: Any) -> tuple[list[Note], list[BadRow]]:
+    """Every good note of a small source at once, and the bad rows (for tests and small corpora)."""
+    with NoteReader(source, **options) as reader:
+        notes = [n for batch in reader.batches() for n in batch]
+        return notes, reader.bad_rows

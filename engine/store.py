@@ -1,0 +1,458 @@
+"""Store: one DuckDB file holding runs, notes, questions and answers; the rules layer adds its tables to it.
+
+Answers are keyed by (note_id, answer_key), where answer_key hashes the
+question's fingerprint with the backend's model/adapter identity
+(crit.engine.backends.base.answer_key): another model never reuses an answer,
+and a threshold edit (which changes no question) re-asks nothing.
+
+Crash safety: each batch of answers is written, with its notes, in ONE
+transaction as Arrow tables (`INSERT ... SELECT ... ON CONFLICT DO NOTHING`).
+After kill -9 or Ctrl-C everything up to the last commit is there and nothing
+is half-written; running the same command again asks only what `missing`
+reports. A run left 'running' by a dead process is marked 'interrupted' the
+next time the file is opened for writing (DuckDB's file lock means no other
+process can be writing it then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from crit.engine.answers import Answer
+from crit.engine.notes import Note
+from crit.engine.questions import Question
+from crit.grammar.errors import CritError
+
+SCHEMA_VERSION = 1
+
+RunStatus = Literal["running", "done", "interrupted", "failed"]
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
+        crit_file VARCHAR,
+        crit_hash VARCHAR,
+        rules_fingerprint VARCHAR,
+        trial_id VARCHAR,
+        notes_source VARCHAR,
+        model VARCHAR,
+        adapter VARCHAR,
+        backend VARCHAR,
+        backend_identity VARCHAR,
+        parameters JSON,
+        notes_total BIGINT,
+        notes_done BIGINT DEFAULT 0,
+        bad_rows BIGINT DEFAULT 0,
+        answers_new BIGINT DEFAULT 0,
+        answers_cached BIGINT DEFAULT 0,
+        errors BIGINT DEFAULT 0,
+        message VARCHAR
+    )""",
+    # What each answer_key means: the question as asked, under which model.
+    """CREATE TABLE IF NOT EXISTS questions (
+        answer_key VARCHAR PRIMARY KEY,
+        question VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        text VARCHAR NOT NULL,
+        unit VARCHAR,
+        question_fingerprint VARCHAR NOT NULL,
+        backend_identity VARCHAR NOT NULL,
+        answer_schema JSON
+    )""",
+    "CREATE TABLE IF NOT EXISTS run_questions (run_id VARCHAR, question VARCHAR, answer_key VARCHAR, "
+    "PRIMARY KEY (run_id, question))",
+    # The text stays here, in the user's own file: reports highlight evidence spans in it.
+    """CREATE TABLE IF NOT EXISTS notes (
+        note_id VARCHAR PRIMARY KEY,
+        sex VARCHAR,
+        text VARCHAR NOT NULL,
+        text_hash VARCHAR NOT NULL,
+        length BIGINT NOT NULL,
+        source_row BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS answers (
+        note_id VARCHAR NOT NULL,
+        answer_key VARCHAR NOT NULL,
+        question VARCHAR NOT NULL,
+        question_fingerprint VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        value DOUBLE,
+        unit VARCHAR,
+        na BOOLEAN NOT NULL,
+        source VARCHAR,
+        span_start BIGINT,
+        span_end BIGINT,
+        grounded BOOLEAN NOT NULL,
+        match VARCHAR,
+        raw VARCHAR,
+        latency_s DOUBLE,
+        prompt_tokens BIGINT,
+        output_tokens BIGINT,
+        error VARCHAR,
+        "window" BIGINT,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (note_id, answer_key)
+    )""",
+    "CREATE OR REPLACE VIEW latest_run AS SELECT * FROM runs ORDER BY started_at DESC LIMIT 1",
+    # The answers the latest run's questions use (another model's answers stay in `answers`).
+    """CREATE OR REPLACE VIEW latest_answers AS
+        SELECT a.* FROM answers a
+        JOIN run_questions rq ON rq.answer_key = a.answer_key
+        WHERE rq.run_id = (SELECT run_id FROM latest_run)""",
+]
+
+# Arrow layout of one batch of answers; column order is the INSERT's.
+_ANSWER_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("answer_key", pa.string()),
+        ("question", pa.string()),
+        ("question_fingerprint", pa.string()),
+        ("run_id", pa.string()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("na", pa.bool_()),
+        ("source", pa.string()),
+        ("span_start", pa.int64()),
+        ("span_end", pa.int64()),
+        ("grounded", pa.bool_()),
+        ("match", pa.string()),
+        ("raw", pa.string()),
+        ("latency_s", pa.float64()),
+        ("prompt_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("error", pa.string()),
+        ("window", pa.int64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+_NOTE_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("sex", pa.string()),
+        ("text", pa.string()),
+        ("text_hash", pa.string()),
+        ("length", pa.int64()),
+        ("source_row", pa.int64()),
+    ]
+)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class RunInfo(BaseModel):
+    """What a run is: recorded in `runs` when it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crit_file: str | None
+    crit_hash: str
+    rules_fingerprint: str
+    trial_id: str | None
+    notes_source: str
+    model: str | None
+    adapter: str | None
+    backend: str
+    backend_identity: str
+    parameters: dict[str, Any] = {}
+    notes_total: int | None = None
+
+
+class BatchResult(BaseModel):
+    notes_changed: int  # notes whose text changed since stored: their old answers were dropped
+    answers_new: int  # rows actually inserted (a row already there is left as it was)
+
+
+class Store:
+    """One open DuckDB store. Open with Store.open(path); one Store per command (DuckDB locks the file)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, read_only: bool = False) -> Store:
+        """Open (and, for writing, create or upgrade) the store at `path`; CritError when it cannot."""
+        p = Path(path)
+        if read_only and not p.exists():
+            raise CritError(f"store '{path}' not found")
+        if not read_only and not p.parent.exists():
+            raise CritError(f"folder '{p.parent}' for the store '{path}' does not exist")
+        try:
+            con = duckdb.connect(str(p), read_only=read_only)
+        except duckdb.IOException as e:
+            msg = str(e).splitlines()[0]
+            if "lock" in msg.lower():
+                raise CritError(f"store '{path}' is in use by another process (is a `crit run` still going?)") from None
+            raise CritError(f"cannot open store '{path}': {msg}") from None
+        except duckdb.Error as e:
+            raise CritError(f"cannot open store '{path}': {str(e).splitlines()[0]}") from None
+        store = cls(con, str(p), read_only)
+        if not read_only:
+            store._create()
+        return store
+
+    def _create(self) -> None:
+        version = self._schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise CritError(
+                f"store '{self.path}' was written by a newer crit (schema {version}; this crit knows {SCHEMA_VERSION})"
+            )
+        if version is None and self._has_table("answers"):
+            raise CritError(f"'{self.path}' holds an `answers` table that crit did not create; use another --db file")
+        self.con.execute("BEGIN TRANSACTION")
+        for sql in _SCHEMA:
+            self.con.execute(sql)
+        self.con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [str(SCHEMA_VERSION)],
+        )
+        # Runs whose process died: nobody else can hold the write lock now, so they are not running.
+        self.con.execute(
+            "UPDATE runs SET status = 'interrupted', message = coalesce(message, 'process ended without finishing') "
+            "WHERE status = 'running'"
+        )
+        self.con.execute("COMMIT")
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _schema_version(self) -> int | None:
+        if not self._has_table("meta"):
+            return None
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def begin_run(self, info: RunInfo, questions: Sequence[Question], answer_keys: Mapping[str, str]) -> str:
+        """Record a new run and the answer_key of each of its questions; return its run_id."""
+        now = datetime.now(timezone.utc)
+        run_id = now.strftime("%Y%m%dT%H%M%S") + "-" + hashlib.sha256(f"{now.isoformat()}{info}".encode()).hexdigest()[:6]
+        self.con.execute("BEGIN TRANSACTION")
+        self.con.execute(
+            "INSERT INTO runs (run_id, started_at, status, crit_file, crit_hash, rules_fingerprint, trial_id, "
+            "notes_source, model, adapter, backend, backend_identity, parameters, notes_total) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                now,
+                info.crit_file,
+                info.crit_hash,
+                info.rules_fingerprint,
+                info.trial_id,
+                info.notes_source,
+                info.model,
+                info.adapter,
+                info.backend,
+                info.backend_identity,
+                json.dumps(info.parameters, sort_keys=True),
+                info.notes_total,
+            ],
+        )
+        for q in questions:
+            key = answer_keys[q.name]
+            self.con.execute(
+                "INSERT INTO questions VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [key, q.name, q.kind, q.text, q.unit, q.fingerprint, info.backend_identity, json.dumps(q.answer_schema)],
+            )
+            self.con.execute("INSERT INTO run_questions VALUES (?, ?, ?)", [run_id, q.name, key])
+        self.con.execute("COMMIT")
+        return run_id
+
+    def finish_run(self, run_id: str, status: RunStatus, message: str | None = None, **counts: int) -> None:
+        """Set a run's final status, end time, and any counts given (notes_done=..., bad_rows=..., ...)."""
+        allowed = {"notes_total", "notes_done", "bad_rows", "answers_new", "answers_cached", "errors"}
+        unknown = set(counts) - allowed
+        if unknown:
+            raise ValueError(f"unknown run counts: {sorted(unknown)}")
+        sets = "".join(f", {k} = ?" for k in counts)
+        self.con.execute(
+            f"UPDATE runs SET status = ?, finished_at = ?, message = ?{sets} WHERE run_id = ?",
+            [status, datetime.now(timezone.utc), message, *counts.values(), run_id],
+        )
+
+    # -- notes and answers --------------------------------------------------------------
+
+    def missing(self, note_ids: Iterable[str], answer_keys: Iterable[str]) -> dict[str, set[str]]:
+        """For each note, the answer keys it has no answer for (notes with none missing are left out)."""
+        ids = list(dict.fromkeys(note_ids))
+        keys = list(dict.fromkeys(answer_keys))
+        if not ids or not keys:
+            return {}
+        wanted = pa.table({"note_id": pa.array(ids, pa.string())})
+        key_table = pa.table({"answer_key": pa.array(keys, pa.string())})
+        self.con.register("_crit_wanted_notes", wanted)
+        self.con.register("_crit_wanted_keys", key_table)
+        try:
+            rows = self.con.execute(
+                "SELECT n.note_id, k.answer_key FROM _crit_wanted_notes n CROSS JOIN _crit_wanted_keys k "
+                "ANTI JOIN answers a ON a.note_id = n.note_id AND a.answer_key = k.answer_key"
+            ).fetchall()
+        finally:
+            self.con.unregister("_crit_wanted_notes")
+            self.con.unregister("_crit_wanted_keys")
+        out: dict[str, set[str]] = {}
+        for note_id, key in rows:
+            out.setdefault(note_id, set()).add(key)
+        return out
+
+    def changed_notes(self, notes: Sequence[Note]) -> set[str]:
+        """Ids of `notes` stored before with a different text (their answers are about another text)."""
+        if not notes:
+            return set()
+        table = pa.table(
+            {"note_id": [n.note_id for n in notes], "text_hash": [text_hash(n.text) for n in notes]}
+        )
+        self.con.register("_crit_check_notes", table)
+        try:
+            rows = self.con.execute(
+                "SELECT c.note_id FROM _crit_check_notes c JOIN notes n USING (note_id) WHERE n.text_hash <> c.text_hash"
+            ).fetchall()
+        finally:
+            self.con.unregister("_crit_check_notes")
+        return {r[0] for r in rows}
+
+    def write_batch(self, run_id: str, notes: Sequence[Note], answers: Sequence[Answer], answer_keys: Mapping[str, str],
+                    *, answers_cached: int = 0) -> BatchResult:
+        """Store a batch of notes and their new answers in ONE transaction (all or nothing).
+
+        Notes are upserted; a note whose text changed loses its old answers first. Answers
+        go in with ON CONFLICT DO NOTHING, so writing a batch twice changes nothing.
+        `answer_keys` (question name -> key) is checked against each answer's own key.
+        """
+        now = datetime.now(timezone.utc)
+        fingerprints = {name: key for name, key in answer_keys.items()}
+        for a in answers:
+            if fingerprints.get(a.question) != a.fingerprint:
+                raise ValueError(
+                    f"answer for question {a.question!r} carries key {a.fingerprint}, expected {fingerprints.get(a.question)}"
+                )
+        note_table = pa.Table.from_pylist(
+            [
+                dict(note_id=n.note_id, sex=n.sex, text=n.text, text_hash=text_hash(n.text), length=len(n.text), source_row=n.row)
+                for n in notes
+            ],
+            schema=_NOTE_ARROW,
+        )
+        qfp = self._question_fingerprints(answer_keys)
+        answer_table = pa.Table.from_pylist(
+            [
+                {
+                    "note_id": a.note_id,
+                    "answer_key": a.fingerprint,
+                    "question": a.question,
+                    "question_fingerprint": qfp.get(a.fingerprint, ""),
+                    "run_id": run_id,
+                    "value": a.value,
+                    "unit": a.unit,
+                    "na": a.na,
+                    "source": a.source,
+                    "span_start": a.span_start,
+                    "span_end": a.span_end,
+                    "grounded": a.grounded,
+                    "match": a.match,
+                    "raw": a.raw,
+                    "latency_s": a.latency_s,
+                    "prompt_tokens": a.prompt_tokens,
+                    "output_tokens": a.output_tokens,
+                    "error": a.error,
+                    "window": a.window,
+                    "created_at": now,
+                }
+                for a in answers
+            ],
+            schema=_ANSWER_ARROW,
+        )
+        changed = self.changed_notes(notes)
+        cols = ", ".join(f'"{c}"' for c in _ANSWER_ARROW.names)
+        self.con.register("_crit_batch_notes", note_table)
+        self.con.register("_crit_batch_answers", answer_table)
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                if changed:
+                    self.con.execute(
+                        "DELETE FROM answers WHERE note_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(changed)]
+                    )
+                self.con.execute(
+                    "INSERT INTO notes SELECT * FROM _crit_batch_notes ON CONFLICT (note_id) DO UPDATE SET "
+                    "sex = excluded.sex, text = excluded.text, text_hash = excluded.text_hash, "
+                    "length = excluded.length, source_row = excluded.source_row"
+                )
+                before = self._count_answers()
+                self.con.execute(
+                    f"INSERT INTO answers ({cols}) SELECT {cols} FROM _crit_batch_answers ON CONFLICT DO NOTHING"
+                )
+                inserted = self._count_answers() - before
+                errors = sum(1 for a in answers if a.error)
+                self.con.execute(
+                    "UPDATE runs SET notes_done = notes_done + ?, answers_new = answers_new + ?, "
+                    "answers_cached = answers_cached + ?, errors = errors + ? WHERE run_id = ?",
+                    [len(notes), inserted, answers_cached, errors, run_id],
+                )
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        finally:
+            self.con.unregister("_crit_batch_notes")
+            self.con.unregister("_crit_batch_answers")
+        return BatchResult(notes_changed=len(changed), answers_new=inserted)
+
+    def _count_answers(self) -> int:
+        row = self.con.execute("SELECT count(*) FROM answers").fetchone()
+        return int(row[0]) if row else 0
+
+    def _question_fingerprints(self, answer_keys: Mapping[str, str]) -> dict[str, str]:
+        keys = list(answer_keys.values())
+        if not keys:
+            return {}
+        rows = self.con.execute(
+            "SELECT answer_key, question_fingerprint FROM questions WHERE answer_key IN (SELECT unnest(?::VARCHAR[]))",
+            [keys],
+        ).fetchall()
+        return dict(rows)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one SQL statement; (column names, rows). DuckDB's own message becomes a CritError."""
+        try:
+            cur = self.con.execute(sql)
+            columns = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {e}") from None
+        return columns, rows
