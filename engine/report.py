@@ -1,0 +1,472 @@
+"""Report: one self-contained HTML file that shows a run's evidence, note by note.
+
+`write_report` opens a store read-only, gathers the run, the rules' results
+(`eligibility`, `criteria`, `answer_values`, `attrition`) and every answer with
+its quoted span, and renders `templates/report.html.j2` with Jinja2
+(autoescaped). The file loads nothing from the network: CSS and JS are inline,
+and the per-note data is one JSON blob that the page's script filters,
+paginates and renders only when a note is opened, so 10,000 notes stay
+responsive. Note text reaches the page only as JSON and is put on screen with
+`textContent`, never as markup.
+
+Plots are drawn here, server-side, with matplotlib as inline SVG: a static
+picture needs no JavaScript library in the page (plotly.js would add over
+3 MB to every report, vega-lite and vega-embed need their scripts inlined
+too), matplotlib is well kept and widely trusted, and SVG scales and prints.
+One plot per numeric question: the distribution of converted values, with each
+rule's threshold drawn as a line, split by sex where the threshold is sex-aware.
+
+Thresholds come from the plan, reloaded from the run's .crit file; when that
+file is gone the report says so and draws distributions without thresholds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict
+
+from crit.grammar import ast, units
+from crit.grammar.errors import CritError
+
+__all__ = ["Threshold", "thresholds", "write_report"]
+
+# Spellings of a notes' sex column, as the rules layer reads them.
+_MALE = {"male", "m", "man"}
+_FEMALE = {"female", "f", "woman"}
+
+
+class Threshold(BaseModel):
+    """A value a rule compares a numeric question with, in the question's unit, per sex."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str
+    label: str  # the criterion's label
+    op: str  # the comparison as written with the question on the left: ">", "<=", "within", ...
+    male: float | None
+    female: float | None
+
+    @property
+    def sex_aware(self) -> bool:
+        return self.male != self.female
+
+
+# ---- reading the store ---------------------------------------------------------------------
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    rows = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    ).fetchall()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _pick(cols: set[str], wanted: tuple[str, ...]) -> str:
+    """A select list of the wanted columns, NULL for those the store lacks (older or newer stores)."""
+    return ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
+
+
+def _run(con: duckdb.DuckDBPyConnection, tables: dict[str, set[str]], run_id: str | None) -> dict[str, Any] | None:
+    if "runs" not in tables:
+        if run_id is not None:
+            raise CritError(f"the store has no runs table, so there is no run {run_id!r}")
+        return None
+    order = "started_at DESC NULLS LAST" if "started_at" in tables["runs"] else "run_id DESC"
+    if run_id is None:
+        rows = _dicts(con, f"SELECT * FROM runs ORDER BY {order} LIMIT 1")
+    else:
+        rows = _dicts(con, "SELECT * FROM runs WHERE CAST(run_id AS VARCHAR) = ?", [run_id])
+        if not rows:
+            known = [r[0] for r in con.execute(f"SELECT CAST(run_id AS VARCHAR) FROM runs ORDER BY {order} LIMIT 5").fetchall()]
+            raise CritError(f"the store has no run {run_id!r}; latest runs: {', '.join(known) or 'none'}")
+    return rows[0] if rows else None
+
+
+def _load_plan(run: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """The plan of the run's .crit file, or None and why not (the report then draws no thresholds)."""
+    path = (run or {}).get("crit_file")
+    if not path:
+        return None, "the run does not name its .crit file"
+    if not Path(path).is_file():
+        return None, f"the criteria file {path} is not here"
+    from crit.engine.plan import load_plan
+
+    try:
+        plan = load_plan(path)
+    except CritError:
+        return None, f"the criteria file {path} no longer compiles"
+    stored = (run or {}).get("rules_fingerprint")
+    if stored and stored != plan.rules_fingerprint:
+        return plan, f"the criteria file {path} changed since this run: thresholds drawn are today's"
+    return plan, None
+
+
+# ---- thresholds from the plan -----------------------------------------------------------
+
+
+_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
+
+
+def _per_sex(node: ast.Node, question: str, plan: Any) -> tuple[float | None, float | None] | None:
+    """The (male, female) value of a threshold expression in `question`'s unit, or None if not a threshold."""
+    q = plan.question(question)
+    if isinstance(node, ast.Quantity):
+        if node.unit is None or q.unit is None or node.unit == q.unit:
+            return node.value, node.value
+        lin = units.linear(node.unit, q.unit, units.analyte_of(q.phrase, q.aka), tuple(plan.conversions))
+        if lin is None:
+            return None
+        v = node.value * lin.factor + lin.offset
+        return v, v
+    if isinstance(node, ast.Neg):
+        inner = _per_sex(node.operand, question, plan)
+        return None if inner is None else tuple(None if v is None else -v for v in inner)  # type: ignore[return-value]
+    if isinstance(node, ast.BoundRef):
+        r = plan.ranges.get(node.name)
+        if r is None:
+            return None
+        return (r.male_high, r.female_high) if node.func == "uln" else (r.male_low, r.female_low)
+    if isinstance(node, ast.Arith) and node.op in ("*", "/"):
+        for k, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(k, ast.Quantity) and k.unit is None and not (node.op == "/" and k is node.left):
+                inner = _per_sex(other, question, plan)
+                if inner is None:
+                    return None
+                f = k.value if node.op == "*" else 1 / k.value if k.value else None
+                if f is None:
+                    return None
+                return tuple(None if v is None else v * f for v in inner)  # type: ignore[return-value]
+    return None
+
+
+def thresholds(plan: Any) -> list[Threshold]:
+    """Every `question <op> value` and `question above/below/within range` in the plan's criteria.
+
+    Comparisons with lets or with other questions are not thresholds on one axis and are skipped.
+    """
+    numeric = {q.name for q in plan.questions if q.kind == "numeric"}
+    found: list[Threshold] = []
+    for c in plan.criteria:
+        for node in ast.walk(c.expr):
+            if isinstance(node, ast.Compare):
+                for name_side, other, op in ((node.left, node.right, node.op), (node.right, node.left, _FLIP[node.op])):
+                    if isinstance(name_side, ast.Name) and name_side.name in numeric:
+                        value = _per_sex(other, name_side.name, plan)
+                        if value is not None:
+                            found.append(Threshold(question=name_side.name, label=c.label, op=op, male=value[0], female=value[1]))
+                        break
+            elif isinstance(node, ast.RangeTest) and isinstance(node.operand, ast.Name):
+                r = plan.ranges.get(node.operand.name)
+                if r is None or node.operand.name not in numeric:
+                    continue
+                for bound, male, female in (("low", r.male_low, r.female_low), ("high", r.male_high, r.female_high)):
+                    if male is not None or female is not None:
+                        label = f"{c.label} ({node.side} range, {bound})"
+                        found.append(Threshold(question=node.operand.name, label=label, op=node.side, male=male, female=female))
+    return found
+
+
+# ---- plots ----------------------------------------------------------------------------------
+
+_COLORS = {"any": "#4c72b0", "male": "#4c72b0", "female": "#c44e52"}
+
+
+def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines: list[Threshold]) -> Markup:
+    """An inline SVG: histogram of `values` per sex group, with a vertical line per threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; also keeps matplotlib from probing GUI toolkits
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "crit", "font.size": 9}):
+        fig, ax = plt.subplots(figsize=(5.2, 2.4))
+        try:
+            everything = [v for vs in values.values() for v in vs]
+            bins = min(30, max(5, len(set(everything))))
+            groups = [(k, vs) for k, vs in values.items() if vs]
+            ax.hist(
+                [vs for _, vs in groups],
+                bins=bins,
+                label=[f"{k} (n={len(vs)})" for k, vs in groups],
+                color=[_COLORS.get(k, "#888888") for k, _ in groups],
+                alpha=0.8,
+                stacked=len(groups) > 1,
+            )
+            for t in lines:
+                if t.sex_aware:
+                    for sex, v in (("male", t.male), ("female", t.female)):
+                        if v is not None:
+                            ax.axvline(v, color=_COLORS[sex], linestyle="--", linewidth=1.2)
+                            ax.annotate(f"{t.label} ({sex} {t.op} {v:g})", (v, 1), xycoords=("data", "axes fraction"),
+                                        rotation=90, va="top", ha="right", fontsize=7, color=_COLORS[sex])
+                elif t.male is not None:
+                    ax.axvline(t.male, color="#222222", linestyle="--", linewidth=1.2)
+                    ax.annotate(f"{t.label} ({t.op} {t.male:g})", (t.male, 1), xycoords=("data", "axes fraction"),
+                                rotation=90, va="top", ha="right", fontsize=7, color="#222222")
+            ax.set_xlabel(f"{question} ({unit})" if unit else question)
+            ax.set_ylabel("notes")
+            if len(groups) > 1:
+                ax.legend(fontsize=7, frameon=False)
+            ax.spines[["top", "right"]].set_visible(False)
+            fig.tight_layout()
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        finally:
+            plt.close(fig)
+    svg = buf.getvalue()
+    # matplotlib writes a full XML document; inside HTML only the <svg> element belongs.
+    # Its text is XML-escaped by matplotlib, so it is safe to inline as markup.
+    return Markup(svg[svg.index("<svg") :])
+
+
+# ---- gathering ------------------------------------------------------------------------------
+
+_NON_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _utf16(text: str, offset: int) -> int:
+    """A Python character offset as a JavaScript (UTF-16) string index."""
+    return offset + len(_NON_BMP.findall(text[:offset]))
+
+
+def _sex(raw: Any) -> str | None:
+    s = str(raw).strip().lower() if raw is not None else ""
+    return "male" if s in _MALE else "female" if s in _FEMALE else None
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else round(float(v), 6)
+
+
+def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
+    tables = _tables(con)
+    for needed in ("notes", "answers"):
+        if needed not in tables:
+            raise CritError(f"the store has no {needed} table; run `crit run` first")
+    run = _run(con, tables, run_id)
+    plan, plan_note = _load_plan(run)
+    evaluation = _dicts(con, "SELECT * FROM evaluation LIMIT 1")[0] if "evaluation" in tables else None
+
+    # The answer_key of each question in this run (runs share answers through their keys).
+    run_keys: dict[str, str] = {}
+    if run is not None and "run_questions" in tables:
+        run_keys = dict(con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [str(run["run_id"])]).fetchall())
+
+    # Questions: the plan's, else what the store recorded for the run's keys, else the names answers use.
+    if plan is not None:
+        questions = [{"name": q.name, "kind": q.kind, "unit": q.unit, "text": q.text} for q in plan.questions]
+    elif run_keys and "questions" in tables:
+        questions = _dicts(
+            con,
+            "SELECT question AS name, kind, unit, text FROM questions WHERE answer_key IN "
+            "(SELECT unnest(?::VARCHAR[])) ORDER BY question",
+            [list(run_keys.values())],
+        )
+    else:
+        names = [r[0] for r in con.execute("SELECT DISTINCT question FROM answers ORDER BY 1").fetchall()]
+        questions = [{"name": n, "kind": None, "unit": None, "text": None} for n in names]
+
+    ncols = tables["notes"]
+    notes = _dicts(con, f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_pick(ncols, ('sex', 'text'))} FROM notes ORDER BY note_id")
+
+    # One answer per note and question: the run's own key when the store records it; among competing
+    # rows a successful one first, then the newest (the rules layer also prefers a successful row).
+    acols = tables["answers"]
+    wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error")
+    newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
+    where, params = "", []
+    if run_keys and "answer_key" in acols:
+        where = "WHERE list_contains(?::VARCHAR[], answer_key)"
+        params = [list(run_keys.values())]
+    answers = _dicts(
+        con,
+        f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_pick(acols, wanted)} FROM answers {where} "
+        f"QUALIFY row_number() OVER (PARTITION BY note_id, question ORDER BY (error IS NULL) DESC{newest}) = 1",
+        params,
+    )
+    values = (
+        {(r["note_id"], r["question"]): r for r in _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, question, converted, reason FROM answer_values")}
+        if "answer_values" in tables
+        else {}
+    )
+    eligibility = (
+        {r["note_id"]: r for r in _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, status, deciding FROM eligibility")}
+        if "eligibility" in tables
+        else {}
+    )
+    criteria_rows = (
+        _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, position, label, type, status, reason FROM criteria ORDER BY note_id, position")
+        if "criteria" in tables
+        else []
+    )
+    attrition = _dicts(con, "SELECT * FROM attrition ORDER BY position") if "attrition" in tables else []
+
+    criteria: dict[int, dict[str, Any]] = {}
+    per_note_criteria: dict[str, list[list[Any]]] = {}
+    for r in criteria_rows:
+        criteria.setdefault(r["position"], {"position": r["position"], "label": r["label"], "type": r["type"]})
+        per_note_criteria.setdefault(r["note_id"], []).append([r["position"], r["status"], r["reason"]])
+    if not criteria and plan is not None:
+        criteria = {i: {"position": i, "label": c.label, "type": c.type} for i, c in enumerate(plan.criteria, 1)}
+
+    by_note: dict[str, list[dict[str, Any]]] = {}
+    quality = {q["name"]: {"question": q["name"], "answers": 0, "na": 0, "ungrounded": 0, "errors": 0} for q in questions}
+    for a in answers:
+        by_note.setdefault(a["note_id"], []).append(a)
+        qstat = quality.setdefault(a["question"], {"question": a["question"], "answers": 0, "na": 0, "ungrounded": 0, "errors": 0})
+        qstat["answers"] += 1
+        if a["error"] is not None:
+            qstat["errors"] += 1
+        elif a["na"]:
+            qstat["na"] += 1
+        elif not a["grounded"]:
+            qstat["ungrounded"] += 1
+
+    # Sex per note, as the rules read it: the notes' column, else the built-in question (1 = female).
+    sex_of: dict[str, str | None] = {}
+    for n in notes:
+        s = _sex(n["sex"])
+        if s is None:
+            v = values.get((n["note_id"], "sex"), {}).get("converted")
+            s = None if v is None else "female" if v else "male"
+        sex_of[n["note_id"]] = s
+
+    note_data = []
+    for n in notes:
+        nid, text = n["note_id"], n["text"] or ""
+        ans = []
+        for a in sorted(by_note.get(nid, []), key=lambda a: a["question"]):
+            v = values.get((nid, a["question"]), {})
+            s0, s1 = a["span_start"], a["span_end"]
+            span_ok = s0 is not None and s1 is not None and 0 <= s0 < s1 <= len(text)
+            ans.append(
+                {
+                    "q": a["question"],
+                    "v": _num(a["value"]),
+                    "u": a["unit"],
+                    "c": _num(v.get("converted")),
+                    "why": v.get("reason"),
+                    "na": bool(a["na"]),
+                    "g": bool(a["grounded"]) and span_ok,
+                    "s": [_utf16(text, s0), _utf16(text, s1)] if span_ok else None,
+                    "src": a["source"],
+                    "err": a["error"],
+                }
+            )
+        e = eligibility.get(nid, {})
+        note_data.append(
+            {
+                "id": nid,
+                "sex": sex_of.get(nid),
+                "status": e.get("status"),
+                "deciding": list(e.get("deciding") or []),
+                "crit": per_note_criteria.get(nid, []),
+                "ans": ans,
+                "text": text,
+            }
+        )
+
+    # Distributions of converted numeric answers, with thresholds.
+    lines = thresholds(plan) if plan is not None else []
+    plots = []
+    for q in questions:
+        if q["kind"] != "numeric":
+            continue
+        qlines = [t for t in lines if t.question == q["name"]]
+        converted = [(nid, v["converted"]) for (nid, qn), v in values.items() if qn == q["name"] and v["converted"] is not None]
+        if not converted:
+            continue
+        if any(t.sex_aware for t in qlines):
+            groups: dict[str, list[float]] = {"male": [], "female": [], "unknown sex": []}
+            for nid, v in converted:
+                groups[sex_of.get(nid) or "unknown sex"].append(float(v))
+        else:
+            groups = {"any": [float(v) for _, v in converted]}
+        plots.append({"question": q["name"], "svg": _plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
+
+    counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
+    for e in eligibility.values():
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    quality_rows = sorted(quality.values(), key=lambda r: (-(r["na"] + r["ungrounded"] + r["errors"]), r["question"]))
+    return {
+        "run": _plain(run) if run else None,
+        "parameters": _parameters(run),
+        "evaluation": _plain(evaluation) if evaluation else None,
+        "trial": (plan.trial_id if plan else None) or (evaluation or {}).get("trial") or (run or {}).get("trial_id"),
+        "trial_title": plan.trial_title if plan else None,
+        "plan_note": plan_note,
+        "counts": counts,
+        "evaluated": bool(eligibility),
+        "attrition": [_plain(r) for r in attrition],
+        "quality": quality_rows,
+        "plots": plots,
+        "blob": {"questions": questions, "criteria": [criteria[k] for k in sorted(criteria)], "notes": note_data},
+    }
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat(sep=" ", timespec="seconds") if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _parameters(run: dict[str, Any] | None) -> dict[str, Any]:
+    raw = (run or {}).get("parameters")
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return {"parameters": raw}
+    return raw if isinstance(raw, dict) else {"parameters": raw}
+
+
+def _script_json(data: Any) -> Markup:
+    """JSON safe inside <script>: no `</script>`, `<!--` or HTML-significant characters survive raw."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return Markup(text)
+
+
+def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None = None) -> Path:
+    """Render the store at `db_path` (its latest run, or `run_id`) to one HTML file at `out_path`."""
+    db = Path(db_path)
+    if not db.is_file():
+        raise CritError(f"{db}: no such store (a DuckDB file written by `crit run`)")
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        raise CritError(f"{db}: cannot open as a DuckDB store ({exc})") from None
+    try:
+        data = _gather(con, run_id)
+    finally:
+        con.close()
+    env = Environment(loader=PackageLoader("crit.engine", "templates"), autoescape=True)
+    html = env.get_template("report.html.j2").render(
+        **{k: v for k, v in data.items() if k != "blob"},
+        blob=_script_json(data["blob"]),
+        db_name=db.name,
+        generated=datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
