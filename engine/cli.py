@@ -125,6 +125,31 @@ def compile_cmd(file: str, as_json: bool) -> None:
     out.print(crit_table)
 
 
+@cli.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="HTML file to write (overwritten if it exists).")
+@click.option("--run", "run_id", default=None, help="Run to report (a run_id from the runs table); default: the latest.")
+def report(db: str, output: str, run_id: str | None) -> None:
+    """Write one self-contained HTML evidence report of a run: open it in any browser, offline.
+
+    It shows eligibility counts, attrition per criterion, the questions with most
+    missing evidence, value distributions against the thresholds, and every note
+    with its criteria, answers and highlighted quotes. The file holds the notes'
+    text: share it only where the notes may go.
+
+    \b
+    Example:
+        crit report results.duckdb -o report.html
+        crit report results.duckdb -o old.html --run 20261123T101500-abc123
+    """
+    from crit.engine.report import write_report
+
+    path = write_report(db, output, run_id=run_id)
+    size = path.stat().st_size
+    out.print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {path} ({size / 1e3:.0f} kB)", markup=False)
+
+
 def _rules_sql(plan: Any) -> str | None:
     """The SQL the rules compile to, when the rules layer is installed with this version."""
     try:
