@@ -551,11 +551,23 @@ def rules_sql(plan: Plan) -> str:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str] | None:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = current_schema()",
-        [table],
-    ).fetchall()
-    return {r[0] for r in rows} or None
+    """The columns of a table or view in the current schema, None when there is none."""
+    found = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = current_schema() "
+        "UNION ALL SELECT 1 FROM duckdb_views() WHERE view_name = ? AND schema_name = current_schema()",
+        [table, table],
+    ).fetchone()
+    if found is None:
+        return None
+    description = con.execute(f"SELECT * FROM {_ident(table)} LIMIT 0").description or []
+    return {d[0] for d in description}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert a few rows in one statement (executemany costs a round trip per row)."""
+    if rows:
+        one = "(" + ", ".join("?" * len(rows[0])) + ")"
+        con.execute(f"INSERT INTO {table} VALUES " + ", ".join([one] * len(rows)), [v for r in rows for v in r])
 
 
 def _needed(plan: Plan) -> list[str]:
@@ -605,8 +617,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} "
         "(question VARCHAR, kind VARCHAR, cap DOUBLE, answer_key VARCHAR, use_all BOOLEAN)"
     )
-    if rows:
-        con.executemany(f"INSERT INTO {_QUESTIONS} VALUES (?, ?, ?, ?, ?)", rows)
+    _insert(con, _QUESTIONS, rows)
 
     # A question a rule reads must have answers in the store; the sex question only when some note lacks a sex.
     needed = _needed(plan)
@@ -650,8 +661,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     con.execute(
         f'CREATE OR REPLACE TEMP TABLE {_UNITS} (question VARCHAR, unit_key VARCHAR, factor DOUBLE, "offset" DOUBLE)'
     )
-    if maps:
-        con.executemany(f"INSERT INTO {_UNITS} VALUES (?, ?, ?, ?)", maps)
+    _insert(con, _UNITS, maps)
 
 
 def evaluate(
