@@ -150,6 +150,118 @@ def report(db: str, output: str, run_id: str | None) -> None:
     out.print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {path} ({size / 1e3:.0f} kB)", markup=False)
 
 
+@cli.command(name="run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("notes", type=click.Path())
+@click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to write (created if absent; an existing one is resumed).")
+@click.option("--backend", type=click.Choice(["transformers"]), default="transformers", show_default=True,
+              help="How the model runs: transformers = in this process, CPU or CUDA.")
+@click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
+@click.option("--adapter", default=None, help="Local LoRA adapter folder (from `crit train`), merged into the model.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--limit", type=int, default=None, help="Only the first N notes (a quick try).")
+@click.option("--id-column", default=None, help="Column with the note id. Default: note_id, id, row_id, ... (first present).")
+@click.option("--text-column", default=None, help="Column with the note text. Default: text, note, note_text, ... (first present).")
+@click.option("--sex-column", default=None, help="Column with the patient's sex. Default: sex or gender when present.")
+@click.option("--batch-size", type=int, default=4, show_default=True,
+              help="Notes per committed batch: after a crash at most this many notes are asked again.")
+def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, adapter: str | None, device: str,
+            limit: int | None, id_column: str | None, text_column: str | None, sex_column: str | None,
+            batch_size: int) -> None:
+    """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
+
+    NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
+    (note id = file name), or FILE.duckdb:TABLE. Answers already in the store for
+    the same question and model are reused: re-running after editing a threshold
+    asks the model nothing, and re-running after a crash or Ctrl-C resumes. Note
+    text is never printed.
+
+    \b
+    Example:
+        crit run criteria/aristotle.crit examples/mtsamples-sample.jsonl --db results.duckdb --limit 5
+        crit sql results.duckdb "select status, count(*) from eligibility group by 1"
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from crit.engine.backends.registry import BACKENDS
+    from crit.engine.plan import load_plan
+    from crit.engine.run import run
+
+    plan = load_plan(file)
+    factory = BACKENDS[backend](model=model, adapter=adapter, device=device)
+    columns = (
+        TextColumn("notes"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("notes", total=None, rates="")
+
+        def on_progress(p: Any) -> None:
+            elapsed = bar.tasks[0].elapsed or 1e-9
+            done = p.notes_done + p.bad_rows
+            rates = f"{p.notes_done / elapsed:.2f} notes/s  {p.questions_asked / elapsed:.2f} questions/s"
+            bar.update(task, total=p.notes_total, completed=done, rates=rates)
+
+        summary = run(plan, notes, db, factory, limit=limit, batch_notes=batch_size, id_column=id_column,
+                      text_column=text_column, sex_column=sex_column, on_progress=on_progress)
+    for bad in summary.bad_rows[:20]:
+        err.print(f"skipped {bad.describe()}", markup=False)
+    if len(summary.bad_rows) > 20:
+        err.print(f"... and {len(summary.bad_rows) - 20} more skipped rows", markup=False)
+    ev = summary.evaluation
+    table = Table(title=f"{plan.trial_id or file}: {summary.notes_done} notes in {summary.seconds:.1f} s", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for label, value in (
+        ("eligible", ev.eligible), ("ineligible", ev.ineligible), ("unknown", ev.unknown),
+        ("answers new", summary.answers_new), ("answers cached", summary.answers_cached),
+        ("errors", summary.errors), ("ungrounded quotes", summary.ungrounded), ("rows skipped", len(summary.bad_rows)),
+    ):
+        table.add_row(label, str(value))
+    out.print(table)
+    out.print(f"stored in {db} (run {summary.run_id}); try: crit sql {db} \"select * from eligibility\"", markup=False)
+
+
+@cli.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.argument("query")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of a table.")
+def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
+    """Run a SQL query on a store, read-only, and print the result.
+
+    Tables: runs, notes, questions, answers, answer_values, criteria,
+    eligibility, evaluation; views: latest_run, latest_answers, attrition.
+
+    \b
+    Example:
+        crit sql results.duckdb "select status, count(*) from eligibility group by 1"
+        crit sql results.duckdb "select * from attrition" --csv > attrition.csv
+    """
+    import csv as csv_module
+
+    from crit.engine.store import Store
+
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    with Store.open(db, read_only=True) as store:
+        columns, rows = store.query(query)
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
+    elif as_csv:
+        writer = csv_module.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(show_lines=False)
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        out.print(table)
+        err.print(f"{len(rows)} row(s)", markup=False)
+
+
 def _rules_sql(plan: Any) -> str | None:
     """The SQL the rules compile to, when the rules layer is installed with this version."""
     try:

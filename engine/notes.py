@@ -227,7 +227,7 @@ class NoteReader:
         """Rows in the source, good and bad (for a progress bar's total)."""
         if self._kind == "folder":
             return len(self._folder_files)
-        (n,) = self._run(f"SELECT count(*) FROM {self._from}").fetchone() or (0,)
+        (n,) = self._run(f"SELECT count(*) FROM {self._from}").fetchall()[0]
         return int(n)
 
     def batches(self, size: int = 64, limit: int | None = None) -> Iterator[list[Note]]:

@@ -236,13 +236,13 @@ class Store:
     def _has_table(self, name: str) -> bool:
         row = self.con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
-        ).fetchone()
+        ).fetchall()[0]
         return bool(row and row[0])
 
     def _schema_version(self) -> int | None:
         if not self._has_table("meta"):
             return None
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0]
         return int(row[0]) if row else None
 
     def close(self) -> None:
@@ -432,7 +432,7 @@ class Store:
         return BatchResult(notes_changed=len(changed), answers_new=inserted)
 
     def _count_answers(self) -> int:
-        row = self.con.execute("SELECT count(*) FROM answers").fetchone()
+        row = self.con.execute("SELECT count(*) FROM answers").fetchall()[0]
         return int(row[0]) if row else 0
 
     def _question_fingerprints(self, answer_keys: Mapping[str, str]) -> dict[str, str]:

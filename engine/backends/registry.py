@@ -1,0 +1,87 @@
+"""Backend factories: know a backend's identity without starting it, and start it only when asked.
+
+`crit run` needs every question's answer_key (question fingerprint + backend
+identity) before it can tell which answers are cached; when none are missing it
+must not load a model at all. So each backend comes with a factory whose
+`identity()` is cheap (file names and sizes, a model name) and whose `create()`
+does the expensive part. `BACKENDS` maps the CLI's `--backend` choices to
+factory classes; another backend registers itself here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from crit.engine.backends.base import Backend
+
+
+class BackendFactory(Protocol):
+    name: str  # the --backend choice, stored with the run
+
+    def identity(self) -> str:
+        """The identity the backend will report, computed without starting it."""
+        ...
+
+    def parameters(self) -> dict[str, Any]:
+        """Settings worth recording with the run (JSON-serialisable)."""
+        ...
+
+    def create(self) -> Backend:
+        """Start the backend (load a model, open a connection)."""
+        ...
+
+
+def embedded_or_local_identity(model: str | None, adapter: str | None) -> str:
+    """The identity crit.engine.model.load_model gives, without loading any weights.
+
+    Mirrors load_model's formula (name@size hash, +adapter@content hash); run() checks
+    the two agree once a backend exists, so a drift fails loudly instead of mixing caches.
+    """
+    from crit.engine.model import EMBEDDED_NAME, _adapter_dir, _files_hash, _model_dir, embedded_model_dir
+
+    if model is None:
+        folder, name = embedded_model_dir(), EMBEDDED_NAME
+    else:
+        folder = _model_dir(model)
+        name = folder.resolve().name
+    identity = f"{name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
+    if adapter is not None:
+        adir = _adapter_dir(adapter)
+        identity += f"+{adir.resolve().name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
+    return identity
+
+
+@dataclass
+class TransformersFactory:
+    """The embedded SmolLM2 (or a local HF model folder, optional LoRA adapter) run by transformers."""
+
+    model: str | None = None
+    adapter: str | None = None
+    device: str = "auto"
+    batch_size: int = 5
+    max_new_tokens: int = 160
+    name: str = field(default="transformers", init=False)
+
+    def identity(self) -> str:
+        return embedded_or_local_identity(self.model, self.adapter)
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "model": str(Path(self.model).resolve()) if self.model else None,
+            "adapter": str(Path(self.adapter).resolve()) if self.adapter else None,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+    def create(self) -> Backend:
+        from crit.engine.backends.transformers import TransformersBackend
+        from crit.engine.model import load_model
+
+        loaded = load_model(self.model, self.adapter, device=self.device)
+        return TransformersBackend(loaded, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+
+
+BACKENDS: dict[str, type] = {"transformers": TransformersFactory}

@@ -1,0 +1,200 @@
+"""Run: ask a plan's questions over a corpus of notes, store the answers, then decide eligibility.
+
+run() streams the notes in batches; for each note it asks only the questions
+the store has no answer for under the current backend identity, and commits
+each batch (notes + answers) in one transaction. The backend is created only
+when some question is actually missing, so a re-run after a threshold edit
+loads no model and makes no model call: it only re-evaluates the rules.
+Ctrl-C (KeyboardInterrupt) marks the run 'interrupted' and keeps every batch
+already committed; running the same command again resumes from there.
+No note text is ever logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from crit.engine.answers import Answer
+from crit.engine.backends.base import Backend, answer_key
+from crit.engine.backends.registry import BackendFactory
+from crit.engine.notes import BadRow, Note, NoteReader
+from crit.engine.plan import Plan
+from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
+from crit.engine.store import RunInfo, Store
+from crit.grammar.errors import CritError
+
+
+class Progress(BaseModel):
+    """Where a run stands, passed to `on_progress` after each committed batch."""
+
+    notes_done: int
+    notes_total: int
+    questions_asked: int  # sent to the backend by this process
+    questions_cached: int  # found in the store, not asked
+    bad_rows: int
+    model_seconds: float  # wall time inside backend.answer (and model loading)
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_id: str
+    status: str
+    db: str
+    notes_total: int  # rows in the source (after --limit), good and bad
+    notes_done: int
+    bad_rows: list[BadRow]
+    notes_changed: int  # stored notes whose text changed: their answers were asked again
+    answers_new: int
+    answers_cached: int
+    errors: int  # error rows among the answers the evaluation used
+    ungrounded: int  # answers with a quote that is not verbatim in the note
+    backend_calls: int
+    backend_identity: str
+    evaluation: EvaluationSummary
+    seconds: float
+
+
+def _has_sex(note: Note) -> bool:
+    return note.sex is not None and note.sex.strip().lower() in MALE + FEMALE
+
+
+def run(
+    plan: Plan,
+    notes_source: str | Path,
+    db_path: str | Path,
+    backend_factory: BackendFactory,
+    *,
+    limit: int | None = None,
+    batch_notes: int = 4,
+    id_column: str | None = None,
+    text_column: str | None = None,
+    sex_column: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunSummary:
+    """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
+
+    Raises CritError for bad input (notes, store, model); KeyboardInterrupt passes
+    through after the run is marked 'interrupted'.
+    """
+    started = time.perf_counter()
+    if batch_notes < 1:
+        raise CritError("--batch-size must be at least 1")
+    if limit is not None and limit < 1:
+        raise CritError("--limit must be at least 1")
+    reader = NoteReader(notes_source, id_column=id_column, text_column=text_column, sex_column=sex_column)
+    total = reader.count()
+    if limit is not None:
+        total = min(total, limit)
+
+    identity = backend_factory.identity()
+    questions = plan.model_questions
+    keys = {q.name: answer_key(q.fingerprint, identity) for q in questions}
+
+    store = Store.open(db_path)
+    run_id = store.begin_run(
+        RunInfo(
+            crit_file=plan.source,
+            crit_hash=plan.source_hash,
+            rules_fingerprint=plan.rules_fingerprint,
+            trial_id=plan.trial_id,
+            notes_source=str(notes_source),
+            model=backend_factory.parameters().get("model"),
+            adapter=backend_factory.parameters().get("adapter"),
+            backend=backend_factory.name,
+            backend_identity=identity,
+            parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit},
+            notes_total=total,
+        ),
+        questions,
+        keys,
+    )
+    backend: Backend | None = None
+    progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
+    answers_new = notes_changed = calls = 0
+    try:
+        for batch in reader.batches(batch_notes, limit):
+            changed = store.changed_notes(batch)
+            missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
+            answers: list[Answer] = []
+            cached = 0
+            for note in batch:
+                todo = missing.get(note.note_id, set()) if note.note_id not in changed else set(keys.values())
+                asked = [q for q in questions if keys[q.name] in todo and not (q.name == "sex" and plan.needs_sex and _has_sex(note))]
+                cached += len(questions) - len(asked)
+                if not asked:
+                    continue
+                t0 = time.perf_counter()
+                if backend is None:
+                    backend = backend_factory.create()
+                    if backend.identity != identity:
+                        raise RuntimeError(
+                            f"backend reports identity {backend.identity!r} but its factory promised {identity!r}"
+                        )
+                answers.extend(backend.answer(note.note_id, note.text, asked))
+                calls += 1
+                progress.model_seconds += time.perf_counter() - t0
+                progress.questions_asked += len(asked)
+            result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached)
+            answers_new += result.answers_new
+            notes_changed += result.notes_changed
+            progress.notes_done += len(batch)
+            progress.questions_cached += cached
+            progress.bad_rows = len(reader.bad_rows)
+            if on_progress:
+                on_progress(progress.model_copy())
+        progress.bad_rows = len(reader.bad_rows)
+        if progress.notes_done == 0:
+            raise CritError(
+                f"no note in '{notes_source}' can run ({len(reader.bad_rows)} bad row(s))"
+                + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
+            )
+        evaluation = evaluate(store.con, plan, keys)
+        errors, ungrounded = _answer_counts(store, keys)
+        store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", "interrupted by the user (Ctrl-C)", bad_rows=len(reader.bad_rows))
+        raise
+    except CritError as e:
+        store.finish_run(run_id, "failed", str(e), bad_rows=len(reader.bad_rows))
+        raise
+    except Exception as e:
+        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
+        raise
+    finally:
+        if backend is not None:
+            backend.close()
+        store.close()
+        reader.close()
+    return RunSummary(
+        run_id=run_id,
+        status="done",
+        db=str(db_path),
+        notes_total=total,
+        notes_done=progress.notes_done,
+        bad_rows=reader.bad_rows,
+        notes_changed=notes_changed,
+        answers_new=answers_new,
+        answers_cached=progress.questions_cached,
+        errors=errors,
+        ungrounded=ungrounded,
+        backend_calls=calls,
+        backend_identity=identity,
+        evaluation=evaluation,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _answer_counts(store: Store, keys: dict[str, str]) -> tuple[int, int]:
+    """(error rows, ungrounded quotes) among the answers under the current keys, over the stored notes."""
+    row = store.con.execute(
+        "SELECT count(*) FILTER (WHERE error IS NOT NULL), "
+        "count(*) FILTER (WHERE error IS NULL AND coalesce(trim(source), '') <> '' AND NOT grounded) "
+        "FROM answers WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) AND note_id IN (SELECT note_id FROM notes)",
+        [list(keys.values())],
+    ).fetchall()[0]
+    return (int(row[0]), int(row[1])) if row else (0, 0)
