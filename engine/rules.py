@@ -64,7 +64,8 @@ FEMALE = ("female", "f", "woman")
 ANSWER_COLUMNS = ("note_id", "question", "answer_key", "value", "unit", "na", "error")
 
 # Helper tables `evaluate` loads before running the script (the script's inputs besides the store).
-_QUESTIONS = "_crit_questions"  # question, kind, cap, answer_key, use_all
+_QUESTIONS = "_crit_questions"  # question, kind, cap
+_KEYS = "_crit_keys"  # question, answer_key: the answers to read
 _UNITS = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
 _NOTES = "_crit_notes"  # note_id, sex (as the notes table has it)
 
@@ -403,11 +404,15 @@ def _answer_values_sql() -> str:
     # when several rows compete, e.g. answer_keys=None over a store holding two models' answers).
     return f"""CREATE OR REPLACE TABLE answer_values AS
 WITH picked AS (
-    SELECT a.note_id, a.question, a.value, a.unit, a.na, a.error
-    FROM answers a
-    JOIN {_QUESTIONS} q ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key)
-    QUALIFY row_number() OVER (
-        PARTITION BY a.note_id, a.question ORDER BY (a.error IS NULL) DESC, a.answer_key DESC) = 1
+    SELECT note_id, question, p.value, p.unit, p.na, p.error
+    FROM (
+        SELECT a.note_id, a.question,
+            arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error}},
+                    (a.error IS NULL, a.answer_key)) AS p
+        FROM answers a
+        JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
+        GROUP BY a.note_id, a.question
+    )
 )
 SELECT
     n.note_id,
@@ -536,7 +541,7 @@ def rules_sql(plan: Plan) -> str:
     """The SQL script that evaluates `plan` (what `crit compile --json` shows).
 
     It reads the store's `answers`, plus three small tables `evaluate` loads first:
-    `_crit_questions` (question, kind, cap, answer_key, use_all), `_crit_units`
+    `_crit_questions` (question, kind, cap), `_crit_keys` (question, answer_key), `_crit_units`
     (question, unit_key, factor, offset: one row per reported unit, factor NULL when
     it does not convert) and `_crit_notes` (note_id, sex).
     """
@@ -609,15 +614,17 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
 
     use_all = answer_keys is None
-    rows = [
-        (q.name, q.kind, q.cap, None if use_all else answer_keys.get(q.name), use_all)  # type: ignore[union-attr]
-        for q in plan.questions
-    ]
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} "
-        "(question VARCHAR, kind VARCHAR, cap DOUBLE, answer_key VARCHAR, use_all BOOLEAN)"
-    )
-    _insert(con, _QUESTIONS, rows)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} (question VARCHAR, kind VARCHAR, cap DOUBLE)")
+    _insert(con, _QUESTIONS, [(q.name, q.kind, q.cap) for q in plan.questions])
+    # The answers to read, as (question, answer_key) pairs so that every join below is an equality.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_KEYS} (question VARCHAR, answer_key VARCHAR)")
+    if answer_keys is None:
+        con.execute(
+            f"INSERT INTO {_KEYS} SELECT DISTINCT a.question, a.answer_key FROM answers a "
+            f"SEMI JOIN {_QUESTIONS} q ON a.question = q.question"
+        )
+    else:
+        _insert(con, _KEYS, [(q.name, answer_keys[q.name]) for q in plan.questions if q.name in answer_keys])
 
     # A question a rule reads must have answers in the store; the sex question only when some note lacks a sex.
     needed = _needed(plan)
@@ -632,8 +639,8 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         answered = {
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT q.question FROM {_QUESTIONS} q SEMI JOIN answers a "
-                "ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key)"
+                f"SELECT DISTINCT k.question FROM {_KEYS} k SEMI JOIN answers a "
+                "ON a.question = k.question AND a.answer_key = k.answer_key"
             ).fetchall()
         }
         for name in needed:
@@ -647,8 +654,9 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     # One linear map per distinct (numeric question, reported unit), computed here and joined in SQL.
     numeric = {q.name: q for q in plan.questions if q.kind == "numeric"}
     seen = con.execute(
-        f"SELECT DISTINCT a.question, COALESCE(a.unit, '') FROM answers a JOIN {_QUESTIONS} q "
-        "ON a.question = q.question AND (q.use_all OR a.answer_key = q.answer_key) WHERE q.kind = 'numeric'"
+        f"SELECT DISTINCT a.question, COALESCE(a.unit, '') FROM answers a "
+        f"JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key "
+        f"JOIN {_QUESTIONS} q ON a.question = q.question WHERE q.kind = 'numeric'"
     ).fetchall()
     maps = []
     for name, unit in seen:
@@ -705,7 +713,7 @@ def evaluate(
                 unknown,
             ],
         )
-        for table in (_QUESTIONS, _UNITS, _NOTES):
+        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("COMMIT")
     except BaseException:
