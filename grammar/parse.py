@@ -162,8 +162,12 @@ class _ToAst(Transformer):
         return ("missing", " ".join(str(items[0]).split()))
 
     def convert(self, meta, items):
-        analyte = str(items[0]) if len(items) == 3 else None
-        return ast.ConvertDecl(analyte=analyte, source=items[-2], target=items[-1], span=_span(meta))
+        op = items[-2]
+        if str(op) != "=":
+            raise CritError(Diagnostic(code="E002", message=f"unexpected {str(op)!r}", span=_span(op),
+                                       label="expected '='", hint="write: convert creat 1 mg/dL = 88.42 umol/L"))
+        analyte = str(items[0]) if len(items) == 4 else None
+        return ast.ConvertDecl(analyte=analyte, source=items[-3], target=items[-1], span=_span(meta))
 
     # expressions
     def or_(self, meta, items):

@@ -149,3 +149,11 @@ def test_compile_plan_is_loadable() -> None:
     plan = load_plan(ROOT / "criteria" / "n2c2_2018.crit")
     assert len(plan.criteria) == 13
     assert {c.label for c in plan.criteria} >= {"ADVANCED-CAD", "HBA1C", "CREATININE", "MI-6MOS"}
+
+
+def test_equals_after_a_number_is_a_comparison() -> None:
+    # LALR shares the state after a number between `convert` and expressions
+    text = 'numeric x "x" in mg/dL\ninclude "a": x * 2 = 6\ninclude "b": x / 2 = 1.5\nconvert x 1 mg/dL = 3 foo\n'
+    assert check_source(text).plan is not None
+    bad = check_source('numeric x "x" in mg/dL\nconvert x 1 mg/dL > 3 foo\n', "c.crit")
+    assert [(d.code, d.line, d.col) for d in bad.errors] == [("E002", 2, 19)]
