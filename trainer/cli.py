@@ -1,0 +1,131 @@
+"""The trainer's commands (`crit synth`, `crit select`, `crit train`, `crit eval`), registered on the crit group.
+
+Each parses its options into the recipe's config, calls the one function and prints
+a short summary with rich. Heavy imports happen inside the recipes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+@click.command(name="synth")
+@click.argument("notes")
+@click.option("--teacher", default=None, help="Teacher model folder (default: the embedded SmolLM2-135M-Instruct).")
+@click.option("--db", default="synth.duckdb", show_default=True, help="DuckDB file for the pairs; reruns resume.")
+@click.option("--limit", type=int, default=None, help="Only the first N notes.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Generation limit per pair.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def synth_command(notes: str, teacher: str | None, db: str, limit: int | None, max_new_tokens: int, device: str) -> None:
+    """Have a teacher model write question/answer pairs (four types) about each note.
+
+    Pairs whose quote is not verbatim in the note, whose answer does not fit its
+    type, or that repeat a question of the same note are dropped and counted.
+
+    \b
+    Example:
+        crit synth notes.jsonl --db synth.duckdb --limit 20
+    """
+    from crit.trainer.synth import SynthConfig, synth
+
+    s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device))
+    out.print(
+        f"{s.notes_done} note(s) done, {s.notes_skipped} skipped; {s.pairs_kept} pair(s) kept, "
+        f"dropped {json.dumps(s.pairs_dropped)}; {s.seconds:.0f} s -> {db}"
+    )
+
+
+@click.command(name="select")
+@click.option("--db", default="synth.duckdb", show_default=True, help="DuckDB file written by `crit synth`.")
+@click.option("--out", "out_dir", required=True, help="Folder for train.jsonl and val.jsonl.")
+@click.option("--per-type", type=int, default=1000, show_default=True, help="Hardest N pairs kept per type.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of notes held out.")
+def select_command(db: str, out_dir: str, per_type: int, val_fraction: float) -> None:
+    """Keep the hardest pairs per type, split 90/10 by note, export chat-format JSONL.
+
+    \b
+    Example:
+        crit select --db synth.duckdb --out data/ --per-type 500
+    """
+    from crit.trainer.select import SelectConfig, select
+
+    s = select(SelectConfig(db=db, out=out_dir, per_type=per_type, val_fraction=val_fraction))
+    out.print(f"train {s.train} example(s) from {s.train_notes} note(s), val {s.val} from {s.val_notes}; per type {s.per_type} -> {s.out}")
+
+
+@click.command(name="train")
+@click.option("--base", default=None, help="Base model folder (default: the embedded SmolLM2-135M-Instruct).")
+@click.option("--data", required=True, help="Folder with train.jsonl (and val.jsonl) from `crit select`.")
+@click.option("--out", "out_dir", required=True, help="Adapter folder to write.")
+@click.option("--qlora/--no-qlora", default=None, help="4-bit NF4 base with bitsandbytes (default: on with CUDA only).")
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps (overrides --epochs).")
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--r", "rank", type=int, default=8, show_default=True, help="LoRA rank.")
+@click.option("--alpha", type=int, default=16, show_default=True, help="LoRA alpha.")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--max-length", type=int, default=2048, show_default=True, help="Longer examples are skipped.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None, max_steps: int | None, lr: float,
+                  epochs: float, rank: int, alpha: int, batch_size: int, max_length: int, seed: int, device: str) -> None:
+    """Fine-tune a LoRA adapter (QLoRA with --qlora); loss on the answer tokens only.
+
+    \b
+    Example:
+        crit train --data data/ --out adapters/smol-r8 --max-steps 200
+        crit run criteria/aristotle.crit notes.jsonl --adapter adapters/smol-r8
+    """
+    from crit.trainer.finetune import TrainConfig, finetune
+
+    cfg = TrainConfig(base=base, data=data, out=out_dir, qlora=qlora, max_steps=max_steps, lr=lr, epochs=epochs,
+                      r=rank, alpha=alpha, batch_size=batch_size, max_length=max_length, seed=seed, device=device)
+    path = finetune(cfg)
+    m = json.loads((path / "manifest.json").read_text())["metrics"]
+    losses = m["loss_per_step"]
+    out.print(f"{m['steps']} step(s), loss {losses[0]:.3f} -> {losses[-1]:.3f}, {m['seconds_per_step']:.2f} s/step -> {path}")
+
+
+@click.command(name="eval")
+@click.argument("gold")
+@click.option("--db", "dbs", multiple=True, help="Results store from `crit run` (repeat to compare).")
+@click.option("--model", "models", multiple=True, help="Model folder to run over the gold notes ('embedded' for the built-in one).")
+@click.option("--adapter", "adapters", multiple=True, help="Adapter to run with the embedded model (or with --model, pairwise).")
+@click.option("--boolean-schema", "schemas", multiple=True, type=click.Choice(["enum", "truefalse"]),
+              help="Answer schema(s) for boolean questions in direct runs (repeat to compare; default enum).")
+@click.option("--notes", default=None, help="Gold notes (default: notes.jsonl beside GOLD).")
+@click.option("--criteria", default="criteria/aristotle.crit", show_default=True, help=".crit file of the gold questions.")
+@click.option("--question", "questions", multiple=True, help="Only this gold question (repeatable).")
+@click.option("--limit", type=int, default=None, help="Only the first N gold notes.")
+@click.option("--out", default="eval.duckdb", show_default=True, help="DuckDB file the eval table is appended to.")
+@click.option("--device", default="auto", show_default=True)
+def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapters: tuple[str, ...], schemas: tuple[str, ...],
+                 notes: str | None, criteria: str, questions: tuple[str, ...], limit: int | None, out: str, device: str) -> None:
+    """Score answers against a gold set: balanced accuracy, micro-F1, numeric match, 95% CIs.
+
+    \b
+    Example:
+        crit eval tests/gold/aristotle_gold.jsonl --db results.duckdb --db tuned.duckdb
+        crit eval tests/gold/aristotle_gold.jsonl --model embedded --boolean-schema enum --boolean-schema truefalse
+    """
+    from crit.trainer.evaluate import EvalConfig, ModelSpec, evaluate, table
+
+    bases: list[str | None] = [None if m == "embedded" else m for m in models]
+    if adapters and not bases:
+        bases = [None] * len(adapters)
+    if adapters and len(adapters) != len(bases):
+        raise click.UsageError("give one --adapter per --model, or only --adapter (with the embedded model)")
+    pairs = list(zip(bases, adapters)) if adapters else [(b, None) for b in bases]
+    specs = [ModelSpec(model=b, adapter=a, boolean_schema=s) for b, a in pairs for s in (schemas or ("enum",))]
+    cfg = EvalConfig(gold=gold, notes=notes, criteria=criteria, dbs=list(dbs), models=specs,
+                     questions=list(questions) or None, limit=limit, out=out, device=device)
+    out_console = Console(highlight=False)
+    out_console.print(table(evaluate(cfg)))
+
+
+COMMANDS = (synth_command, select_command, train_command, eval_command)

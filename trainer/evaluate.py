@@ -1,0 +1,356 @@
+"""Evaluate answers against the gold set: per question, pooled, with bootstrap 95% intervals.
+
+Sources of answers, several side by side:
+- results stores written by `crit run` (one column per model/adapter identity in each);
+- a model (and adapter) run directly over the gold notes with the transformers backend,
+  optionally with the boolean answer schema swapped for the true/false/null variant.
+
+Metrics (crit.trainer.metrics), per source:
+- each boolean question: balanced accuracy over present / absent / not mentioned
+  ("not mentioned" is its own class; an error row is a wrong answer);
+- all boolean decisions pooled: micro-F1 of "present" (not accuracy);
+- each numeric question and pooled: exact and within-5% match, missing values included
+  (an error row counts as a wrong stated value);
+- the share of error rows.
+Results go to a rich table and to the `eval` table of a DuckDB file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crit.grammar.errors import CritError
+from crit.trainer import metrics
+
+BooleanSchema = Literal["enum", "truefalse"]
+ERROR = "error"  # the boolean label of an error row or a missing answer
+_NUMERIC_ERROR = math.inf  # a numeric error row: wrong against any gold value, never "missing"
+
+
+class ModelSpec(BaseModel):
+    """A model to run over the gold notes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None  # None = the embedded SmolLM2-135M
+    adapter: str | None = None
+    boolean_schema: BooleanSchema = "enum"
+    label: str | None = None
+
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        base = Path(self.model).name if self.model else "embedded"
+        adapter = f"+{Path(self.adapter).name}" if self.adapter else ""
+        return f"{base}{adapter}[{self.boolean_schema}]"
+
+
+class EvalConfig(BaseModel):
+    """Settings of `evaluate`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gold: str = Field(description="gold labels JSONL (tests/gold/aristotle_gold.jsonl)")
+    notes: str | None = Field(default=None, description="gold notes; default notes.jsonl beside the gold file")
+    criteria: str = Field(default="criteria/aristotle.crit", description=".crit file that defines the gold questions")
+    dbs: list[str] = Field(default_factory=list, description="results stores written by `crit run`")
+    models: list[ModelSpec] = Field(default_factory=list)
+    questions: list[str] | None = Field(default=None, description="only these gold questions")
+    limit: int | None = Field(default=None, description="only the first N gold notes")
+    out: str | None = Field(default="eval.duckdb", description="DuckDB file for the eval table (None: do not write)")
+    device: str = "auto"
+    rel_tol: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+
+
+class MetricRow(BaseModel):
+    source: str
+    question: str  # a question name, or "all booleans" / "all numerics" / "all"
+    metric: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+class GoldLabel(BaseModel):
+    note_id: str
+    question: str
+    kind: Literal["boolean", "numeric"]
+    answer: str | float | None
+    unit: str | None = None
+
+
+def read_gold(path: str) -> list[GoldLabel]:
+    p = Path(path)
+    if not p.is_file():
+        raise CritError(f"{path}: gold file not found")
+    out = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(GoldLabel.model_validate_json(line))
+            except ValueError:
+                raise CritError(f"{path}:{lineno}: not a gold label (note_id, question, kind, answer)") from None
+    return out
+
+
+def truefalse_variant(question: Any) -> Any:
+    """The same boolean question with the answer schema true/false/null instead of the enum.
+
+    Only for the schema experiment: the engine's prompt still names the enum in its system
+    message, so the guide restates the variant's meaning for the model.
+    """
+    from crit.engine.questions import SOURCE_MAX_CHARS, fingerprint
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "answer": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+            "source": {"type": "string", "maxLength": SOURCE_MAX_CHARS},
+        },
+        "required": ["answer", "source"],
+        "additionalProperties": False,
+    }
+    guide = (question.guide or "").replace("Answer present", "Answer true")
+    guide = (guide + " " if guide else "") + (
+        "Answer true if the note documents it, false if the note says it is absent or denied, "
+        "null if the note does not say."
+    )
+    return question.model_copy(
+        update={"answer_schema": schema, "guide": guide, "fingerprint": fingerprint(question.text, guide, schema)}
+    )
+
+
+def boolean_label(answer: Any, schema: BooleanSchema) -> str:
+    """present / absent / not mentioned / error for one engine Answer."""
+    if answer is None or answer.error:
+        return ERROR
+    if schema == "enum":
+        return "not mentioned" if answer.na else ("present" if answer.value == 1.0 else "absent")
+    choice = json.loads(answer.raw)["answer"]  # validated against the variant schema by the backend
+    return {True: "present", False: "absent", None: "not mentioned"}[choice]
+
+
+def numeric_value(value: float | None, na: bool, error: str | None) -> float | None:
+    if error:
+        return _NUMERIC_ERROR
+    return None if na or value is None else float(value)
+
+
+Predictions = dict[tuple[str, str], Any]  # (note_id, question) -> boolean label or numeric value
+
+
+def _run_model(spec: ModelSpec, notes: list[tuple[str, str]], questions: list[Any], device: str) -> tuple[Predictions, str, list[dict[str, Any]]]:
+    from rich.progress import Progress
+
+    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.model import load_model
+
+    loaded = load_model(spec.model, spec.adapter, device)
+    backend = TransformersBackend(loaded)
+    asked = [truefalse_variant(q) if (q.kind == "boolean" and spec.boolean_schema == "truefalse") else q for q in questions]
+    preds: Predictions = {}
+    rows: list[dict[str, Any]] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(spec.name(), total=len(notes))
+        for note_id, text in notes:
+            for q, a in zip(questions, backend.answer(note_id, text, asked)):
+                if q.kind == "boolean":
+                    preds[(note_id, q.name)] = boolean_label(a, spec.boolean_schema)
+                else:
+                    preds[(note_id, q.name)] = numeric_value(a.value, a.na, a.error)
+                rows.append({"note_id": note_id, "question": q.name, "raw": a.raw, "value": a.value, "na": a.na,
+                             "error": a.error, "latency_s": a.latency_s})
+            progress.advance(task)
+    return preds, loaded.identity, rows
+
+
+def _read_store(path: str, kinds: dict[str, str]) -> dict[str, Predictions]:
+    """Predictions per backend identity from a `crit run` results store."""
+    import duckdb
+
+    if not Path(path).is_file():
+        raise CritError(f"{path}: results database not found")
+    con = duckdb.connect(path, read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT q.backend_identity, a.note_id, a.question, a.value, a.na, a.error"
+            " FROM answers a JOIN questions q USING (answer_key)"
+        ).fetchall()
+    except duckdb.CatalogException:
+        raise CritError(f"{path}: no answers/questions tables; is it a store written by `crit run`?") from None
+    finally:
+        con.close()
+    out: dict[str, Predictions] = {}
+    for identity, note_id, question, value, na, error in rows:
+        if question not in kinds:
+            continue
+        if kinds[question] == "boolean":
+            label = ERROR if error else ("not mentioned" if na else ("present" if value == 1.0 else "absent"))
+        else:
+            label = numeric_value(value, na, error)
+        out.setdefault(f"{Path(path).stem}:{identity}", {})[(note_id, question)] = label
+    return out
+
+
+def score(source: str, gold: list[GoldLabel], preds: Predictions, cfg: EvalConfig) -> list[MetricRow]:
+    """Every metric of one source against the gold labels it covers (missing answers count as errors)."""
+    from crit.engine.questions import BOOLEAN_CHOICES
+
+    rows: list[MetricRow] = []
+
+    def add(question: str, metric: str, fn: Any, g: list[Any], p: list[Any]) -> None:
+        value = fn(g, p)
+        ci = metrics.bootstrap_ci(fn, g, p, n=cfg.n_boot, seed=cfg.seed) if value is not None else None
+        rows.append(MetricRow(source=source, question=question, metric=metric, value=value,
+                              ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, n=len(g)))
+
+    def within(g: list[Any], p: list[Any]) -> float | None:
+        return metrics.numeric_match(g, p, rel_tol=cfg.rel_tol)["within_tol"]
+
+    def exact(g: list[Any], p: list[Any]) -> float | None:
+        return metrics.numeric_match(g, p, rel_tol=cfg.rel_tol)["exact"]
+
+    def balanced(g: list[Any], p: list[Any]) -> float | None:
+        return metrics.balanced_accuracy(g, p, labels=BOOLEAN_CHOICES)
+
+    names = list(dict.fromkeys(x.question for x in gold))
+    all_bool: tuple[list[Any], list[Any]] = ([], [])
+    all_num: tuple[list[Any], list[Any]] = ([], [])
+    errors = 0
+    for name in names:
+        labels = [x for x in gold if x.question == name]
+        kind = labels[0].kind
+        g = [x.answer for x in labels]
+        default = ERROR if kind == "boolean" else _NUMERIC_ERROR
+        p = [preds.get((x.note_id, name), default) for x in labels]
+        errors += sum(v == default for v in p)
+        if kind == "boolean":
+            add(name, "balanced_acc", balanced, g, p)
+            all_bool[0].extend(g)
+            all_bool[1].extend(p)
+        else:
+            g = [None if v is None else float(v) for v in g]
+            add(name, f"within_{round(cfg.rel_tol * 100)}%", within, g, p)
+            all_num[0].extend(g)
+            all_num[1].extend(p)
+    if all_bool[0]:
+        add("all booleans", "micro_f1(present)", metrics.micro_f1, *all_bool)
+        add("all booleans", "balanced_acc", balanced, *all_bool)
+    if all_num[0]:
+        add("all numerics", "exact", exact, *all_num)
+        add("all numerics", f"within_{round(cfg.rel_tol * 100)}%", within, *all_num)
+    n = len(gold)
+    rows.append(MetricRow(source=source, question="all", metric="error_rate", value=errors / n if n else None,
+                          ci_low=None, ci_high=None, n=n))
+    return rows
+
+
+def evaluate(cfg: EvalConfig) -> list[MetricRow]:
+    """Score every source in `cfg` on the gold set; write the `eval` table when `cfg.out` is set.
+
+    Example (shell): ``crit eval tests/gold/aristotle_gold.jsonl --db results.duckdb --model-run``
+    """
+    from crit.engine.plan import load_plan
+    from crit.trainer.synth import read_notes
+
+    gold = read_gold(cfg.gold)
+    notes_path = cfg.notes or str(Path(cfg.gold).with_name("notes.jsonl"))
+    notes, _ = read_notes(notes_path)
+    if cfg.limit is not None:
+        notes = notes[: cfg.limit]
+    note_ids = {n for n, _ in notes}
+    if cfg.questions is not None:
+        unknown = sorted(set(cfg.questions) - {x.question for x in gold})
+        if unknown:
+            raise CritError(f"{cfg.gold}: no gold labels for question(s) {', '.join(unknown)}")
+    gold = [x for x in gold if x.note_id in note_ids and (cfg.questions is None or x.question in cfg.questions)]
+    if not gold:
+        raise CritError(f"{cfg.gold}: no gold labels for the notes in {notes_path}")
+    plan = load_plan(cfg.criteria)
+    names = list(dict.fromkeys(x.question for x in gold))
+    questions = [plan.question(n) for n in names]
+    kinds = {q.name: q.kind for q in questions}
+
+    sources: dict[str, Predictions] = {}
+    answer_rows: list[dict[str, Any]] = []
+    for path in cfg.dbs:
+        sources.update(_read_store(path, kinds))
+    for spec in cfg.models:
+        preds, identity, rows = _run_model(spec, notes, questions, cfg.device)
+        sources[spec.name()] = preds
+        answer_rows.extend({"source": spec.name(), "identity": identity, **r} for r in rows)
+    if not sources:
+        raise CritError("nothing to evaluate: pass --db with a results store or --model/--adapter to run a model")
+
+    results = [row for name, preds in sources.items() for row in score(name, gold, preds, cfg)]
+    if cfg.out:
+        write_eval(cfg.out, results, answer_rows)
+    return results
+
+
+def write_eval(path: str, results: list[MetricRow], answer_rows: list[dict[str, Any]]) -> None:
+    """Append the metrics (and the direct runs' answers) to DuckDB tables `eval` and `eval_answers`."""
+    import duckdb
+
+    now = datetime.now(timezone.utc)
+    con = duckdb.connect(path)
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS eval (evaluated_at TIMESTAMPTZ, source VARCHAR, question VARCHAR,"
+            " metric VARCHAR, value DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n INTEGER)"
+        )
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS eval_answers (evaluated_at TIMESTAMPTZ, source VARCHAR, identity VARCHAR,"
+            " note_id VARCHAR, question VARCHAR, raw VARCHAR, value DOUBLE, na BOOLEAN, error VARCHAR, latency_s DOUBLE)"
+        )
+        con.execute("BEGIN")
+        con.executemany(
+            "INSERT INTO eval VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[now, r.source, r.question, r.metric, r.value, r.ci_low, r.ci_high, r.n] for r in results],
+        )
+        if answer_rows:
+            con.executemany(
+                "INSERT INTO eval_answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[now, r["source"], r["identity"], r["note_id"], r["question"], r["raw"], r["value"], r["na"],
+                  r["error"], r["latency_s"]] for r in answer_rows],
+            )
+        con.execute("COMMIT")
+    finally:
+        con.close()
+
+
+def table(results: list[MetricRow]) -> Any:
+    """A rich table: one row per (question, metric), one column per source, "value [low-high]"."""
+    from rich.table import Table
+
+    sources = list(dict.fromkeys(r.source for r in results))
+    keys = list(dict.fromkeys((r.question, r.metric) for r in results))
+    cell = {(r.source, r.question, r.metric): r for r in results}
+    t = Table(title="crit eval (95% bootstrap CI)")
+    t.add_column("question")
+    t.add_column("metric")
+    t.add_column("n", justify="right")
+    for s in sources:
+        t.add_column(s, justify="right", overflow="fold")
+    for q, m in keys:
+        ns = {cell[(s, q, m)].n for s in sources if (s, q, m) in cell}
+        values = []
+        for s in sources:
+            r = cell.get((s, q, m))
+            if r is None or r.value is None:
+                values.append("-")
+            elif r.ci_low is None:
+                values.append(f"{r.value:.2f}")
+            else:
+                values.append(f"{r.value:.2f} [{r.ci_low:.2f}-{r.ci_high:.2f}]")
+        t.add_row(q, m, "/".join(str(n) for n in sorted(ns)), *values)
+    return t
