@@ -271,6 +271,13 @@ def _rules_sql(plan: Any) -> str | None:
     return rules_sql(plan)
 
 
+# The trainer's commands: crit synth, select, train, eval (crit.trainer.cli).
+from crit.trainer.cli import COMMANDS as _TRAINER_COMMANDS  # noqa: E402
+
+for _command in _TRAINER_COMMANDS:
+    cli.add_command(_command)
+
+
 def main() -> None:
     cli(prog_name="crit")
 
