@@ -1,0 +1,124 @@
+"""Dry run: read and check a whole corpus, and count the work a run would do, without loading a model.
+
+`crit run --dry-run` streams every note through crit.engine.notes (the same reader
+and checks as a real run, in large batches, never the whole corpus in memory),
+keeps the notes of the chosen shard, and asks the store which (note, question)
+pairs already have an answer under the backend's identity, for the same note
+text. What is left is what a run would send to the model; bad rows are listed by
+row number. Nothing is written and no note text is printed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from crit.engine.notes import BadRow, NoteReader
+from crit.engine.shards import Shard
+
+# Rows per batch: large, since no model waits on it; memory stays at a few batches of text.
+BATCH = 20_000
+
+
+class DryRunReport(BaseModel):
+    notes_source: str
+    shard: str | None
+    rows: int  # rows read, good and bad
+    notes: int  # good notes (in the shard)
+    questions: int
+    pairs_total: int  # notes x questions
+    pairs_cached: int  # already answered for this note text under this backend
+    pairs_left: int
+    notes_left: int  # notes with at least one pair left
+    bad_rows: list[BadRow]
+    seconds: float
+
+    def lines(self) -> list[str]:
+        """The report as plain lines for the terminal."""
+        shard = f" (shard {self.shard})" if self.shard else ""
+        out = [
+            f"{self.notes_source}: {self.rows:,} rows read, {self.notes:,} notes{shard}, {len(self.bad_rows):,} bad rows",
+            f"{self.questions} questions: {self.pairs_total:,} note-question pairs, {self.pairs_cached:,} answered "
+            f"already, {self.pairs_left:,} left over {self.notes_left:,} notes",
+        ]
+        out += [f"  bad {b.describe()}" for b in self.bad_rows[:50]]
+        if len(self.bad_rows) > 50:
+            out.append(f"  ... and {len(self.bad_rows) - 50:,} more bad rows")
+        out.append(f"checked in {self.seconds:.1f} s; no model was loaded")
+        return out
+
+
+def dry_run(
+    notes_source: str | Path,
+    answer_keys: Mapping[str, str],
+    db: str | Path | None = None,
+    shard: Shard | None = None,
+    reader_options: Mapping[str, Any] | None = None,
+    batch_size: int = BATCH,
+) -> DryRunReport:
+    """Check every row of `notes_source` and count the pairs not yet answered in `db` (None or absent: all)."""
+    from crit.engine.store import Store, text_hash
+
+    started = time.perf_counter()
+    keys = sorted(set(answer_keys.values()))
+    store = Store.open(db, read_only=True) if db is not None and Path(db).exists() else None
+    good = notes = cached = notes_left = 0
+    try:
+        if store is not None:
+            store.con.register("_crit_keys", pa.table({"answer_key": pa.array(keys, pa.string())}))
+        with NoteReader(notes_source, **dict(reader_options or {})) as reader:
+            for batch in reader.batches(size=batch_size):
+                good += len(batch)
+                if shard is not None:
+                    batch = [n for n in batch if shard.holds(n.note_id)]
+                if not batch:
+                    continue
+                notes += len(batch)
+                if store is None:
+                    notes_left += len(batch)
+                    continue
+                ids = pa.table(
+                    {
+                        "note_id": pa.array([n.note_id for n in batch], pa.string()),
+                        "text_hash": pa.array([text_hash(n.text) for n in batch], pa.string()),
+                    }
+                )
+                store.con.register("_crit_ids", ids)
+                # Answers count only for the same note text: a changed note is asked again.
+                row = store.con.execute(
+                    "SELECT coalesce(sum(c), 0), count(*) FILTER (WHERE c < ?) FROM ("
+                    " SELECT i.note_id, count(a.answer_key) AS c FROM _crit_ids i"
+                    " LEFT JOIN notes n ON n.note_id = i.note_id AND n.text_hash = i.text_hash"
+                    " LEFT JOIN answers a ON a.note_id = n.note_id AND a.answer_key IN (SELECT answer_key FROM _crit_keys)"
+                    " GROUP BY i.note_id)",
+                    [len(keys)],
+                ).fetchone()
+                store.con.unregister("_crit_ids")
+                assert row is not None
+                cached += int(row[0])
+                notes_left += int(row[1])
+            bad = list(reader.bad_rows)
+            rows = good + len(bad)
+    finally:
+        if store is not None:
+            store.close()
+    total = notes * len(keys)
+    return DryRunReport(
+        notes_source=str(notes_source),
+        shard=str(shard) if shard else None,
+        rows=rows,
+        notes=notes,
+        questions=len(keys),
+        pairs_total=total,
+        pairs_cached=cached,
+        pairs_left=total - cached,
+        notes_left=notes_left,
+        bad_rows=bad,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+

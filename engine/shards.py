@@ -1,0 +1,174 @@
+"""Shards: split a corpus across machines by a stable hash of note_id, and merge the shard stores back.
+
+`crit run ... --shard 2/4` keeps the notes whose id hashes to shard 2 of 4, so n
+machines given the same corpus and the same `--shard i/n` scheme each run a
+disjoint slice, whatever the row order of their copy of the file, and every
+note lands in exactly one shard. The hash is SHA-256 of the id's UTF-8 bytes:
+the same on every machine, Python version and DuckDB version (Python's hash()
+and DuckDB's hash() are neither).
+
+`crit merge OUT shard*.duckdb` copies runs, questions, notes and answers of every
+shard into OUT with ON CONFLICT DO NOTHING on their keys, so merging a shard
+twice, or shards that overlap, adds nothing twice; then the rules are evaluated
+again over the merged answers, since eligibility counts are corpus-wide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from crit.grammar.errors import CritError
+
+if TYPE_CHECKING:
+    from crit.engine.store import Store
+
+# Tables a shard contributes, each with the key that makes a row the same row.
+MERGED_TABLES: tuple[tuple[str, str], ...] = (
+    ("runs", "run_id"),
+    ("questions", "answer_key"),
+    ("run_questions", "run_id, question"),
+    ("notes", "note_id"),
+    ("answers", "note_id, answer_key"),
+)
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class Shard(BaseModel):
+    """Shard `index` of `count`, 1-based (`--shard 1/4` ... `--shard 4/4`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, note_id: str) -> bool:
+        return shard_of(note_id, self.count) == self.index
+
+
+def parse_shard(text: str) -> Shard:
+    """'2/4' -> Shard(index=2, count=4); CritError for anything else."""
+    m = _SHARD.match(text)
+    if not m:
+        raise CritError(f"--shard {text!r}: write it as i/n, e.g. --shard 1/4 (shards are numbered 1 to n)")
+    index, count = int(m.group(1)), int(m.group(2))
+    if count < 1 or not 1 <= index <= count:
+        raise CritError(f"--shard {text!r}: i must be between 1 and n (n >= 1)")
+    return Shard(index=index, count=count)
+
+
+def shard_of(note_id: str, count: int) -> int:
+    """The shard (1..count) a note belongs to: first 8 bytes of SHA-256(note_id), modulo count."""
+    digest = hashlib.sha256(note_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+class MergeSummary(BaseModel):
+    """What a merge added: rows per table, and notes whose text differs between shards (kept: the first)."""
+
+    shards: int
+    added: dict[str, int]
+    conflicting_notes: int
+    evaluated: bool  # whether the rules were evaluated over the merged answers
+    message: str | None = None
+
+
+def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str | None = None) -> MergeSummary:
+    """Merge shard stores into `out` (created if absent), then evaluate the rules over the result.
+
+    The rules come from `crit_file` or else from the newest run's crit file when it still
+    exists with the same content (hash); without either, answers are merged and the rules
+    are left for `crit run` or a later merge with --criteria.
+    """
+    from crit.engine.store import SCHEMA_VERSION, Store
+
+    if not shards:
+        raise CritError("crit merge: name at least one shard store")
+    out_path = Path(out).resolve()
+    for s in shards:
+        p = Path(s)
+        if not p.is_file():
+            raise CritError(f"shard store '{s}' not found")
+        if p.resolve() == out_path:
+            raise CritError(f"'{s}' is the output store; merge into a new file")
+    added = {table: 0 for table, _ in MERGED_TABLES}
+    conflicting = 0
+    with Store.open(out) as store:
+        con = store.con
+        for i, s in enumerate(shards):
+            alias = f"crit_shard_{i}"
+            try:
+                con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(s)])
+            except duckdb.Error as e:
+                raise CritError(f"cannot open shard store '{s}': {str(e).splitlines()[0]}") from None
+            try:
+                version = _shard_version(con, alias)
+                if version is None:
+                    raise CritError(f"'{s}' is not a crit store (no meta table)")
+                if version > SCHEMA_VERSION:
+                    raise CritError(f"shard store '{s}' was written by a newer crit (schema {version})")
+                conflicting += _conflicts(con, alias)
+                con.execute("BEGIN TRANSACTION")
+                for table, key in MERGED_TABLES:
+                    before = _count(con, table)
+                    con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
+                    )
+                    added[table] += _count(con, table) - before
+                con.execute("COMMIT")
+            finally:
+                con.execute(f"DETACH {alias}")
+        evaluated, message = _evaluate(store, crit_file)
+    return MergeSummary(shards=len(shards), added=added, conflicting_notes=conflicting, evaluated=evaluated, message=message)
+
+
+def _shard_version(con: duckdb.DuckDBPyConnection, alias: str) -> int | None:
+    has_meta = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = 'meta'", [alias]
+    ).fetchone()
+    if not has_meta or not has_meta[0]:
+        return None
+    row = con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else None
+
+
+def _conflicts(con: duckdb.DuckDBPyConnection, alias: str) -> int:
+    """Notes already merged with another text: their answers are about different texts (both kept as stored)."""
+    row = con.execute(
+        f"SELECT count(*) FROM notes n JOIN {alias}.notes s USING (note_id) WHERE n.text_hash <> s.text_hash"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _evaluate(store: Store, crit_file: str | None) -> tuple[bool, str | None]:
+    """Evaluate the rules (of `crit_file`, else of the newest run's file) with the newest run's answer keys."""
+    from crit.engine.plan import load_plan
+    from crit.engine.rules import evaluate
+
+    con = store.con
+    latest = con.execute("SELECT run_id, crit_file FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    if latest is None:
+        return False, "no runs in the shards: nothing to evaluate"
+    run_id, run_file = latest
+    path = crit_file or run_file
+    if path is None or not Path(path).is_file():
+        return False, f"criteria file {path!r} not found: pass --criteria FILE to evaluate the rules"
+    plan = load_plan(path)
+    keys = dict(con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
+    evaluate(con, plan, {q.name: keys[q.name] for q in plan.questions if q.name in keys})
+    return True, None
