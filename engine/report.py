@@ -195,6 +195,7 @@ def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines
 
     matplotlib.use("Agg")  # no display; also keeps matplotlib from probing GUI toolkits
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "crit", "font.size": 9}):
         fig, ax = plt.subplots(figsize=(5.2, 2.4))
@@ -223,6 +224,7 @@ def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines
                                 rotation=90, va="top", ha="right", fontsize=7, color="#222222")
             ax.set_xlabel(f"{question} ({unit})" if unit else question)
             ax.set_ylabel("notes")
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts of notes
             if len(groups) > 1:
                 ax.legend(fontsize=7, frameon=False)
             ax.spines[["top", "right"]].set_visible(False)
@@ -405,7 +407,8 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
     counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
     for e in eligibility.values():
         counts[e["status"]] = counts.get(e["status"], 0) + 1
-    quality_rows = sorted(quality.values(), key=lambda r: (-(r["na"] + r["ungrounded"] + r["errors"]), r["question"]))
+    # A question never asked (the built-in sex question when the corpus gives sex) has nothing to show.
+    quality_rows = sorted((r for r in quality.values() if r["answers"]), key=lambda r: (-(r["na"] + r["ungrounded"] + r["errors"]), r["question"]))
     return {
         "run": _plain(run) if run else None,
         "parameters": _parameters(run),

@@ -150,3 +150,171 @@ def test_report_without_the_crit_file_still_renders(tmp_path: Path) -> None:
     assert "is not here" in html
     assert {q["name"] for q in _blob(html)["questions"]} == {"af", "hgb", "creat", "sex"}  # the run recorded its questions
     assert html.count("<svg") == 2  # distributions still drawn, without thresholds
+
+
+# ---- in a real browser ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Debian's headless Chromium driven by its chromedriver; nothing is downloaded (paths are explicit)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (tests/run.sh installs them with apt-get)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try the network
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1600"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(driver), options=opts)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def _rows(drv) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [tr.get_attribute("data-note-id") for tr in drv.find_elements(By.CSS_SELECTOR, "#note-rows tr.note-row")]
+
+
+def _click(drv, note_id: str):
+    """Click a note's row (it opens or closes the note's details); return the row."""
+    from selenium.webdriver.common.by import By
+
+    for tr in drv.find_elements(By.CSS_SELECTOR, "#note-rows tr.note-row"):
+        if tr.get_attribute("data-note-id") == note_id:
+            tr.click()
+            return tr
+    raise AssertionError(f"note {note_id} is not on the page")
+
+
+def _open(drv, note_id: str):
+    """Open a closed note and return its detail row (built on click)."""
+    from selenium.webdriver.common.by import By
+
+    detail = _click(drv, note_id).find_element(By.XPATH, "following-sibling::tr[1]")
+    assert "detail-row" in detail.get_attribute("class")
+    return detail
+
+
+def _no_js_errors(drv) -> None:
+    severe = [e for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+
+
+def _check_page(drv, blob: dict, criterion: str, search: str) -> None:
+    """What a coordinator does with the page, checked against the data the page was built from.
+
+    Highlights: every grounded answer is a <mark> over exactly its span, named by its question, and
+    nothing else is marked. Filters: status, a criterion's status and the note-id search each show
+    exactly the notes they should, and fewer than all.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    notes = {n["id"]: n for n in blob["notes"]}
+    assert sorted(_rows(drv)) == sorted(notes)
+    for n in notes.values():
+        detail = _open(drv, n["id"])
+        marks = [(m.get_attribute("data-q"), m.text) for m in detail.find_elements(By.CSS_SELECTOR, "pre.note-text mark")]
+        expected = {a["q"]: n["text"][a["s"][0]:a["s"][1]] for a in n["ans"] if a["g"]}
+        for q, span in expected.items():
+            shown = "".join(t for names, t in marks if q in names.split())
+            assert shown and " ".join(span.split()).startswith(" ".join(shown.split())[:20]), (n["id"], q, span, marks)
+        assert {q for names, _ in marks for q in names.split()} == set(expected)  # ungrounded: never marked
+        _click(drv, n["id"])  # close it again
+
+    status = next(s for s in ("eligible", "ineligible", "unknown") if [n["status"] for n in notes.values()].count(s) != len(notes))
+    Select(drv.find_element(By.ID, "status-filter")).select_by_visible_text(status)
+    assert sorted(_rows(drv)) == sorted(k for k, n in notes.items() if n["status"] == status)
+    Select(drv.find_element(By.ID, "status-filter")).select_by_value("")
+
+    pos = next(c["position"] for c in blob["criteria"] if c["label"] == criterion)
+    Select(drv.find_element(By.ID, "criterion-filter")).select_by_value(str(pos))
+    Select(drv.find_element(By.ID, "criterion-status")).select_by_visible_text("met")
+    met = sorted(k for k, n in notes.items() if [pos, "met"] in [c[:2] for c in n["crit"]])
+    assert sorted(_rows(drv)) == met
+    Select(drv.find_element(By.ID, "criterion-filter")).select_by_value("")
+    Select(drv.find_element(By.ID, "criterion-status")).select_by_value("")
+    assert len(_rows(drv)) == len(notes)
+
+    drv.find_element(By.ID, "search").send_keys(search)
+    found = sorted(k for k in notes if search.lower() in k.lower())
+    assert sorted(_rows(drv)) == found and len(found) < len(notes)
+    assert drv.find_element(By.ID, "match-count").text == f"{len(found)} of {len(notes)} notes"
+    drv.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * len(search))  # as a person would
+    assert len(_rows(drv)) == len(notes)
+    _no_js_errors(drv)
+
+
+def test_report_in_browser(tmp_path: Path, browser) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    out = write_report(_store(tmp_path), tmp_path / "report.html")
+    browser.get(out.as_uri())
+    blob = _blob(out.read_text())
+    assert sum(a["g"] for n in blob["notes"] for a in n["ans"]) == 5  # ANSWERS: 3 NA, 1 ungrounded
+    _check_page(browser, blob, criterion="anemia", search="n2")
+
+    detail = _open(browser, "n2<b>")
+    pre = detail.find_element(By.CSS_SELECTOR, "pre.note-text")
+    assert "<script>alert(1)</script>" in pre.text and "<b>bold</b>" in pre.text  # shown as text
+    assert not detail.find_elements(By.CSS_SELECTOR, "pre.note-text script, pre.note-text b")
+    with pytest.raises(NoAlertPresentException):  # the note's <script> never ran
+        browser.switch_to.alert
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#distributions svg")) == 2
+    _open(browser, "n1")
+    browser.execute_script("document.querySelector('tr.open').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "report-screenshot.png"))
+    _no_js_errors(browser)
+
+
+SLOW_CRIT = """\
+trial SMOKE-1 "report smoke test"
+numeric age value "age" in years
+boolean pregnant "current pregnancy"
+include "adult": age >= 18 years
+exclude "over 60": age > 60 years
+exclude "pregnant": pregnant
+"""
+
+SLOW_NOTES = ("mts-2408", "mts-1080")  # short MTSamples notes that state an age (a man of 69, a woman of 55)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
+    from crit.engine.backends.registry import TransformersFactory
+    from crit.engine.run import run
+
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtsamples.jsonl"
+    if not corpus.is_file():
+        pytest.skip(f"MTSamples corpus not found at {corpus}")
+    notes = tmp_path / "notes"  # a folder of .txt files, one note each, named by note id
+    notes.mkdir()
+    for line in corpus.open():
+        r = json.loads(line)
+        if r["note_id"] in SLOW_NOTES:
+            (notes / f"{r['note_id']}.txt").write_text(r["text"])
+    crit = tmp_path / "smoke.crit"
+    crit.write_text(SLOW_CRIT)
+    db = tmp_path / "results.duckdb"
+    run(load_plan(crit), notes, db, TransformersFactory())
+
+    out = write_report(db, tmp_path / "report.html")
+    blob = _blob(out.read_text())
+    assert sorted(n["id"] for n in blob["notes"]) == sorted(SLOW_NOTES)
+    assert all(len(n["ans"]) == 2 for n in blob["notes"])  # the model's answers, as stored, one per question
+    browser.get(out.as_uri())
+    _check_page(browser, blob, criterion="over 60", search="2408")
+    # A picture to look at: the first note opened, its quotes highlighted.
+    _open(browser, blob["notes"][0]["id"])
+    browser.save_screenshot(str(tmp_path / "report-screenshot.png"))
