@@ -1,0 +1,41 @@
+"""Prompts: the chat messages that ask one question of one note.
+
+The note comes first and the question last, and the system message is the same
+for every question, so all questions of a note share one token prefix: a backend
+computes that prefix once (KV cache) and reuses it. Any change of wording here
+must bump PROMPT_VERSION in crit.engine.questions, which is part of every
+question fingerprint, so stored answers to the old wording are not reused.
+"""
+
+from __future__ import annotations
+
+from crit.engine.questions import SOURCE_MAX_CHARS, Question
+
+SYSTEM = (
+    "You read one clinical note and answer one question about it, in JSON.\n"
+    "Answer only from what the note says; never guess and never use outside knowledge.\n"
+    f"\"source\" is a short quote (at most {SOURCE_MAX_CHARS} characters) copied word for word from the note "
+    "that supports the answer; leave it empty if the note says nothing about the question.\n"
+    "Yes/no questions: \"present\" if the note documents it, \"absent\" if the note says it is absent "
+    "or denied, \"not mentioned\" if the note does not say.\n"
+    "Number questions: \"stated\" with the number and the unit as written in the note, or "
+    "\"not stated\" with answer null if the note gives no value."
+)
+
+
+def user_message(note_text: str, question: Question) -> str:
+    """The note, then the question with its guide and requested unit (last, so the note is a shared prefix)."""
+    parts = [f"NOTE:\n{note_text}\n\nQUESTION: {question.text}"]
+    if question.guide:
+        parts.append(question.guide)
+    if question.kind == "numeric" and question.unit:
+        parts.append(f"Requested unit: {question.unit}. Report the unit exactly as the note writes it.")
+    return "\n".join(parts)
+
+
+def messages(note_text: str, question: Question) -> list[dict[str, str]]:
+    """Chat messages (system, user) for one question about one note."""
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": user_message(note_text, question)},
+    ]
