@@ -154,8 +154,22 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("notes", type=click.Path())
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to write (created if absent; an existing one is resumed).")
-@click.option("--backend", type=click.Choice(["transformers"]), default="transformers", show_default=True,
-              help="How the model runs: transformers = in this process, CPU or CUDA.")
+@click.option("--backend", type=click.Choice(["transformers", "openai", "vllm", "ray"]), default="transformers",
+              show_default=True,
+              help="How the model runs: transformers = in this process, CPU or CUDA; openai = an OpenAI-compatible "
+                   "server at --base-url (the notes are sent to that server); vllm = vLLM on this machine's GPUs; "
+                   "ray = a Ray Data LLM pipeline (see docs/backends.md).")
+@click.option("--base-url", default=None, help="openai/ray: the server's URL, e.g. http://127.0.0.1:8000/v1. "
+              "Notes go over the network to it only because you chose this backend.")
+@click.option("--api-key-env", default=None, help="openai/ray: name of the environment variable holding the API key.")
+@click.option("--concurrency", type=int, default=None, help="openai/ray: requests in flight at once (default 4).")
+@click.option("--response-format", type=click.Choice(["json_schema", "json_object"]), default=None,
+              help="openai/ray: how the schema is sent: json_schema (vLLM, SGLang, llama.cpp C++ server; default) "
+                   "or json_object (llama-cpp-python's server).")
+@click.option("--shard", default=None, help="Run only shard i of n (e.g. 2/4), split by a stable hash of note_id; "
+              "give each shard its own --db and combine them with `crit merge`.")
+@click.option("--dry-run", is_flag=True, help="Read and check every note and count the note-question pairs left "
+              "to ask; load no model, write nothing.")
 @click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
 @click.option("--adapter", default=None, help="Local LoRA adapter folder (from `crit train`), merged into the model.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -167,7 +181,8 @@ def report(db: str, output: str, run_id: str | None) -> None:
               help="Notes per committed batch: after a crash at most this many notes are asked again.")
 def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, adapter: str | None, device: str,
             limit: int | None, id_column: str | None, text_column: str | None, sex_column: str | None,
-            batch_size: int) -> None:
+            batch_size: int, base_url: str | None, api_key_env: str | None, concurrency: int | None,
+            response_format: str | None, shard: str | None, dry_run: bool) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -187,8 +202,26 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
     from crit.engine.plan import load_plan
     from crit.engine.run import run
 
+    from crit.engine.backends.scale import factory_for
+    from crit.engine.shards import parse_shard
+
     plan = load_plan(file)
-    factory = BACKENDS[backend](model=model, adapter=adapter, device=device)
+    factory = factory_for(BACKENDS, backend, model=model, adapter=adapter,
+                          device=device if backend == "transformers" or device != "auto" else None,
+                          base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                          response_format=response_format)
+    part = parse_shard(shard) if shard else None
+    if dry_run:
+        from crit.engine.backends.base import answer_key
+        from crit.engine.dryrun import dry_run as check_corpus
+
+        identity = factory.identity()
+        keys = {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
+        report = check_corpus(notes, keys, db, shard=part,
+                              reader_options=dict(id_column=id_column, text_column=text_column, sex_column=sex_column))
+        for line in report.lines():
+            out.print(line, markup=False)
+        return
     columns = (
         TextColumn("notes"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -203,7 +236,7 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
             bar.update(task, total=p.notes_total, completed=done, rates=rates)
 
         summary = run(plan, notes, db, factory, limit=limit, batch_notes=batch_size, id_column=id_column,
-                      text_column=text_column, sex_column=sex_column, on_progress=on_progress)
+                      text_column=text_column, sex_column=sex_column, on_progress=on_progress, shard=part)
     for bad in summary.bad_rows[:20]:
         err.print(f"skipped {bad.describe()}", markup=False)
     if len(summary.bad_rows) > 20:
@@ -220,6 +253,33 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         table.add_row(label, str(value))
     out.print(table)
     out.print(f"stored in {db} (run {summary.run_id}); try: crit sql {db} \"select * from eligibility\"", markup=False)
+
+
+@cli.command()
+@click.argument("out_db", type=click.Path(dir_okay=False))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--criteria", "crit_file", default=None, type=click.Path(dir_okay=False),
+              help="The .crit file whose rules decide eligibility. Default: the newest run's file.")
+def merge(out_db: str, shards: tuple[str, ...], crit_file: str | None) -> None:
+    """Merge the stores of sharded runs (`crit run --shard i/n`) into OUT_DB, then evaluate the rules.
+
+    Runs, notes and answers are copied once each (a row already in OUT_DB is kept),
+    so merging a shard twice changes nothing.
+
+    \b
+    Example:
+        crit merge results.duckdb shard-1.duckdb shard-2.duckdb shard-3.duckdb
+    """
+    from crit.engine.shards import merge_stores
+
+    summary = merge_stores(out_db, list(shards), crit_file)
+    added = ", ".join(f"{n:,} {table}" for table, n in summary.added.items())
+    out.print(f"merged {summary.shards} store(s) into {out_db}: added {added}", markup=False)
+    if summary.conflicting_notes:
+        err.print(f"warning: {summary.conflicting_notes} note id(s) have different texts in different shards; "
+                  "the first shard's text is kept", markup=False)
+    if not summary.evaluated:
+        err.print(f"rules not evaluated: {summary.message}", markup=False)
 
 
 @cli.command()

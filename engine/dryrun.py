@@ -97,7 +97,7 @@ def dry_run(
                     " LEFT JOIN answers a ON a.note_id = n.note_id AND a.answer_key IN (SELECT answer_key FROM _crit_keys)"
                     " GROUP BY i.note_id)",
                     [len(keys)],
-                ).fetchone()
+                ).fetchall()[0]
                 store.con.unregister("_crit_ids")
                 assert row is not None
                 cached += int(row[0])

@@ -23,7 +23,9 @@ from crit.engine.backends.base import Backend, answer_key
 from crit.engine.backends.registry import BackendFactory
 from crit.engine.notes import BadRow, Note, NoteReader
 from crit.engine.plan import Plan
+from crit.engine.questions import Question
 from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
+from crit.engine.shards import Shard
 from crit.engine.store import RunInfo, Store
 from crit.grammar.errors import CritError
 
@@ -75,6 +77,7 @@ def run(
     text_column: str | None = None,
     sex_column: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
@@ -118,9 +121,12 @@ def run(
     answers_new = notes_changed = calls = 0
     try:
         for batch in reader.batches(batch_notes, limit):
+            if shard is not None:  # this machine's slice of the corpus (crit.engine.shards)
+                batch = [n for n in batch if shard.holds(n.note_id)]
             changed = store.changed_notes(batch)
             missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
             answers: list[Answer] = []
+            pending: dict[tuple[str, ...], tuple[list[Question], list[Note]]] = {}
             cached = 0
             for note in batch:
                 todo = missing.get(note.note_id, set()) if note.note_id not in changed else set(keys.values())
@@ -135,10 +141,20 @@ def run(
                         raise RuntimeError(
                             f"backend reports identity {backend.identity!r} but its factory promised {identity!r}"
                         )
-                answers.extend(backend.answer(note.note_id, note.text, asked))
+                if hasattr(backend, "answer_batch"):
+                    # Server and vLLM backends: the whole batch goes out together (below).
+                    pending.setdefault(tuple(q.name for q in asked), (asked, []))[1].append(note)
+                else:
+                    answers.extend(backend.answer(note.note_id, note.text, asked))
                 calls += 1
                 progress.model_seconds += time.perf_counter() - t0
                 progress.questions_asked += len(asked)
+            for asked, group in pending.values():
+                t0 = time.perf_counter()
+                assert backend is not None
+                for per_note in backend.answer_batch([(n.note_id, n.text) for n in group], asked):  # type: ignore[attr-defined]
+                    answers.extend(per_note)
+                progress.model_seconds += time.perf_counter() - t0
             result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached)
             answers_new += result.answers_new
             notes_changed += result.notes_changed

@@ -85,3 +85,8 @@ class TransformersFactory:
 
 
 BACKENDS: dict[str, type] = {"transformers": TransformersFactory}
+
+# The scale-out backends (openai, vllm, ray): crit.engine.backends.scale.
+from crit.engine.backends.scale import SCALE_BACKENDS  # noqa: E402  (after TransformersFactory: no cycle)
+
+BACKENDS.update(SCALE_BACKENDS)
