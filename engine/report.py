@@ -404,6 +404,15 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
             groups = {"any": [float(v) for _, v in converted]}
         plots.append({"question": q["name"], "svg": _plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
 
+    # The rules' tables hold the latest evaluation only; say so when that is not this run's rules.
+    rules_note = None
+    evaluated_fp, run_fp = (evaluation or {}).get("rules_fingerprint"), (run or {}).get("rules_fingerprint")
+    if evaluated_fp and run_fp and evaluated_fp != run_fp:
+        rules_note = (
+            f"eligibility below comes from the rules last evaluated in this store (fingerprint {evaluated_fp}), "
+            f"not from this run's rules ({run_fp})"
+        )
+
     counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
     for e in eligibility.values():
         counts[e["status"]] = counts.get(e["status"], 0) + 1
@@ -416,6 +425,7 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
         "trial": (plan.trial_id if plan else None) or (evaluation or {}).get("trial") or (run or {}).get("trial_id"),
         "trial_title": plan.trial_title if plan else None,
         "plan_note": plan_note,
+        "rules_note": rules_note,
         "counts": counts,
         "evaluated": bool(eligibility),
         "attrition": [_plain(r) for r in attrition],

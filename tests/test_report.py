@@ -292,8 +292,9 @@ SLOW_NOTES = ("mts-2408", "mts-1080")  # short MTSamples notes that state an age
 
 @pytest.mark.slow
 def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
-    from crit.engine.backends.registry import TransformersFactory
-    from crit.engine.run import run
+    from click.testing import CliRunner
+
+    from crit.engine.cli import cli
 
     corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtsamples.jsonl"
     if not corpus.is_file():
@@ -307,9 +308,11 @@ def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     crit = tmp_path / "smoke.crit"
     crit.write_text(SLOW_CRIT)
     db = tmp_path / "results.duckdb"
-    run(load_plan(crit), notes, db, TransformersFactory())
-
-    out = write_report(db, tmp_path / "report.html")
+    done = CliRunner().invoke(cli, ["run", str(crit), str(notes), "--db", str(db)])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "report.html"
+    done = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
+    assert done.exit_code == 0 and f"wrote {out}" in done.output, done.output
     blob = _blob(out.read_text())
     assert sorted(n["id"] for n in blob["notes"]) == sorted(SLOW_NOTES)
     assert all(len(n["ans"]) == 2 for n in blob["notes"])  # the model's answers, as stored, one per question
@@ -318,3 +321,14 @@ def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     # A picture to look at: the first note opened, its quotes highlighted.
     _open(browser, blob["notes"][0]["id"])
     browser.save_screenshot(str(tmp_path / "report-screenshot.png"))
+
+
+def test_report_says_when_eligibility_is_from_other_rules(tmp_path: Path) -> None:
+    db = _store(tmp_path)
+    edited = tmp_path / "edited.crit"
+    edited.write_text(CRIT.replace("hgb < 9 g/dL", "hgb < 8 g/dL"))  # a threshold edit, evaluated without a run
+    with Store.open(db) as store:
+        evaluate(store.con, load_plan(edited))
+    html = write_report(db, tmp_path / "r.html").read_text()
+    assert "not from this run&#39;s rules" in html
+    assert {n["id"]: n["status"] for n in _blob(html)["notes"]}["n1"] == "eligible"  # 8.5 is no longer anemia
