@@ -448,7 +448,7 @@ def _parameters(run: dict[str, Any] | None) -> dict[str, Any]:
             raw = json.loads(raw)
         except json.JSONDecodeError:
             return {"parameters": raw}
-    return raw if isinstance(raw, dict) else {"parameters": raw}
+    return {k: v for k, v in raw.items() if v is not None} if isinstance(raw, dict) else {"parameters": raw}
 
 
 def _script_json(data: Any) -> Markup:

@@ -320,6 +320,7 @@ def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     _check_page(browser, blob, criterion="over 60", search="2408")
     # A picture to look at: the first note opened, its quotes highlighted.
     _open(browser, blob["notes"][0]["id"])
+    browser.execute_script("document.querySelector('tr.open').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "report-screenshot.png"))
 
 
