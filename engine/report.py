@@ -34,6 +34,7 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
+from crit.engine.plan import Plan, load_plan
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 
@@ -100,15 +101,13 @@ def _run(con: duckdb.DuckDBPyConnection, tables: dict[str, set[str]], run_id: st
     return rows[0] if rows else None
 
 
-def _load_plan(run: dict[str, Any] | None) -> tuple[Any, str | None]:
+def _load_plan(run: dict[str, Any] | None) -> tuple[Plan | None, str | None]:
     """The plan of the run's .crit file, or None and why not (the report then draws no thresholds)."""
     path = (run or {}).get("crit_file")
     if not path:
         return None, "the run does not name its .crit file"
     if not Path(path).is_file():
         return None, f"the criteria file {path} is not here"
-    from crit.engine.plan import load_plan
-
     try:
         plan = load_plan(path)
     except CritError:
@@ -125,7 +124,7 @@ def _load_plan(run: dict[str, Any] | None) -> tuple[Any, str | None]:
 _FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
 
 
-def _per_sex(node: ast.Node, question: str, plan: Any) -> tuple[float | None, float | None] | None:
+def _per_sex(node: ast.Node, question: str, plan: Plan) -> tuple[float | None, float | None] | None:
     """The (male, female) value of a threshold expression in `question`'s unit, or None if not a threshold."""
     q = plan.question(question)
     if isinstance(node, ast.Quantity):
@@ -157,7 +156,7 @@ def _per_sex(node: ast.Node, question: str, plan: Any) -> tuple[float | None, fl
     return None
 
 
-def thresholds(plan: Any) -> list[Threshold]:
+def thresholds(plan: Plan) -> list[Threshold]:
     """Every `question <op> value` and `question above/below/within range` in the plan's criteria.
 
     Comparisons with lets or with other questions are not thresholds on one axis and are skipped.
