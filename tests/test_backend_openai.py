@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -195,3 +196,35 @@ def test_llama_cpp_server_json_schema_form(llama_server):
     backend.close()
     assert [a.question for a in answers] == ["af", "creat"]
     assert all(a.error is None or a.error.split(":")[0] in {"invalid_json", "schema", "truncated", "inconsistent"} for a in answers)
+
+
+@pytest.mark.slow
+def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(llama_server, tmp_path):
+    """`crit run --backend openai` end to end: answers, notes and eligibility in DuckDB, same tables and
+    columns as an embedded run, every (note, question) answered once, resumable (a second run asks nothing)."""
+    import duckdb
+
+    from crit.engine.backends.scale import OpenAIFactory
+    from crit.engine.plan import load_plan
+    from crit.engine.run import run
+    from crit.engine.store import _ANSWER_ARROW
+
+    corpus = tmp_path / "notes.jsonl"
+    corpus.write_text("\n".join(json.dumps({"note_id": i, "text": t}) for i, t in NOTES) + "\n")
+    plan = load_plan(Path(__file__).resolve().parent.parent / "criteria" / "aristotle.crit")
+    factory = OpenAIFactory(model="smollm2", base_url=llama_server, concurrency=2, response_format="json_object")
+    db = tmp_path / "results.duckdb"
+    first = run(plan, corpus, db, factory, batch_notes=2)
+    assert first.notes_done == 2 and first.answers_new == 2 * len(plan.model_questions)
+    with duckdb.connect(str(db), read_only=True) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE answers").fetchall()]
+        assert columns == _ANSWER_ARROW.names
+        rows = con.execute(
+            "SELECT count(*), count(DISTINCT (note_id, answer_key)), min(prompt_tokens), min(latency_s) FROM answers"
+        ).fetchall()[0]
+        assert rows[0] == rows[1] == 2 * len(plan.model_questions) and rows[2] > 50 and rows[3] > 0
+        assert con.execute("SELECT count(*) FROM eligibility").fetchall()[0][0] == 2
+        backend = con.execute("SELECT backend, backend_identity FROM runs").fetchall()
+        assert backend == [("openai", "smollm2@openai")]
+    again = run(plan, corpus, db, factory, batch_notes=2)
+    assert again.answers_new == 0 and again.answers_cached == 2 * len(plan.model_questions)

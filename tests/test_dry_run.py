@@ -58,6 +58,10 @@ def test_dry_run_counts_work_left_and_bad_rows(tmp_path):
     assert report.pairs_cached == 2 * len(keys) + 1
     assert report.pairs_left == 8 * len(keys) - report.pairs_cached
     assert report.notes_left == 6
+    # A note whose text changed since it was answered is asked again.
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(corpus.read_text().replace("Note 1: creatinine 0.1", "Note 1: creatinine 0.2"))
+    assert dry_run(edited, keys, db).pairs_cached == report.pairs_cached - len(keys)
     # Another model's answers are not this model's cache.
     other = {q: answer_key(q + "x", "other@openai") for q in keys}
     assert dry_run(corpus, other, db).pairs_cached == 0
