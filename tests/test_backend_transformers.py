@@ -1,0 +1,116 @@
+"""The transformers backend with the embedded model over a real (public, CC0) note. Slow: loads the model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from crit.engine.answers import Answer
+from crit.engine.backends.base import Backend, answer_key
+from crit.engine.questions import make_question
+
+pytestmark = pytest.mark.slow
+
+NOTE = (Path(__file__).parent / "fixtures" / "notes" / "mts-1513.txt").read_text()
+
+QUESTIONS = [
+    make_question("hgb", "numeric", "hemoglobin", order="lowest", unit="g/dL", aka=("Hb", "Hgb")),
+    make_question("bun", "numeric", "BUN", order="highest", unit="mg/dL", aka=("blood urea nitrogen",)),
+    make_question("dm", "boolean", "diabetes mellitus", aka=("diabetes",)),
+    make_question("pe", "boolean", "a pulmonary embolism"),
+]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from crit.engine.model import load_model
+
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def backend(loaded):
+    from crit.engine.backends.transformers import TransformersBackend
+
+    # max_new_tokens 120 still fits the longest schema answer; it keeps a runaway short.
+    return TransformersBackend(loaded, batch_size=4, max_new_tokens=120)
+
+
+def check(answer: Answer, note: str, question, identity: str) -> None:
+    assert answer.question == question.name
+    assert answer.fingerprint == answer_key(question.fingerprint, identity)
+    assert answer.prompt_tokens > 0 and answer.output_tokens > 0 and answer.latency_s > 0
+    if answer.error is not None:
+        assert answer.error.split(":")[0] in {"invalid_json", "schema", "truncated", "inconsistent", "not_finite"}
+        assert answer.value is None
+        return
+    assert answer.na or answer.value is not None
+    if question.kind == "boolean" and not answer.na:
+        assert answer.value in (0.0, 1.0)
+    if answer.span_start is not None:
+        assert 0 <= answer.span_start < answer.span_end <= len(note)
+        if answer.grounded:
+            assert note[answer.span_start : answer.span_end] == answer.source
+
+
+def test_model_loads_once_per_process(loaded):
+    from crit.engine.model import load_model
+
+    t = time.perf_counter()
+    again = load_model()
+    assert again is loaded and time.perf_counter() - t < 0.1
+    assert loaded.identity.startswith("SmolLM2-135M-Instruct@") and loaded.context_length == 8192
+
+
+def test_later_loads_read_the_converted_copy(loaded):
+    from crit.engine import model as model_module
+
+    converted = model_module.embedded_model_dir() / "config.json"
+    written = converted.stat().st_mtime_ns
+    key = (None, None, loaded.device)
+    model_module._LOADED.pop(key)
+    try:
+        fresh = model_module.load_model()
+        assert fresh is not loaded and fresh.identity == loaded.identity
+        assert converted.stat().st_mtime_ns == written  # not converted again
+    finally:
+        model_module._LOADED[key] = loaded
+
+
+def test_answers_validate_or_say_why(backend, loaded):
+    assert isinstance(backend, Backend)
+    answers = backend.answer("mts-1513", NOTE, QUESTIONS)
+    assert [a.question for a in answers] == [q.name for q in QUESTIONS]
+    for a, q in zip(answers, QUESTIONS):
+        check(a, NOTE, q, loaded.identity)
+        assert a.window is None  # a short note is one window
+
+
+def test_batched_equals_unbatched(backend, loaded):
+    from crit.engine.backends.transformers import TransformersBackend
+
+    one_by_one = TransformersBackend(loaded, batch_size=1, max_new_tokens=120)
+    numeric = QUESTIONS[:2]
+    batched = backend.answer("mts-1513", NOTE, numeric)
+    single = one_by_one.answer("mts-1513", NOTE, numeric)
+    assert [a.raw for a in batched] == [a.raw for a in single]
+
+
+def test_long_note_windows_find_the_line_that_holds_the_answer(loaded):
+    from crit.engine.backends.transformers import TransformersBackend
+
+    filler = "\n".join(line for line in NOTE.splitlines() if "emoglobin" not in line and "embolism" not in line)
+    distinct = "ALLERGIES: The patient reports a severe allergy to penicillin with hives.\n"
+    long_note = (filler + "\n") * 3 + distinct + (filler + "\n") * 3
+    backend = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, max_note_tokens=400, overlap_tokens=32)
+    q = make_question("pcn", "boolean", "a penicillin allergy", aka=("penicillin",))
+    windows = backend.windows(long_note, [q])
+    assert len(windows) >= 3
+    holding = [w for w in windows if "penicillin" in long_note[w.start : w.end]]
+    assert 1 <= len(holding) <= 2  # the line, maybe twice through the overlap
+    (answer,) = backend.answer("long", long_note, [q])
+    check(answer, long_note, q, loaded.identity)
+    assert answer.window in {w.index for w in holding}  # only those windows were asked
+    # check() has already asserted that a grounded span indexes the full note, not the window
