@@ -357,7 +357,12 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
         for a in sorted(by_note.get(nid, []), key=lambda a: a["question"]):
             v = values.get((nid, a["question"]), {})
             s0, s1 = a["span_start"], a["span_end"]
-            span_ok = s0 is not None and s1 is not None and 0 <= s0 < s1 <= len(text)
+            # Highlight only a verbatim quote backing a value: an NA answer's quote (often a stray
+            # "no" found inside some word) is no evidence, and the page says "not in the note" instead.
+            span_ok = (
+                s0 is not None and s1 is not None and 0 <= s0 < s1 <= len(text)
+                and not a["na"] and a["error"] is None
+            )
             ans.append(
                 {
                     "q": a["question"],

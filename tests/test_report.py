@@ -50,7 +50,7 @@ ANSWERS = {
     (1, "af"): (1.0, None, False, "atrial fibrillation"),
     (1, "hgb"): (8.1, "g/dL", False, "Hb 8.1 g/dL"),
     (1, "creat"): (None, None, True, ""),
-    (2, "af"): (None, None, True, ""),
+    (2, "af"): (None, None, True, "no"),  # an NA answer quoting a word of the note: no evidence, no highlight
     (2, "hgb"): (None, None, True, ""),
     (2, "creat"): (3.1, "mg/dL", False, "creatinine was 3.1"),  # not verbatim: ungrounded
 }
@@ -122,6 +122,8 @@ def test_report_escapes_html_and_is_self_contained(tmp_path: Path) -> None:
     n3_creat = next(a for a in by_id["n3"]["ans"] if a["q"] == "creat")
     assert not n3_creat["g"] and n3_creat["s"] is None  # ungrounded: shown as such, never highlighted
     assert n3_creat["c"] == 3.1
+    n3_af = next(a for a in by_id["n3"]["ans"] if a["q"] == "af")
+    assert n3_af["na"] and not n3_af["g"] and n3_af["src"] == "no"
 
 
 def test_thresholds_read_the_rules_per_sex(tmp_path: Path) -> None:
@@ -212,8 +214,8 @@ def _no_js_errors(drv) -> None:
 def _check_page(drv, blob: dict, criterion: str, search: str) -> None:
     """What a coordinator does with the page, checked against the data the page was built from.
 
-    Highlights: every grounded answer is a <mark> over exactly its span, named by its question, and
-    nothing else is marked. Filters: status, a criterion's status and the note-id search each show
+    Highlights: every grounded answer with a value is a <mark> over exactly its span, named by its
+    question, and nothing else is marked (NA and ungrounded answers never are). Filters: status, a criterion's status and the note-id search each show
     exactly the notes they should, and fewer than all.
     """
     from selenium.webdriver.common.by import By
@@ -316,6 +318,11 @@ def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     blob = _blob(out.read_text())
     assert sorted(n["id"] for n in blob["notes"]) == sorted(SLOW_NOTES)
     assert all(len(n["ans"]) == 2 for n in blob["notes"])  # the model's answers, as stored, one per question
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        (with_evidence,) = con.execute("SELECT count(*) FROM answers WHERE grounded AND NOT na AND error IS NULL").fetchone()
+    assert sum(a["g"] for n in blob["notes"] for a in n["ans"]) == with_evidence
     browser.get(out.as_uri())
     _check_page(browser, blob, criterion="over 60", search="2408")
     # A picture to look at: the first note opened, its quotes highlighted.
