@@ -228,3 +228,19 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
         assert backend == [("openai", "smollm2@openai")]
     again = run(plan, corpus, db, factory, batch_notes=2)
     assert again.answers_new == 0 and again.answers_cached == 2 * len(plan.model_questions)
+
+
+@pytest.mark.slow
+def test_ray_data_pipeline_against_a_local_server(flaky):
+    """The ray backend's real pipeline (HttpRequestProcessorConfig) on a local Ray: about 3 minutes on
+    2 loaded cores, mostly Ray start-up. Runs where the optional extra crit[ray] is installed."""
+    pytest.importorskip("ray.data.llm", reason="optional extra: pip install 'crit[ray]'")
+    from crit.engine.backends.ray_data import RayBackend
+
+    Flaky.failures_left = 0
+    backend = RayBackend("http", "tiny", base_url=flaky, concurrency=1, batch_size=4)
+    batches = backend.answer_batch(NOTES, [AF, HTN])
+    assert [[a.question for a in b] for b in batches] == [["af", "htn"]] * 2
+    assert all(a.error is None and a.value == 1.0 and a.prompt_tokens == 123 for b in batches for a in b)
+    assert batches[0][0].grounded and not batches[1][0].grounded  # the quote is only in the first note
+    assert len(Flaky.seen) == 4 and Flaky.seen[0]["response_format"]["type"] == "json_schema"
