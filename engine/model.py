@@ -168,6 +168,32 @@ def _adapter_dir(adapter: str) -> Path:
     return path
 
 
+def weights_identity(folder: Path, name: str, adapter_dir: Path | None = None) -> str:
+    """The answer-cache identity of a model folder (+ adapter): name and a hash of its files.
+
+    Model weights are hashed by name and size (fast for GBs); adapters, small, by content.
+    Every backend keys its answers with this, so a new model or adapter never reuses answers.
+    """
+    identity = f"{name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
+    if adapter_dir is not None:
+        adir = adapter_dir.resolve()
+        identity += f"+{adir.name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
+    return identity
+
+
+def _folder_and_name(model: str | None) -> tuple[Path, str]:
+    if model is None:
+        return embedded_model_dir(), EMBEDDED_NAME
+    folder = _model_dir(model)
+    return folder, folder.resolve().name
+
+
+def model_identity(model: str | None, adapter: str | None = None) -> str:
+    """What load_model(model, adapter).identity will be, without loading any weights."""
+    folder, name = _folder_and_name(model)
+    return weights_identity(folder, name, _adapter_dir(adapter) if adapter is not None else None)
+
+
 def load_model(model: str | None = None, adapter: str | None = None, device: str = "auto") -> LoadedModel:
     """Load a model once per process.
 
@@ -186,22 +212,17 @@ def load_model(model: str | None = None, adapter: str | None = None, device: str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _set_threads()
-    if model is None:
-        folder, name = embedded_model_dir(), EMBEDDED_NAME
-    else:
-        folder = _model_dir(model)
-        name = folder.resolve().name
+    folder, name = _folder_and_name(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     # fp32 on CPU (bf16 matmuls are slow there); the checkpoint's own dtype on a GPU.
     dtype = torch.float32 if dev == "cpu" else "auto"
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    identity = f"{name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
-    if adapter is not None:
+    adir = _adapter_dir(adapter) if adapter is not None else None
+    identity = weights_identity(folder, name, adir)
+    if adir is not None:
         from peft import PeftModel
 
-        adir = _adapter_dir(adapter)
         lm = PeftModel.from_pretrained(lm, adir).merge_and_unload()
-        identity += f"+{adir.resolve().name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
     lm.to(dev)
     lm.eval()
     if tokenizer.pad_token_id is None:

@@ -33,26 +33,6 @@ class BackendFactory(Protocol):
         ...
 
 
-def embedded_or_local_identity(model: str | None, adapter: str | None) -> str:
-    """The identity crit.engine.model.load_model gives, without loading any weights.
-
-    Mirrors load_model's formula (name@size hash, +adapter@content hash); run() checks
-    the two agree once a backend exists, so a drift fails loudly instead of mixing caches.
-    """
-    from crit.engine.model import EMBEDDED_NAME, _adapter_dir, _files_hash, _model_dir, embedded_model_dir
-
-    if model is None:
-        folder, name = embedded_model_dir(), EMBEDDED_NAME
-    else:
-        folder = _model_dir(model)
-        name = folder.resolve().name
-    identity = f"{name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
-    if adapter is not None:
-        adir = _adapter_dir(adapter)
-        identity += f"+{adir.resolve().name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
-    return identity
-
-
 @dataclass
 class TransformersFactory:
     """The embedded SmolLM2 (or a local HF model folder, optional LoRA adapter) run by transformers."""
@@ -65,7 +45,9 @@ class TransformersFactory:
     name: str = field(default="transformers", init=False)
 
     def identity(self) -> str:
-        return embedded_or_local_identity(self.model, self.adapter)
+        from crit.engine.model import model_identity
+
+        return model_identity(self.model, self.adapter)
 
     def parameters(self) -> dict[str, Any]:
         return {

@@ -142,13 +142,10 @@ def plan_batch(
 
 def model_identity(model_dir: str, adapter: str | None) -> str:
     """Answer-cache identity: model folder name and file hash, adapter name and content hash, engine."""
-    from crit.engine.model import _files_hash  # the same hashing as the embedded backend's identity
+    from crit.engine.model import weights_identity  # the same identity as the embedded backend's
 
     folder = Path(model_dir)
-    identity = f"{folder.name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
-    if adapter is not None:
-        adir = Path(adapter).expanduser().resolve()
-        identity += f"+{adir.name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
+    identity = weights_identity(folder, folder.name, Path(adapter).expanduser() if adapter is not None else None)
     return identity + "@vllm"
 
 
