@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict
@@ -86,19 +86,37 @@ def locate_source(source: str | None, note_text: str) -> tuple[int | None, int |
     """Character span [start, end) of `source` in `note_text`, and how it matched.
 
     Exact substring first; then a case- and whitespace-folded match mapped back to
-    offsets in the original note; else (None, None, None).
+    offsets in the original note; else (None, None, None). A quote that begins or
+    ends with a letter or digit must not cut a word of the note: "no" is not found
+    inside "colonoscopy", since a fragment of a word is no evidence.
     """
     if source is None or not source.strip():
         return None, None, None
-    start = note_text.find(source)
-    if start >= 0:
-        return start, start + len(source), "exact"
+    for start in _occurrences(note_text, source):
+        if _whole_words(note_text, start, start + len(source)):
+            return start, start + len(source), "exact"
     needle, _ = _normalise(source.strip())
-    hay, where = _normalise(note_text)
-    found = hay.find(needle)
-    if not needle or found < 0:
+    if not needle:
         return None, None, None
-    return where[found], where[found + len(needle) - 1] + 1, "normalised"
+    hay, where = _normalise(note_text)
+    for found in _occurrences(hay, needle):
+        start, end = where[found], where[found + len(needle) - 1] + 1
+        if _whole_words(note_text, start, end):
+            return start, end, "normalised"
+    return None, None, None
+
+
+def _occurrences(hay: str, needle: str) -> Iterator[int]:
+    start = hay.find(needle)
+    while start >= 0:
+        yield start
+        start = hay.find(needle, start + 1)
+
+
+def _whole_words(text: str, start: int, end: int) -> bool:
+    cuts_left = start > 0 and text[start].isalnum() and text[start - 1].isalnum()
+    cuts_right = end < len(text) and text[end - 1].isalnum() and text[end].isalnum()
+    return not (cuts_left or cuts_right)
 
 
 @functools.lru_cache(maxsize=256)

@@ -207,3 +207,17 @@ def test_merge_boolean_present_beats_absent_beats_not_mentioned():
 
 def test_window_dataclass_is_plain_offsets():
     assert Window(0, 0, 10) == Window(index=0, start=0, end=10)
+
+
+@pytest.mark.parametrize(
+    "source,note,expected",
+    [
+        ("no", "Colonoscopy was done. no bleeding.", (22, 24, "exact")),  # not inside "Colonoscopy"
+        ("no", "Colonoscopy was done.", (None, None, None)),
+        ("Cr 1.2", "BUN 20, Cr 1.2.", (8, 14, "exact")),
+        ("CR 1.2", "BUN 20, Cr  1.2, Cr 1.25", (8, 15, "normalised")),
+        (", Cr", "BUN 20, Cr 1.2", (6, 10, "exact")),  # punctuation at the edge cuts no word
+    ],
+)
+def test_quotes_must_not_cut_words(source: str, note: str, expected: tuple) -> None:
+    assert locate_source(source, note) == expected
