@@ -1,0 +1,33 @@
+"""QLoRA on CPU: bitsandbytes 0.50 loads the base in 4-bit NF4 on a CPU, so the --qlora path
+(quantisation config, k-bit preparation, LoRA on the 4-bit layers) runs here too; one step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crit.engine.prompts import messages
+from crit.engine.questions import make_question
+from crit.trainer.finetune import TrainConfig, finetune
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_qlora_step_on_cpu(tmp_path):
+    q = make_question("htn", "boolean", "hypertension")
+    note = "PAST MEDICAL HISTORY: Hypertension, diabetes."
+    answer = json.dumps({"answer": "present", "source": "Hypertension"})
+    (tmp_path / "train.jsonl").write_text(json.dumps({"messages": messages(note, q) + [{"role": "assistant", "content": answer}]}) + "\n")
+
+    adapter = finetune(TrainConfig(data=str(tmp_path), out=str(tmp_path / "adapter"), qlora=True, max_steps=1,
+                                   batch_size=1, device="cpu"))
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["parameters"]["qlora"] is True
+    assert len(manifest["metrics"]["loss_per_step"]) == 1
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+    from safetensors.torch import load_file
+
+    lora_b = [t for n, t in load_file(str(adapter / "adapter_model.safetensors")).items() if "lora_B" in n]
+    assert any(t.abs().sum() > 0 for t in lora_b)
