@@ -330,6 +330,7 @@ def write_eval(path: str, results: list[MetricRow], answer_rows: list[dict[str, 
 
 def table(results: list[MetricRow]) -> Any:
     """A rich table: one row per (question, metric), one column per source, "value [low-high]"."""
+    from rich.markup import escape
     from rich.table import Table
 
     sources = list(dict.fromkeys(r.source for r in results))
@@ -340,7 +341,7 @@ def table(results: list[MetricRow]) -> Any:
     t.add_column("metric")
     t.add_column("n", justify="right")
     for s in sources:
-        t.add_column(s, justify="right", overflow="fold")
+        t.add_column(escape(s), justify="right", overflow="fold")  # "embedded[enum]" is not rich markup
     for q, m in keys:
         ns = {cell[(s, q, m)].n for s in sources if (s, q, m) in cell}
         values = []
