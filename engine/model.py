@@ -210,7 +210,9 @@ def load_model(model: str | None = None, adapter: str | None = None, device: str
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # crit's own progress bar is the one the user reads
     _set_threads()
     folder, name = _folder_and_name(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
