@@ -163,11 +163,15 @@ def _run_model(spec: ModelSpec, notes: list[tuple[str, str]], questions: list[An
         task = progress.add_task(spec.name(), total=len(notes))
         for note_id, text in notes:
             for q, a in zip(questions, backend.answer(note_id, text, asked)):
+                value, na = a.value, a.na
                 if q.kind == "boolean":
-                    preds[(note_id, q.name)] = boolean_label(a, spec.boolean_schema)
+                    label = boolean_label(a, spec.boolean_schema)
+                    preds[(note_id, q.name)] = label
+                    # stored in the engine's encoding whatever the schema variant: 1 present, 0 absent
+                    value, na = {"present": (1.0, False), "absent": (0.0, False)}.get(label, (None, label == "not mentioned"))
                 else:
                     preds[(note_id, q.name)] = numeric_value(a.value, a.na, a.error)
-                rows.append({"note_id": note_id, "question": q.name, "raw": a.raw, "value": a.value, "na": a.na,
+                rows.append({"note_id": note_id, "question": q.name, "raw": a.raw, "value": value, "na": na,
                              "error": a.error, "latency_s": a.latency_s})
             progress.advance(task)
     return preds, loaded.identity, rows
