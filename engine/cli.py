@@ -14,7 +14,9 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from crit.grammar.errors import CritError, render
 
@@ -115,13 +117,13 @@ def compile_cmd(file: str, as_json: bool) -> None:
     for col in ("name", "kind", "question", "unit", "fingerprint"):
         table.add_column(col, overflow="fold")
     for q in plan.questions:
-        table.add_row(q.name, q.kind, q.text, q.unit or "", q.fingerprint)
+        table.add_row(*(Text(x) for x in (q.name, q.kind, q.text, q.unit or "", q.fingerprint)))
     out.print(table)
     crit_table = Table(title=f"{len(plan.criteria)} criteria")
     for col in ("", "label", "if missing"):
         crit_table.add_column(col)
     for c in plan.criteria:
-        crit_table.add_row(c.type, c.label, c.if_missing)
+        crit_table.add_row(*(Text(x) for x in (c.type, c.label, c.if_missing)))
     out.print(crit_table)
 
 
@@ -315,9 +317,10 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
     else:
         table = Table(show_lines=False)
         for c in columns:
-            table.add_column(c, overflow="fold")
+            table.add_column(escape(c), overflow="fold")
         for r in rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
+            # Text, not str: a value like "embedded[enum]" is data, not rich markup
+            table.add_row(*(Text("" if v is None else str(v)) for v in r))
         out.print(table)
         err.print(f"{len(rows)} row(s)", markup=False)
 
