@@ -18,18 +18,20 @@ SYSTEM = (
     "that supports the answer; leave it empty if the note says nothing about the question.\n"
     "Yes/no questions: \"present\" if the note documents it, \"absent\" if the note says it is absent "
     "or denied, \"not mentioned\" if the note does not say.\n"
-    "Number questions: \"stated\" with the number and the unit as written in the note, or "
+    "Number questions: \"stated\" with the number and the unit exactly as the note writes them, "
+    "even when the question names another unit (never convert), or "
     "\"not stated\" with answer null if the note gives no value."
 )
 
 
 def user_message(note_text: str, question: Question) -> str:
-    """The note, then the question with its guide and requested unit (last, so the note is a shared prefix)."""
+    """The note, then the question with its guide (last, so the note is a shared prefix).
+
+    What every question needs to be told is in SYSTEM, not here: the text after the note
+    is run through the model once per question, the text before it once per note."""
     parts = [f"NOTE:\n{note_text}\n\nQUESTION: {question.text}"]
     if question.guide:
         parts.append(question.guide)
-    if question.kind == "numeric" and question.unit:
-        parts.append(f"Requested unit: {question.unit}. Report the unit exactly as the note writes it.")
     return "\n".join(parts)
 
 

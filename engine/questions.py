@@ -26,7 +26,8 @@ UNIT_MAX_CHARS = 16
 BOOLEAN_CHOICES = ("present", "absent", "not mentioned")
 NUMERIC_STATUS = ("stated", "not stated")
 
-PROMPT_VERSION = "crit-prompt-1"
+# 2: answers in json.dumps layout (constraints.py); the unit instruction moved to the system message.
+PROMPT_VERSION = "crit-prompt-2"
 
 
 def boolean_schema() -> dict[str, Any]:

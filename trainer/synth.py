@@ -250,7 +250,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     import torch
     from rich.progress import Progress
 
-    from crit.engine.backends.transformers import generation_regex
+    from crit.engine.backends.constraints import generation_regex
     from crit.engine.model import load_model
 
     t0 = time.perf_counter()

@@ -14,7 +14,6 @@ Decoding is greedy. Not thread-safe: use one backend per thread.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Sequence
@@ -22,52 +21,58 @@ from typing import Any
 
 from crit.engine.answers import Answer, parse_answer
 from crit.engine.backends.base import answer_key
+from crit.engine.backends.constraints import json_layout
+from crit.engine.backends.decoding import Skeleton, decode_layout
 from crit.engine.model import LoadedModel
 from crit.engine.prompts import messages
 from crit.engine.questions import Question
 from crit.engine.windows import Window, merge_answers, select_windows, split_windows
 
-# One compiled logits processor per (model identity, schema), and one outlines model wrapper
-# per model identity, for the whole process.
-_OUTLINES_MODELS: dict[str, Any] = {}
-_PROCESSORS: dict[tuple[str, str], Any] = {}
+# Compiled once per process: one outlines vocabulary per model, one index per (model, value
+# regex), one skeleton per (model, schema).
+_VOCABULARIES: dict[str, Any] = {}
+_INDEXES: dict[tuple[str, str], Any] = {}
+_SKELETONS: dict[tuple[str, str], Skeleton] = {}
 
 # Tokens kept free between the prompt and the context limit, besides max_new_tokens.
 _CONTEXT_MARGIN = 16
 
 
 def schema_key(schema: dict[str, Any]) -> str:
-    # Not sort_keys: outlines generates properties in the order given, and the schemas put
+    # Not sort_keys: the layout follows the properties' order, and the schemas put
     # "status" before "answer" on purpose.
     return json.dumps(schema)
 
 
-# outlines' regex for a JSON number has unbounded digits, and the embedded model sometimes
-# writes "1000000..." until max_new_tokens. Generation uses the schema's own regex with
-# numbers bounded to 7 integer digits and 4 decimals, no exponent (ample for clinical values);
-# the output is still validated against the full schema afterwards.
-_JSON_NUMBER = r"((-)?(0|[1-9][0-9]*))(\.[0-9]+)?([eE][+-][0-9]+)?"
-_BOUNDED_NUMBER = r"((-)?(0|[1-9][0-9]{0,6}))(\.[0-9]{1,4})?"
-
-
-def generation_regex(schema: dict[str, Any]) -> str:
-    """The regular expression constrained generation follows for `schema`."""
-    from outlines_core.json_schema import build_regex_from_schema
-
-    return build_regex_from_schema(schema_key(schema)).replace(_JSON_NUMBER, _BOUNDED_NUMBER)
-
-
-def logits_processor(loaded: LoadedModel, schema: dict[str, Any]) -> Any:
-    """The outlines logits processor for `schema` (see generation_regex), compiled once per process."""
-    key = (loaded.identity + "@" + loaded.device, schema_key(schema))
-    if key not in _PROCESSORS:
+def _vocabulary(loaded: LoadedModel) -> Any:
+    key = loaded.identity + "@" + loaded.device
+    if key not in _VOCABULARIES:
         import outlines
+        from outlines.backends.outlines_core import OutlinesCoreBackend
 
-        om = _OUTLINES_MODELS.get(key[0])
-        if om is None:
-            om = _OUTLINES_MODELS[key[0]] = outlines.from_transformers(loaded.model, loaded.tokenizer)
-        _PROCESSORS[key] = outlines.Generator(om, outlines.regex(generation_regex(schema))).logits_processor
-    return _PROCESSORS[key]
+        om = outlines.from_transformers(loaded.model, loaded.tokenizer)
+        _VOCABULARIES[key] = OutlinesCoreBackend(om).vocabulary
+    return _VOCABULARIES[key]
+
+
+def skeleton(loaded: LoadedModel, schema: dict[str, Any]) -> Skeleton:
+    """`schema`'s JSON layout in the model's tokens, its value regexes compiled to
+    outlines_core indexes; built once per process and (model, schema)."""
+    key = (loaded.identity + "@" + loaded.device, schema_key(schema))
+    if key not in _SKELETONS:
+        from outlines_core import Index
+
+        layout = json_layout(schema)
+        tok = loaded.tokenizer
+        values = []
+        for regex in layout.values:
+            # The same value regex recurs across schemas (every "source"): compile it once.
+            if (key[0], regex) not in _INDEXES:
+                _INDEXES[(key[0], regex)] = Index(regex, _vocabulary(loaded))
+            values.append(_INDEXES[(key[0], regex)])
+        literals = tuple(tuple(tok(lit, add_special_tokens=False)["input_ids"]) for lit in layout.literals)
+        _SKELETONS[key] = Skeleton(literals, tuple(values))
+    return _SKELETONS[key]
 
 
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -97,6 +102,7 @@ class TransformersBackend:
         max_new_tokens: int = 160,
         max_note_tokens: int = 2048,
         overlap_tokens: int = 64,
+        speculate: int = 16,
     ):
         if batch_size < 1 or max_new_tokens < 1 or max_note_tokens < 1:
             raise ValueError("batch_size, max_new_tokens and max_note_tokens must be positive")
@@ -106,6 +112,7 @@ class TransformersBackend:
         self.max_new_tokens = max_new_tokens
         self.max_note_tokens = max_note_tokens
         self.overlap_tokens = overlap_tokens
+        self.speculate = speculate
         tok = loaded.tokenizer
         self._pad = tok.pad_token_id
         self._eos = tok.eos_token_id
@@ -176,70 +183,36 @@ class TransformersBackend:
             model(input_ids=ids, past_key_values=prefix, use_cache=True, logits_to_keep=1)
         prefill_share = (time.perf_counter() - t0) / len(questions)
 
-        by_schema: dict[str, list[int]] = {}
-        for i, q in enumerate(questions):
-            by_schema.setdefault(schema_key(q.answer_schema), []).append(i)
-        results: list[Answer | None] = [None] * len(questions)
-        for indices in by_schema.values():
-            proc = logits_processor(self.loaded, questions[indices[0]].answer_schema)
-            for b in range(0, len(indices), self.batch_size):
-                batch = indices[b : b + self.batch_size]
-                t1 = time.perf_counter()
-                outputs = self._generate(prefix, k, [rows[i] for i in batch], proc)
-                share = (time.perf_counter() - t1) / len(batch)
-                for i, (new_tokens, finished) in zip(batch, outputs):
-                    q = questions[i]
-                    raw = self.loaded.tokenizer.decode(new_tokens, skip_special_tokens=True)
-                    parsed = parse_answer(raw, q, text, truncated=not finished)
-                    if parsed.span_start is not None:
-                        parsed.span_start += offset
-                        parsed.span_end += offset
-                    results[i] = Answer(
+        results: list[Answer] = []
+        # Any mix of schemas shares a batch: every row has its own skeleton (decoding.py).
+        for b in range(0, len(questions), self.batch_size):
+            batch = range(b, min(b + self.batch_size, len(questions)))
+            skeletons = [skeleton(self.loaded, questions[i].answer_schema) for i in batch]
+            t1 = time.perf_counter()
+            outputs = decode_layout(
+                model, prefix, k, [rows[i] for i in batch], skeletons,
+                max_new_tokens=self.max_new_tokens, pad_id=self._pad, eos_id=self._eos, device=self.loaded.device,
+                speculate=self.speculate,
+            )
+            share = (time.perf_counter() - t1) / len(batch)
+            for i, out in zip(batch, outputs):
+                q = questions[i]
+                raw = self.loaded.tokenizer.decode(out.tokens, skip_special_tokens=True)
+                parsed = parse_answer(raw, q, text, truncated=not out.finished)
+                if parsed.span_start is not None:
+                    parsed.span_start += offset
+                    parsed.span_end += offset
+                results.append(
+                    Answer(
                         note_id=note_id,
                         question=q.name,
                         fingerprint=answer_key(q.fingerprint, self.identity),
                         raw=raw,
                         latency_s=round(prefill_share + share, 4),
                         prompt_tokens=len(rows[i]),
-                        output_tokens=len(new_tokens) + (1 if finished else 0),
+                        output_tokens=len(out.tokens) + (1 if out.finished else 0),
                         window=window,
                         **parsed.model_dump(),
                     )
-        return [r for r in results if r is not None]
-
-    def _generate(self, prefix: Any, k: int, rows: Sequence[Sequence[int]], proc: Any) -> list[tuple[list[int], bool]]:
-        """Greedy constrained generation for rows sharing the first k tokens (cached in `prefix`).
-
-        Returns, per row, the generated token ids before end-of-sequence and whether it ended
-        (False: cut at max_new_tokens)."""
-        import torch
-        from transformers import LogitsProcessorList
-
-        width = max(len(r) for r in rows)
-        # Padding goes between the shared prefix and each row's own tail, masked out, so the
-        # prefix cache lines up with every row; generate derives positions from the mask.
-        ids = [list(r[:k]) + [self._pad] * (width - len(r)) + list(r[k:]) for r in rows]
-        mask = [[1] * k + [0] * (width - len(r)) + [1] * (len(r) - k) for r in rows]
-        cache = copy.deepcopy(prefix)
-        if len(rows) > 1:
-            cache.batch_repeat_interleave(len(rows))
-        proc.reset()
-        dev = self.loaded.device
-        with torch.inference_mode():
-            out = self.loaded.model.generate(
-                input_ids=torch.tensor(ids, device=dev),
-                attention_mask=torch.tensor(mask, device=dev),
-                past_key_values=cache,
-                logits_processor=LogitsProcessorList([proc]),
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=self._pad,
-                eos_token_id=self._eos,
-            )
-        results = []
-        for row in out[:, width:].tolist():
-            if self._eos in row:
-                results.append((row[: row.index(self._eos)], True))
-            else:
-                results.append((row, False))
+                )
         return results
