@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -91,11 +92,63 @@ def test_answers_validate_or_say_why(backend, loaded):
 def test_batched_equals_unbatched(backend, loaded):
     from crit.engine.backends.transformers import TransformersBackend
 
+    # Boolean and numeric questions share one batch, each row under its own layout.
     one_by_one = TransformersBackend(loaded, batch_size=1, max_new_tokens=120)
-    numeric = QUESTIONS[:2]
-    batched = backend.answer("mts-1513", NOTE, numeric)
-    single = one_by_one.answer("mts-1513", NOTE, numeric)
+    batched = backend.answer("mts-1513", NOTE, QUESTIONS)
+    single = one_by_one.answer("mts-1513", NOTE, QUESTIONS)
     assert [a.raw for a in batched] == [a.raw for a in single]
+
+
+def test_guessed_tokens_change_speed_not_answers(loaded):
+    from crit.engine.backends.transformers import TransformersBackend
+
+    plain = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, speculate=0)
+    guessing = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, speculate=32)
+    assert [a.raw for a in guessing.answer("n", NOTE, QUESTIONS)] == [a.raw for a in plain.answer("n", NOTE, QUESTIONS)]
+
+
+def test_finished_answers_are_in_the_json_dumps_layout(backend):
+    for a in backend.answer("mts-1513", NOTE, QUESTIONS):
+        if a.error is None:
+            assert a.raw == json.dumps(json.loads(a.raw))
+
+
+def test_shared_prefix_attention_equals_a_cache_copied_per_row(loaded):
+    """The same logits, up to rounding, as transformers' own attention over a per-row copy of
+    the prefix, with padding inside the rows and several decoding steps."""
+    import copy
+
+    import torch
+    from transformers import DynamicCache
+
+    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
+
+    model, rows, prefix_len = loaded.model, 3, 200
+    gen = torch.Generator().manual_seed(0)
+    prefix = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(input_ids=torch.randint(100, 5000, (1, prefix_len), generator=gen), past_key_values=prefix)
+        tails = torch.randint(100, 5000, (rows, 6), generator=gen)
+        tail_mask = torch.ones((rows, 6), dtype=torch.long)
+        tail_mask[0, :3] = 0  # padding inside a row, as decode_layout writes it
+        tail_mask[1, :1] = 0
+        mask = torch.cat([torch.ones((rows, prefix_len), dtype=torch.long), tail_mask], dim=-1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+        copied = copy.deepcopy(prefix)
+        copied.batch_repeat_interleave(rows)
+        shared = shared_prefix_cache(prefix, rows, room=2)  # small room: the buffers must grow
+        steps = [(tails, positions)] + [
+            (torch.randint(100, 5000, (rows, 1), generator=gen), positions[:, -1:] + 1 + s) for s in range(3)
+        ]
+        for ids, pos in steps:
+            if ids.shape[1] == 1:
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=-1)
+            want = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=copied).logits
+            with shared_prefix_attention(model, shared):
+                got = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=shared).logits
+            assert torch.allclose(got, want, atol=1e-3), (got - want).abs().max()
+        assert shared.get_seq_length() == copied.get_seq_length()
+    assert model.config._attn_implementation != "crit_shared_prefix"  # restored on exit
 
 
 def test_long_note_windows_find_the_line_that_holds_the_answer(loaded):

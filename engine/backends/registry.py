@@ -40,7 +40,9 @@ class TransformersFactory:
     model: str | None = None
     adapter: str | None = None
     device: str = "auto"
-    batch_size: int = 5
+    # Questions of a note decoded together. Measured on 2 CPU cores, aristotle.crit's 26
+    # questions over 2 sample notes: batch 9 -> 78.6 s, 13 -> 59.4 s, 26 -> 59.7 s.
+    batch_size: int = 13
     max_new_tokens: int = 160
     name: str = field(default="transformers", init=False)
 
