@@ -95,7 +95,8 @@ class TransformersBackend:
     """Answers questions over notes with a LoadedModel (see crit.engine.model.load_model).
 
     batch_size: questions of a note decoded together (1 = one at a time).
-    max_new_tokens: generation limit; the schemas' maxLength keep answers far below 160 tokens.
+    max_new_tokens: generation limit, keys included; the schemas' maxLength bound an answer,
+    and 160 covers the longest the embedded model wrote in benchmarks (135 tokens).
     max_note_tokens: notes longer than this are cut into windows (prefill cost grows with
     length); the model's context length is a hard limit either way.
     overlap_tokens: how much consecutive windows overlap, in whole lines.
@@ -111,8 +112,8 @@ class TransformersBackend:
         overlap_tokens: int = 64,
         speculate: int = 16,
     ):
-        if batch_size < 1 or max_new_tokens < 1 or max_note_tokens < 1:
-            raise ValueError("batch_size, max_new_tokens and max_note_tokens must be positive")
+        if batch_size < 1 or max_new_tokens < 1 or max_note_tokens < 1 or speculate < 0:
+            raise ValueError("batch_size, max_new_tokens and max_note_tokens must be positive, speculate not negative")
         self.loaded = loaded
         self.identity = loaded.identity
         self.batch_size = batch_size
