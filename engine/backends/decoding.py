@@ -72,24 +72,22 @@ def _draft(row: _Row, limit: int, longest: int = 3) -> list[int]:
         return []
     for n in range(min(longest, len(context) - 1), 0, -1):
         tail = context[-n:]
-        for end in reversed(row.seen.get(tail[-1], [])[:-1]):
+        ends = row.seen.get(tail[-1], [])
+        for end in (ends[i] for i in range(len(ends) - 2, -1, -1)):  # latest first, not the tail itself
             start = end - n + 1
             if start >= 0 and context[start : end + 1] == tail:
                 return context[end + 1 : end + 1 + limit]
     return []
 
 
-def _allowed(guides: Sequence[Any], vocab_size: int) -> Any:
-    """Boolean mask (rows x vocab_size) of the tokens each guide allows next."""
+def _allowed(guide: Any, vocab_size: int) -> Any:
+    """Boolean mask (vocab_size,) of the tokens `guide` allows next."""
     import torch
 
-    words = (vocab_size + 31) // 32
-    bits = torch.empty((len(guides), words), dtype=torch.int32)
-    for i, guide in enumerate(guides):
-        row = bits[i]
-        guide.write_mask_into(row.data_ptr(), row.numel(), row.element_size())
+    bits = torch.empty((vocab_size + 31) // 32, dtype=torch.int32)
+    guide.write_mask_into(bits.data_ptr(), bits.numel(), bits.element_size())
     unpacked = (bits.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1
-    return unpacked.view(len(guides), -1)[:, :vocab_size].bool()
+    return unpacked.view(-1)[:vocab_size].bool()
 
 
 def _value_done(guide: Any, eos_id: int) -> bool:
@@ -172,7 +170,7 @@ def decode_layout(
                 # logits[j, keep - 1 - len(draft) + m] predicts the token after draft[:m].
                 for m in range(len(draft) + 1):
                     scores = logits[j, keep - 1 - len(draft) + m]
-                    allowed = _allowed([row.guide], scores.shape[-1])[0]
+                    allowed = _allowed(row.guide, scores.shape[-1])
                     token = int(scores.masked_fill(~allowed, float("-inf")).argmax())
                     guessed = m < len(draft) and token == draft[m]
                     # A draft token that is confirmed was already run; any other is pending.

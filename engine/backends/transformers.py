@@ -50,8 +50,12 @@ def schema_key(schema: dict[str, Any]) -> str:
     return json.dumps(schema)
 
 
+def _model_key(loaded: LoadedModel) -> str:
+    return loaded.identity + "@" + loaded.device
+
+
 def _vocabulary(loaded: LoadedModel) -> Any:
-    key = loaded.identity + "@" + loaded.device
+    key = _model_key(loaded)
     if key not in _VOCABULARIES:
         import outlines
         from outlines.backends.outlines_core import OutlinesCoreBackend
@@ -64,7 +68,7 @@ def _vocabulary(loaded: LoadedModel) -> Any:
 def skeleton(loaded: LoadedModel, schema: dict[str, Any]) -> Skeleton:
     """`schema`'s JSON layout in the model's tokens, its value regexes compiled to
     outlines_core indexes; built once per process and (model, schema)."""
-    key = (loaded.identity + "@" + loaded.device, schema_key(schema))
+    key = (_model_key(loaded), schema_key(schema))
     if key not in _SKELETONS:
         from outlines_core import Index
 
