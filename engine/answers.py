@@ -30,6 +30,20 @@ from pydantic import BaseModel, ConfigDict
 from crit.engine.questions import Question
 
 Match = Literal["exact", "normalised"]
+# How an answer was reached: no passage mentions the question (the gate), the rules
+# answerer alone, or a model (crit.engine.combine decides which, per answer).
+Method = Literal["gate", "rules", "model"]
+
+
+class Candidate(BaseModel):
+    """One value found for a numeric question, with the unit written after it and its span in the note."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float
+    unit: str | None = None
+    span_start: int
+    span_end: int
 
 
 class ParsedAnswer(BaseModel):
@@ -46,6 +60,8 @@ class ParsedAnswer(BaseModel):
     grounded: bool = False
     match: Match | None = None
     error: str | None = None
+    # Every value found, for a numeric answer the rules read (the order picked `value` among them).
+    candidates: list[Candidate] | None = None
 
 
 class Answer(ParsedAnswer):
@@ -59,6 +75,9 @@ class Answer(ParsedAnswer):
     prompt_tokens: int
     output_tokens: int
     window: int | None = None  # index of the note window the answer came from; None = whole note
+    method: Method = "model"
+    # The rules answerer's own view of its answer: False sends it to the model (combine.py).
+    confident: bool | None = None
 
 
 def _reject_constant(name: str) -> float:

@@ -72,6 +72,7 @@ class Question(BaseModel):
     aka: tuple[str, ...] = ()
     guide: str | None = None
     cap: float | None = Field(default=None, description="values above cap are clipped to it")
+    gate: bool = Field(default=True, description="False (`gate off`): ask even when no passage mentions the question")
     answer_schema: dict[str, Any]
     fingerprint: str = Field(description="hash of text, guide and schema: the answer-cache key (with model/adapter)")
 
@@ -109,6 +110,7 @@ def make_question(
     aka: tuple[str, ...] = (),
     guide: str | None = None,
     cap: float | None = None,
+    gate: bool = True,
 ) -> Question:
     text = question_text(kind, phrase, order, unit)
     schema = boolean_schema() if kind == "boolean" else numeric_schema()
@@ -122,6 +124,7 @@ def make_question(
         aka=aka,
         guide=guide,
         cap=cap,
+        gate=gate,
         answer_schema=schema,
         fingerprint=fingerprint(text, guide, schema),
     )

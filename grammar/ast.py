@@ -136,7 +136,7 @@ class Trial(Node):
 
 
 class QuestionDecl(Node):
-    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [aka ...] [cap N] [guide "..."]`."""
+    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [aka ...] [cap N] [guide "..."] [gate off]`."""
 
     kind: Literal["question"] = "question"
     type: Literal["boolean", "numeric"]
@@ -147,6 +147,9 @@ class QuestionDecl(Node):
     aka: list[str] = []
     cap: float | None = None
     guide: str | None = None
+    # `gate off`: ask the question even when no passage of a note mentions its terms
+    # (for findings whose wordings cannot be listed in `aka`).
+    gate: bool = True
     phrase_span: Span | None = Field(default=None, repr=False)
     unit_span: Span | None = Field(default=None, repr=False)
 

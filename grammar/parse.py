@@ -116,6 +116,9 @@ class _ToAst(Transformer):
     def guide(self, meta, items):
         return ("guide", _string(items[0]), _span(meta))
 
+    def gate_off(self, meta, items):
+        return ("gate", False, _span(meta))
+
     def signed_number(self, meta, items):
         value = _number(items[-1])
         return -value if len(items) == 2 else value

@@ -1,0 +1,203 @@
+"""Accuracy on tests/gold, one row per answerer, dev and test splits apart, with bootstrap 95% CIs.
+
+    python benchmarks/gold_accuracy.py                       # rules only (no model: seconds)
+    python benchmarks/gold_accuracy.py --answerers rules,engine,gate+model,default
+    python benchmarks/gold_accuracy.py --split dev --misses  # what to look at while tuning
+
+Answerers:
+- rules:      crit's rules backend alone (crit.engine.backends.rules);
+- engine:     the embedded model over the whole note, every question asked (the engine
+              before evidence-first, as `crit run --no-gate --backend transformers`);
+- gate+model: no passage -> "not mentioned"; else the model over the passages only;
+- default:    what `crit run` does by default (crit.engine.combine).
+
+Columns: answer accuracy (booleans exact, numerics within 5%, "not mentioned" and null
+included), boolean balanced accuracy (present / absent / not mentioned, pooled), numeric
+within 5%, recall of "not mentioned" / null gold answers, and the share of non-NA answers
+whose quote is verbatim in the note. Numeric answers are compared in the gold label's unit
+(or the question's), converted by crit's unit table. The split is crit.trainer.evaluate.gold_split
+(a third of the notes by a stable hash of note_id): tune on dev only.
+Also prints gate recall: the share of gold answers with a quote whose span lies inside one of
+the question's passages, and every miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from crit.engine.answers import Answer
+from crit.engine.evidence import evidence_for
+from crit.engine.plan import load_plan
+from crit.engine.questions import BOOLEAN_CHOICES, Question
+from crit.grammar import units
+from crit.trainer import metrics
+from crit.trainer.evaluate import gold_split
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT / "tests" / "gold"
+
+Answerer = Callable[[str, str, Sequence[Question]], list[Answer]]
+
+
+def label_of(a: Answer | None, q: Question, gold_unit: str | None) -> str | float | None:
+    """An answer as the gold file writes it: a boolean label, or a number in the gold's unit."""
+    if a is None or a.error:
+        return "error" if q.kind == "boolean" else float("inf")
+    if q.kind == "boolean":
+        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
+    if a.na or a.value is None:
+        return None
+    target = gold_unit or q.unit
+    if target is None or a.unit is None or units.normalise_unit(a.unit) == units.normalise_unit(target):
+        return a.value
+    converted = units.convert(a.value, a.unit, target, units.analyte_of(q.phrase, q.aka))
+    return float("inf") if converted is None else converted
+
+
+def right(g: str | float | None, p: str | float | None, rel_tol: float = 0.05) -> bool:
+    if isinstance(g, str) or isinstance(p, str):
+        return g == p
+    if g is None or p is None:
+        return g is None and p is None
+    return abs(p - g) <= rel_tol * abs(g) + 1e-9
+
+
+def _ci(fn: Callable[[list, list], float | None], g: list, p: list) -> str:
+    value = fn(g, p)
+    if value is None:
+        return "-"
+    ci = metrics.bootstrap_ci(fn, g, p, n=1000, seed=0)
+    return f"{value:.3f} [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else f"{value:.3f}"
+
+
+def score(rows: list[dict]) -> dict[str, str]:
+    """The table's cells for one answerer over one split."""
+    acc = [(r["gold"], r["pred"]) for r in rows]
+    boo = [(r["gold"], r["pred"]) for r in rows if r["kind"] == "boolean"]
+    num = [(r["gold"], r["pred"]) for r in rows if r["kind"] == "numeric"]
+    na = [(r["gold"], r["pred"]) for r in rows if r["gold"] in (None, "not mentioned")]
+    stated = [(r["grounded"], True) for r in rows if r["pred"] not in (None, "not mentioned", "error", float("inf"))]
+
+    def accuracy(g: list, p: list) -> float | None:
+        return sum(right(a, b) for a, b in zip(g, p)) / len(g) if g else None
+
+    def balanced(g: list, p: list) -> float | None:
+        return metrics.balanced_accuracy(g, p, labels=BOOLEAN_CHOICES)
+
+    def within(g: list, p: list) -> float | None:
+        return accuracy(g, p)
+
+    def na_recall(g: list, p: list) -> float | None:
+        return sum(b in (None, "not mentioned") for b in p) / len(p) if p else None
+
+    def grounded(g: list, p: list) -> float | None:
+        return sum(bool(a) for a in g) / len(g) if g else None
+
+    def cols(pairs: list[tuple]) -> tuple[list, list]:
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+    return {
+        "answers": str(len(rows)),
+        "answer accuracy": _ci(accuracy, *cols(acc)),
+        "boolean BA": _ci(balanced, *cols(boo)),
+        "numeric within 5%": _ci(within, *cols(num)),
+        "NA recall": _ci(na_recall, *cols(na)),
+        "grounded (non-NA)": _ci(grounded, *cols(stated)),
+    }
+
+
+def gate_recall(notes: dict[str, str], gold: list[dict], questions: dict[str, Question], split: str) -> None:
+    with_quote = [g for g in gold if g["span_start"] is not None and (split == "both" or gold_split(g["note_id"]) == split)]
+    misses = []
+    for g in with_quote:
+        passages = evidence_for(notes[g["note_id"]], [questions[g["question"]]])[g["question"]]
+        if not any(p.start <= g["span_start"] and g["span_end"] <= p.end for p in passages):
+            inside_any = any(p.start < g["span_end"] and g["span_start"] < p.end for p in passages)
+            misses.append((g["note_id"], g["question"], g["source"], "overlaps a passage" if inside_any else "no passage"))
+    n = len(with_quote)
+    print(f"\ngate recall ({split}): {n - len(misses)}/{n} = {(n - len(misses)) / n:.3f} of gold quotes lie inside a passage")
+    for m in misses:
+        print("  miss:", *m)
+
+
+def answerers(names: list[str]) -> dict[str, Answerer]:
+    from crit.engine.backends.rules import RulesBackend
+
+    out: dict[str, Answerer] = {}
+    for name in names:
+        if name == "rules":
+            out[name] = RulesBackend().answer
+        elif name in ("engine", "gate+model", "default"):
+            from crit.engine.combine import answerer_for
+
+            out[name] = answerer_for(name)
+        else:
+            sys.exit(f"unknown answerer {name!r}: rules, engine, gate+model, default")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--answerers", default="rules")
+    ap.add_argument("--split", choices=["dev", "test", "both"], default="both")
+    ap.add_argument("--misses", action="store_true", help="list every wrong answer with its note id")
+    ap.add_argument("--save", help="write every answer of every answerer to this JSONL file")
+    args = ap.parse_args()
+
+    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+    notes = {json.loads(x)["note_id"]: json.loads(x)["text"] for x in (GOLD / "notes.jsonl").open()}
+    gold = [json.loads(x) for x in (GOLD / "aristotle_gold.jsonl").open()]
+    names = list(dict.fromkeys(g["question"] for g in gold))
+    questions = {n: plan.question(n) for n in names}
+    splits = ["dev", "test"] if args.split == "both" else [args.split]
+    wanted = {nid for nid in notes if args.split == "both" or gold_split(nid) == args.split}
+
+    table: list[tuple[str, str, dict[str, str]]] = []
+    saved = []
+    for name, answer in answerers(args.answerers.split(",")).items():
+        t0 = time.perf_counter()
+        by_key: dict[tuple[str, str], Answer] = {}
+        for nid in sorted(wanted):
+            for a in answer(nid, notes[nid], [questions[n] for n in names]):
+                by_key[(nid, a.question)] = a
+        seconds = time.perf_counter() - t0
+        rows = []
+        for g in gold:
+            if g["note_id"] not in wanted:
+                continue
+            q = questions[g["question"]]
+            a = by_key.get((g["note_id"], g["question"]))
+            pred = label_of(a, q, g["unit"])
+            gval = g["answer"] if q.kind == "boolean" or g["answer"] is None else float(g["answer"])
+            rows.append({"split": gold_split(g["note_id"]), "kind": q.kind, "gold": gval, "pred": pred,
+                         "grounded": bool(a and a.grounded), "note_id": g["note_id"], "question": q.name,
+                         "method": a.method if a else None, "source": (a.source or "")[:90] if a else ""})
+        saved.extend({"answerer": name, **r} for r in rows)
+        methods = {m: sum(r["method"] == m for r in rows) for m in ("gate", "rules", "model")}
+        print(f"{name}: {seconds:.1f} s over {len(wanted)} notes; answers by method {methods}", file=sys.stderr)
+        for split in splits:
+            table.append((name, split, score([r for r in rows if r["split"] == split])))
+        if args.misses:
+            for r in rows:
+                if not right(r["gold"], r["pred"]):
+                    print(f"  {name} miss [{r['split']}] {r['note_id']} {r['question']}: gold {r['gold']!r}, "
+                          f"answered {r['pred']!r} ({r['method']}) {r['source']!r}")
+
+    cols = list(table[0][2])
+    print("\n| answerer | split | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for name, split, cells in table:
+        print(f"| {name} | {split} | " + " | ".join(cells[c] for c in cols) + " |")
+    for split in splits:
+        gate_recall(notes, gold, questions, split)
+    if args.save:
+        Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
+
+
+if __name__ == "__main__":
+    main()
