@@ -125,6 +125,19 @@ def gate_recall(notes: dict[str, str], gold: list[dict], questions: dict[str, Qu
         print("  miss:", *m)
 
 
+_MODEL = None
+
+
+def _model():
+    """The embedded model's transformers backend, loaded once."""
+    global _MODEL
+    if _MODEL is None:
+        from crit.engine.backends.registry import TransformersFactory
+
+        _MODEL = TransformersFactory().create()
+    return _MODEL
+
+
 def answerers(names: list[str]) -> dict[str, Answerer]:
     from crit.engine.backends.rules import RulesBackend
 
@@ -132,10 +145,13 @@ def answerers(names: list[str]) -> dict[str, Answerer]:
     for name in names:
         if name == "rules":
             out[name] = RulesBackend().answer
-        elif name in ("engine", "gate+model", "default"):
-            from crit.engine.combine import answerer_for
+        elif name == "engine":
+            out[name] = _model().answer
+        elif name in ("gate+model", "default"):
+            from crit.engine.combine import EvidenceEngine
 
-            out[name] = answerer_for(name)
+            engine = EvidenceEngine(_model(), policy="model" if name == "gate+model" else "rules-then-model")
+            out[name] = lambda nid, text, qs, engine=engine: engine.answer(nid, text, qs)[0]
         else:
             sys.exit(f"unknown answerer {name!r}: rules, engine, gate+model, default")
     return out

@@ -156,9 +156,10 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("notes", type=click.Path())
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to write (created if absent; an existing one is resumed).")
-@click.option("--backend", type=click.Choice(["transformers", "openai", "vllm", "ray"]), default="transformers",
+@click.option("--backend", type=click.Choice(["transformers", "rules", "openai", "vllm", "ray"]), default="transformers",
               show_default=True,
-              help="How the model runs: transformers = in this process, CPU or CUDA; openai = an OpenAI-compatible "
+              help="How the model runs: transformers = in this process, CPU or CUDA; rules = no model at all, the "
+                   "rules answerer alone (instant; the baseline); openai = an OpenAI-compatible "
                    "server at --base-url (the notes are sent to that server); vllm = vLLM on this machine's GPUs; "
                    "ray = a Ray Data LLM pipeline (see docs/backends.md).")
 @click.option("--base-url", default=None, help="openai/ray: the server's URL, e.g. http://127.0.0.1:8000/v1. "
@@ -181,10 +182,15 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.option("--sex-column", default=None, help="Column with the patient's sex. Default: sex or gender when present.")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Notes per committed batch: after a crash at most this many notes are asked again.")
+@click.option("--no-gate", is_flag=True, help="Answer every question over every note, even where no passage "
+              "mentions it (by default such a question is 'not mentioned' with no model call).")
+@click.option("--policy", type=click.Choice(["rules-then-model", "rules", "model"]), default="rules-then-model",
+              show_default=True, help="Who answers a question that has passages: the rules, asking the model "
+              "only where they are not sure; the rules alone; or the model always.")
 def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, adapter: str | None, device: str,
             limit: int | None, id_column: str | None, text_column: str | None, sex_column: str | None,
             batch_size: int, base_url: str | None, api_key_env: str | None, concurrency: int | None,
-            response_format: str | None, shard: str | None, dry_run: bool) -> None:
+            response_format: str | None, shard: str | None, dry_run: bool, no_gate: bool, policy: str) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -214,11 +220,10 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
                           response_format=response_format)
     part = parse_shard(shard) if shard else None
     if dry_run:
-        from crit.engine.backends.base import answer_key
         from crit.engine.dryrun import dry_run as check_corpus
+        from crit.engine.run import answer_keys
 
-        identity = factory.identity()
-        keys = {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
+        keys = answer_keys(plan, factory, gate=not no_gate, policy=policy)
         report = check_corpus(notes, keys, db, shard=part,
                               reader_options=dict(id_column=id_column, text_column=text_column, sex_column=sex_column))
         for line in report.lines():
@@ -238,7 +243,8 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
             bar.update(task, total=p.notes_total, completed=done, rates=rates)
 
         summary = run(plan, notes, db, factory, limit=limit, batch_notes=batch_size, id_column=id_column,
-                      text_column=text_column, sex_column=sex_column, on_progress=on_progress, shard=part)
+                      text_column=text_column, sex_column=sex_column, on_progress=on_progress, shard=part,
+                      gate=not no_gate, policy=policy)
     for bad in summary.bad_rows[:20]:
         err.print(f"skipped {bad.describe()}", markup=False)
     if len(summary.bad_rows) > 20:
@@ -251,6 +257,7 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         ("eligible", ev.eligible), ("ineligible", ev.ineligible), ("unknown", ev.unknown),
         ("answers new", summary.answers_new), ("answers cached", summary.answers_cached),
         ("errors", summary.errors), ("ungrounded quotes", summary.ungrounded), ("rows skipped", len(summary.bad_rows)),
+        *((f"answered by {m}", n) for m, n in sorted(summary.by_method.items())),
     ):
         table.add_row(label, str(value))
     out.print(table)

@@ -1,10 +1,13 @@
 """Run: ask a plan's questions over a corpus of notes, store the answers, then decide eligibility.
 
-run() streams the notes in batches; for each note it asks only the questions
-the store has no answer for under the current backend identity, and commits
-each batch (notes + answers) in one transaction. The backend is created only
-when some question is actually missing, so a re-run after a threshold edit
-loads no model and makes no model call: it only re-evaluates the rules.
+run() streams the notes in batches; for each note it answers only the questions
+the store has no answer for under the run's identity (crit.engine.combine:
+model, evidence, policy, gate mode), and commits each batch (notes, answers,
+passages) in one transaction. Each answer is reached evidence first
+(crit.engine.combine.EvidenceEngine): the gate, then the rules, then the model
+where the rules are not sure. The model is loaded only when some question is
+actually missing, so a re-run after a threshold edit loads no model and makes
+no model call: it only re-evaluates the rules.
 Ctrl-C (KeyboardInterrupt) marks the run 'interrupted' and keeps every batch
 already committed; running the same command again resumes from there.
 No note text is ever logged.
@@ -19,14 +22,15 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
-from crit.engine.backends.base import Backend, answer_key
+from crit.engine.backends.base import answer_key
 from crit.engine.backends.registry import BackendFactory
+from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.notes import BadRow, Note, NoteReader
 from crit.engine.plan import Plan
 from crit.engine.questions import Question
 from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
 from crit.engine.shards import Shard
-from crit.engine.store import RunInfo, Store
+from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
 
 
@@ -38,7 +42,8 @@ class Progress(BaseModel):
     questions_asked: int  # sent to the backend by this process
     questions_cached: int  # found in the store, not asked
     bad_rows: int
-    model_seconds: float  # wall time inside backend.answer (and model loading)
+    model_seconds: float  # wall time answering (model loading included)
+    by_method: dict[str, int] = {}  # answers written by this process: gate / rules / model
 
 
 class RunSummary(BaseModel):
@@ -55,10 +60,17 @@ class RunSummary(BaseModel):
     answers_cached: int
     errors: int  # error rows among the answers the evaluation used
     ungrounded: int  # answers with a quote that is not verbatim in the note
-    backend_calls: int
-    backend_identity: str
+    backend_calls: int  # notes sent to a model
+    backend_identity: str  # the run's identity: model, evidence, policy and gate mode
+    by_method: dict[str, int]  # new answers by how they were reached: gate / rules / model
     evaluation: EvaluationSummary
     seconds: float
+
+
+def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, policy: Policy = DEFAULT_POLICY) -> dict[str, str]:
+    """Question name -> the key its answers are stored under in this run (the one place keys are made)."""
+    identity = engine_identity(factory.identity(), gate=gate, policy=policy)
+    return {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
 
 
 def _has_sex(note: Note) -> bool:
@@ -78,6 +90,8 @@ def run(
     sex_column: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     shard: Shard | None = None,
+    gate: bool = True,
+    policy: Policy = DEFAULT_POLICY,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
@@ -94,9 +108,9 @@ def run(
     if limit is not None:
         total = min(total, limit)
 
-    identity = backend_factory.identity()
+    identity = engine_identity(backend_factory.identity(), gate=gate, policy=policy)
     questions = plan.model_questions
-    keys = {q.name: answer_key(q.fingerprint, identity) for q in questions}
+    keys = answer_keys(plan, backend_factory, gate=gate, policy=policy)
 
     store = Store.open(db_path)
     run_id = store.begin_run(
@@ -110,13 +124,14 @@ def run(
             adapter=backend_factory.parameters().get("adapter"),
             backend=backend_factory.name,
             backend_identity=identity,
-            parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit},
+            parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit,
+                        "gate": gate, "policy": policy},
             notes_total=total,
         ),
         questions,
         keys,
     )
-    backend: Backend | None = None
+    engine: EvidenceEngine | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
     try:
@@ -126,7 +141,7 @@ def run(
             changed = store.changed_notes(batch)
             missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
             answers: list[Answer] = []
-            pending: dict[tuple[str, ...], tuple[list[Question], list[Note]]] = {}
+            passages: list[PassageRow] = []
             cached = 0
             for note in batch:
                 todo = missing.get(note.note_id, set()) if note.note_id not in changed else set(keys.values())
@@ -135,27 +150,22 @@ def run(
                 if not asked:
                     continue
                 t0 = time.perf_counter()
-                if backend is None:
-                    backend = backend_factory.create()
-                    if backend.identity != identity:
-                        raise RuntimeError(
-                            f"backend reports identity {backend.identity!r} but its factory promised {identity!r}"
-                        )
-                if hasattr(backend, "answer_batch"):
-                    # Server and vLLM backends: the whole batch goes out together (below).
-                    pending.setdefault(tuple(q.name for q in asked), (asked, []))[1].append(note)
-                else:
-                    answers.extend(backend.answer(note.note_id, note.text, asked))
-                calls += 1
+                if engine is None:
+                    engine = EvidenceEngine(_start(backend_factory), gate=gate, policy=policy)
+                before = engine.model_calls
+                found, evidence = engine.answer(note.note_id, note.text, asked)
+                calls += engine.model_calls - before
+                for a in found:
+                    answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
+                    progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
+                passages.extend(
+                    PassageRow(note_id=note.note_id, answer_key=keys[q.name], question=q.name, passage=i,
+                               span_start=p.start, span_end=p.end, term=p.term, section=p.section)
+                    for q in asked for i, p in enumerate(evidence[q.name])
+                )
                 progress.model_seconds += time.perf_counter() - t0
                 progress.questions_asked += len(asked)
-            for asked, group in pending.values():
-                t0 = time.perf_counter()
-                assert backend is not None
-                for per_note in backend.answer_batch([(n.note_id, n.text) for n in group], asked):  # type: ignore[attr-defined]
-                    answers.extend(per_note)
-                progress.model_seconds += time.perf_counter() - t0
-            result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached)
+            result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
             answers_new += result.answers_new
             notes_changed += result.notes_changed
             progress.notes_done += len(batch)
@@ -182,8 +192,8 @@ def run(
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
         raise
     finally:
-        if backend is not None:
-            backend.close()
+        if engine is not None:
+            engine.close()
         store.close()
         reader.close()
     return RunSummary(
@@ -200,9 +210,20 @@ def run(
         ungrounded=ungrounded,
         backend_calls=calls,
         backend_identity=identity,
+        by_method=progress.by_method,
         evaluation=evaluation,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _start(factory: BackendFactory):  # noqa: ANN202 (a Backend, or None for the rules alone)
+    """The model backend a run asks, or None when the run is the rules alone (`--backend rules`)."""
+    if factory.name == "rules":
+        return None
+    backend = factory.create()
+    if backend.identity != factory.identity():
+        raise RuntimeError(f"backend reports identity {backend.identity!r} but its factory promised {factory.identity()!r}")
+    return backend
 
 
 def _answer_counts(store: Store, keys: dict[str, str]) -> tuple[int, int]:

@@ -32,7 +32,7 @@ from crit.engine.notes import Note
 from crit.engine.questions import Question
 from crit.grammar.errors import CritError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: answers.method and answers.candidates; the passages table
 
 RunStatus = Literal["running", "done", "interrupted", "failed"]
 
@@ -104,7 +104,25 @@ _SCHEMA = [
         error VARCHAR,
         "window" BIGINT,
         created_at TIMESTAMPTZ NOT NULL,
+        method VARCHAR,
+        candidates JSON,
         PRIMARY KEY (note_id, answer_key)
+    )""",
+    # A store of schema 1 gains the columns of 2 (its answers were all the model's).
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS method VARCHAR DEFAULT 'model'",
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
+    # Why a question was or was not asked of a note: the sentences that mention it, with
+    # spans into notes.text. A (note, answer_key) with no rows here was answered by the gate.
+    """CREATE TABLE IF NOT EXISTS passages (
+        note_id VARCHAR NOT NULL,
+        answer_key VARCHAR NOT NULL,
+        question VARCHAR NOT NULL,
+        passage INTEGER NOT NULL,
+        span_start BIGINT NOT NULL,
+        span_end BIGINT NOT NULL,
+        term VARCHAR NOT NULL,
+        section VARCHAR,
+        PRIMARY KEY (note_id, answer_key, passage)
     )""",
     "CREATE OR REPLACE VIEW latest_run AS SELECT * FROM runs ORDER BY started_at DESC LIMIT 1",
     # The answers the latest run's questions use (another model's answers stay in `answers`).
@@ -137,6 +155,8 @@ _ANSWER_ARROW = pa.schema(
         ("error", pa.string()),
         ("window", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+        ("method", pa.string()),
+        ("candidates", pa.string()),
     ]
 )
 
@@ -150,6 +170,33 @@ _NOTE_ARROW = pa.schema(
         ("source_row", pa.int64()),
     ]
 )
+
+
+_PASSAGE_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("answer_key", pa.string()),
+        ("question", pa.string()),
+        ("passage", pa.int32()),
+        ("span_start", pa.int64()),
+        ("span_end", pa.int64()),
+        ("term", pa.string()),
+        ("section", pa.string()),
+    ]
+)
+
+
+class PassageRow(BaseModel):
+    """One row of the passages table (crit.engine.evidence.Passage, keyed to its note and answer)."""
+
+    note_id: str
+    answer_key: str
+    question: str
+    passage: int
+    span_start: int
+    span_end: int
+    term: str
+    section: str | None = None
 
 
 def text_hash(text: str) -> str:
@@ -345,7 +392,7 @@ class Store:
         return {r[0] for r in rows}
 
     def write_batch(self, run_id: str, notes: Sequence[Note], answers: Sequence[Answer], answer_keys: Mapping[str, str],
-                    *, answers_cached: int = 0) -> BatchResult:
+                    *, answers_cached: int = 0, passages: Sequence[PassageRow] = ()) -> BatchResult:
         """Store a batch of notes and their new answers in ONE transaction (all or nothing).
 
         Notes are upserted; a note whose text changed loses its old answers first. Answers
@@ -390,22 +437,27 @@ class Store:
                     "error": a.error,
                     "window": a.window,
                     "created_at": now,
+                    "method": a.method,
+                    "candidates": json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None,
                 }
                 for a in answers
             ],
             schema=_ANSWER_ARROW,
         )
+        passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=_PASSAGE_ARROW)
         changed = self.changed_notes(notes)
         cols = ", ".join(f'"{c}"' for c in _ANSWER_ARROW.names)
         self.con.register("_crit_batch_notes", note_table)
         self.con.register("_crit_batch_answers", answer_table)
+        self.con.register("_crit_batch_passages", passage_table)
         try:
             self.con.execute("BEGIN TRANSACTION")
             try:
                 if changed:
-                    self.con.execute(
-                        "DELETE FROM answers WHERE note_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(changed)]
-                    )
+                    for table in ("answers", "passages"):
+                        self.con.execute(
+                            f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(changed)]
+                        )
                 self.con.execute(
                     "INSERT INTO notes SELECT * FROM _crit_batch_notes ON CONFLICT (note_id) DO UPDATE SET "
                     "sex = excluded.sex, text = excluded.text, text_hash = excluded.text_hash, "
@@ -416,6 +468,7 @@ class Store:
                     f"INSERT INTO answers ({cols}) SELECT {cols} FROM _crit_batch_answers ON CONFLICT DO NOTHING"
                 )
                 inserted = self._count_answers() - before
+                self.con.execute("INSERT INTO passages SELECT * FROM _crit_batch_passages ON CONFLICT DO NOTHING")
                 errors = sum(1 for a in answers if a.error)
                 self.con.execute(
                     "UPDATE runs SET notes_done = notes_done + ?, answers_new = answers_new + ?, "
@@ -429,6 +482,7 @@ class Store:
         finally:
             self.con.unregister("_crit_batch_notes")
             self.con.unregister("_crit_batch_answers")
+            self.con.unregister("_crit_batch_passages")
         return BatchResult(notes_changed=len(changed), answers_new=inserted)
 
     def _count_answers(self) -> int:

@@ -68,7 +68,27 @@ class TransformersFactory:
         return TransformersBackend(loaded, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
 
 
-BACKENDS: dict[str, type] = {"transformers": TransformersFactory}
+@dataclass
+class RulesFactory:
+    """The rules answerer alone (crit.engine.backends.rules): no model is loaded or needed."""
+
+    name: str = field(default="rules", init=False)
+
+    def identity(self) -> str:
+        from crit.engine.backends.rules import RulesBackend
+
+        return RulesBackend.identity
+
+    def parameters(self) -> dict[str, Any]:
+        return {"model": None, "adapter": None}
+
+    def create(self) -> Backend:
+        from crit.engine.backends.rules import RulesBackend
+
+        return RulesBackend()
+
+
+BACKENDS: dict[str, type] = {"transformers": TransformersFactory, "rules": RulesFactory}
 
 # The scale-out backends (openai, vllm, ray): crit.engine.backends.scale.
 from crit.engine.backends.scale import SCALE_BACKENDS  # noqa: E402  (after TransformersFactory: no cycle)

@@ -1,0 +1,135 @@
+"""Combine: reach each answer of a note by the cheapest sure way — the gate, the rules, then a model.
+
+For one note and the questions it still needs:
+1. evidence (crit.engine.evidence) finds each question's passages;
+2. the gate: a question no passage mentions is "not mentioned" (method 'gate'), with no
+   model call, unless the question says `gate off` or the run says `--no-gate`;
+3. the rules answerer (crit.engine.backends.rules) answers the rest (method 'rules');
+4. a model, when the run has one, is asked only where the policy says, and it sees only
+   the passages of the questions asked (joined, one per line), never the whole note.
+
+Policies, measured on the gold dev split (benchmarks/RESULTS.md, "Evidence-first"):
+- "rules": the rules' answer always;
+- "model": the model's answer wherever a passage exists (gate + model);
+- "rules-then-model" (the default): the model only where the rules are not sure, and its
+  answer is kept only when it is valid and its quote is verbatim in a passage; otherwise
+  the rules' answer stands. The default can never be worse than the rules where they are
+  sure, and it keeps every non-NA answer grounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Literal
+
+from crit.engine.answers import Answer
+from crit.engine.backends.base import Backend
+from crit.engine.backends.rules import RulesBackend
+from crit.engine.evidence import EVIDENCE_VERSION, Passage, evidence_for
+from crit.engine.questions import Question
+
+Policy = Literal["rules", "model", "rules-then-model"]
+POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
+DEFAULT_POLICY: Policy = "rules-then-model"
+COMBINE_VERSION = "combine-1"
+
+
+def engine_identity(backend_identity: str, *, gate: bool, policy: Policy) -> str:
+    """The identity every answer key of a run hashes: the model, how evidence is found, the policy,
+    and whether the gate was on, so answers reached one way are never reused for another."""
+    from crit.engine.backends.rules import RULES_VERSION
+
+    mode = "gate" if gate else "no-gate"
+    return f"{backend_identity}|{EVIDENCE_VERSION}|{RULES_VERSION}|{COMBINE_VERSION}:{policy}|{mode}"
+
+
+def gate_answer(note_id: str, question: Question) -> Answer:
+    return Answer(note_id=note_id, question=question.name, fingerprint="", raw=json.dumps({"answer": "not mentioned"}),
+                  latency_s=0.0, prompt_tokens=0, output_tokens=0, na=True, method="gate", confident=True)
+
+
+def evidence_view(note_text: str, passages: Sequence[Passage]) -> tuple[str, list[tuple[int, int, int]]]:
+    """The passages joined one per line (in note order, each once), and (view start, note start, length)
+    for each, so a span in the view maps back to the note."""
+    unique = sorted({(p.start, p.end) for p in passages})
+    parts, pieces, at = [], [], 0
+    for start, end in unique:
+        if pieces and start < pieces[-1][1] + pieces[-1][2]:  # overlaps the previous passage
+            continue
+        parts.append(note_text[start:end])
+        pieces.append((at, start, end - start))
+        at += end - start + 1
+    return "\n".join(parts), pieces
+
+
+def _to_note(answer: Answer, pieces: list[tuple[int, int, int]], note_text: str) -> Answer:
+    """Map an answer's span from the evidence view to the note; a quote across two passages is not grounded."""
+    if answer.span_start is None or answer.span_end is None:
+        return answer
+    for view_start, note_start, length in pieces:
+        if view_start <= answer.span_start and answer.span_end <= view_start + length:
+            shift = note_start - view_start
+            start, end = answer.span_start + shift, answer.span_end + shift
+            exact = answer.match == "exact" and note_text[start:end] == answer.source
+            return answer.model_copy(update={"span_start": start, "span_end": end, "grounded": exact})
+    return answer.model_copy(update={"span_start": None, "span_end": None, "grounded": False, "match": None})
+
+
+class EvidenceEngine:
+    """Answers the questions of one note: gate, rules, then the model where the policy says."""
+
+    def __init__(self, model: Backend | None = None, *, gate: bool = True, policy: Policy = DEFAULT_POLICY):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        self.model = model
+        self.gate = gate
+        self.policy: Policy = policy if model is not None else "rules"
+        self.rules = RulesBackend()
+        self.model_calls = 0
+
+    def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> tuple[list[Answer], dict[str, list[Passage]]]:
+        """One Answer per question (in order, `fingerprint` left for the caller to set) and the passages."""
+        evidence = evidence_for(note_text, questions)
+        final: dict[str, Answer] = {}
+        open_questions = []
+        for q in questions:
+            if self.gate and q.gate and not evidence[q.name]:
+                final[q.name] = gate_answer(note_id, q)
+            else:
+                open_questions.append(q)
+        rules = {a.question: a for a in self.rules.answer(note_id, note_text, open_questions, evidence)}
+        if self.policy == "rules":
+            ask: list[Question] = []
+        elif self.policy == "model":
+            ask = open_questions
+        else:
+            ask = [q for q in open_questions if not rules[q.name].confident]
+        from_model = self._ask_model(note_id, note_text, ask, evidence)
+        for q in open_questions:
+            m = from_model.get(q.name)
+            if self.policy == "model" and m is not None:
+                final[q.name] = m
+            elif m is not None and m.error is None and (m.na or m.grounded):
+                final[q.name] = m
+            else:
+                final[q.name] = rules[q.name]
+        return [final[q.name] for q in questions], evidence
+
+    def _ask_model(self, note_id: str, note_text: str, questions: Sequence[Question],
+                   evidence: dict[str, list[Passage]]) -> dict[str, Answer]:
+        if not questions or self.model is None:
+            return {}
+        # One view for all questions asked of the note, so they share its prefix in the model;
+        # a `gate off` question with no passage is asked over the whole note.
+        if all(evidence[q.name] for q in questions):
+            view, pieces = evidence_view(note_text, [p for q in questions for p in evidence[q.name]])
+        else:
+            view, pieces = note_text, [(0, 0, len(note_text))]
+        self.model_calls += 1
+        answers = self.model.answer(note_id, view, list(questions))
+        return {a.question: _to_note(a, pieces, note_text).model_copy(update={"method": "model"}) for a in answers}
+
+    def close(self) -> None:
+        if self.model is not None:
+            self.model.close()
