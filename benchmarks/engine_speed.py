@@ -1,11 +1,14 @@
-"""Speed of crit's transformers backend against the naive way, on the same notes and questions.
+"""Speed of crit's engines against the naive way, on the same notes and questions, in one run.
 
 naive: a fresh outlines Generator per question (its constraint compiled anew), the full
        prompt prefilled every time, no cache: `model.generate` under outlines' processor.
 crit:  TransformersBackend: constraints compiled once per process, the note prefix prefilled
        once and its KV cache reused, a note's questions decoded together in batches, the
        JSON layout's literals fed as whole tokens and only the values decoded.
-Both use the embedded model, greedy decoding, the same prompts and the same constraint
+evidence: the default engine of `crit run` (crit.engine.combine): passages found per question,
+       the gate answers what no passage mentions, the rules answer the rest, and the same
+       transformers backend is asked only where the rules are not sure, over the passages.
+naive and crit use the embedded model, greedy decoding, the same prompts and the same constraint
 (crit.engine.backends.constraints.generation_regex). The answers can differ: naive decodes
 the literals too, and a small model picks other tokens for them, so the script reports how
 many parsed answers agree. Timings are wall clock, in seconds per question, including every
@@ -96,6 +99,22 @@ def run_crit(loaded, notes, questions, max_new_tokens: int, batch_size: int) -> 
     return time.perf_counter() - t, raws, valid
 
 
+def run_evidence(loaded, notes, questions, max_new_tokens: int, batch_size: int) -> tuple[float, list[tuple], int, dict]:
+    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.combine import EvidenceEngine
+
+    engine = EvidenceEngine(TransformersBackend(loaded, batch_size=batch_size, max_new_tokens=max_new_tokens))
+    raws, valid, methods = [], 0, {}
+    t = time.perf_counter()
+    for note_id, text in notes:
+        answers, _ = engine.answer(note_id, text, questions)
+        for a in answers:
+            raws.append(verdict(a))
+            valid += a.error is None
+            methods[a.method] = methods.get(a.method, 0) + 1
+    return time.perf_counter() - t, raws, valid, methods
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notes", type=int, default=3, help="number of notes (default 3)")
@@ -116,6 +135,7 @@ def main() -> None:
 
     naive_s, naive_raw, naive_ok = run_naive(loaded, notes, questions, args.max_new_tokens)
     crit_s, crit_raw, crit_ok = run_crit(loaded, notes, questions, args.max_new_tokens, args.batch_size)
+    ev_s, ev_raw, ev_ok, methods = run_evidence(loaded, notes, questions, args.max_new_tokens, args.batch_size)
 
     table = Table(title="engine speed (wall clock, amortised over all answers)")
     for col in ("mode", "total s", "s/question", "valid answers", "speed-up"):
@@ -125,9 +145,14 @@ def main() -> None:
         f"crit: cached, prefix KV, batch {args.batch_size}", f"{crit_s:.1f}", f"{crit_s / n:.2f}", f"{crit_ok}/{n}",
         f"{naive_s / crit_s:.1f}x",
     )
+    table.add_row(
+        "evidence: gate, rules, model where unsure", f"{ev_s:.2f}", f"{ev_s / n:.3f}", f"{ev_ok}/{n}",
+        f"{naive_s / ev_s:.1f}x",
+    )
     console.print(table)
     same = sum(a == b for a, b in zip(naive_raw, crit_raw))
-    console.print(f"same answer (value, unit, NA, valid) from both: {same}/{n}")
+    console.print(f"same answer (value, unit, NA, valid) from naive and crit: {same}/{n}")
+    console.print(f"evidence engine answers by method: {methods}; {naive_s / ev_s:.1f}x naive, {crit_s / ev_s:.1f}x crit")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,21 @@ Policies, measured on the gold dev split (benchmarks/RESULTS.md, "Evidence-first
 - "rules": the rules' answer always;
 - "model": the model's answer wherever a passage exists (gate + model);
 - "rules-then-model" (the default): the model only where the rules are not sure, and its
-  answer is kept only when it is valid and its quote is verbatim in a passage; otherwise
-  the rules' answer stands. The default can never be worse than the rules where they are
-  sure, and it keeps every non-NA answer grounded.
+  answer replaces the rules' only when it is valid, states something (not "not
+  mentioned"), its quote is verbatim in a passage and, for a number, the number is
+  written in that quote. Why: on the dev split the embedded 135M model answered "not
+  mentioned" to 219 of 220 questions even over passages that name the finding; letting
+  that NA override the rules where they were unsure turned 9 of 17 right answers wrong
+  (answer accuracy 0.955 against the rules' 0.995). A passage exists for every question
+  the model is asked, so its "not mentioned" contradicts the evidence and is no reason
+  to drop the rules' reading. The default is then never worse than the rules where they
+  are sure, and every non-NA answer it keeps is grounded.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -76,6 +83,16 @@ def _to_note(answer: Answer, pieces: list[tuple[int, int, int]], note_text: str)
     return answer.model_copy(update={"span_start": None, "span_end": None, "grounded": False, "match": None})
 
 
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def value_in_quote(a: Answer, q: Question) -> bool:
+    """A numeric answer must be a number its quote writes ("Hgb 9.8" for 9.8); a boolean has no number."""
+    if q.kind == "boolean" or a.value is None:
+        return True
+    return any(abs(float(n.replace(",", "")) - a.value) < 1e-9 for n in _NUMBER.findall(a.source or ""))
+
+
 class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
@@ -110,7 +127,7 @@ class EvidenceEngine:
             m = from_model.get(q.name)
             if self.policy == "model" and m is not None:
                 final[q.name] = m
-            elif m is not None and m.error is None and (m.na or m.grounded):
+            elif m is not None and m.error is None and not m.na and m.grounded and value_in_quote(m, q):
                 final[q.name] = m
             else:
                 final[q.name] = rules[q.name]

@@ -56,6 +56,7 @@ _SEX_PATTERNS = (
     r"\b(?:he|him|his|himself|man|men|male|gentleman|boy|mr)\b",
 )
 _BUILTIN = {"age": _AGE_PATTERNS, "that the patient is female": _SEX_PATTERNS}
+_BUILTIN_TERM = {"age": "(age pattern)", "that the patient is female": "(sex words)"}  # Passage.term
 
 # A section header: a line that starts with capitals and a colon ("FAMILY HISTORY:").
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z0-9 /&,()'-]{2,60}):", re.M)
@@ -119,8 +120,9 @@ def _word_pattern(word: str) -> str:
     """One word of a term: an abbreviation (all capitals, or with periods) may carry a period after
     each letter; other words match as written."""
     letters = word.replace(".", "")
-    if letters.isalpha() and (letters.isupper() or "." in word) and len(letters) <= 6:
-        return r"\.?".join(re.escape(c) for c in letters) + r"\.?"
+    if letters.isalpha() and (letters.isupper() or "." in word) and len(letters) <= 6 and len(letters) > 1:
+        dotted = r"\.".join(re.escape(c) for c in letters) + r"\.?"  # "C.H.F." or "C.H.F"
+        return f"(?:{re.escape(letters)}|{dotted})"
     return re.escape(word)
 
 
@@ -143,10 +145,14 @@ def sentences(text: str) -> list[tuple[int, int]]:
     A sentence longer than MAX_PASSAGE_CHARS is cut at its clause marks (";", ",")."""
     spans: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
-        start = line.start()
-        # Not after a list number ("4. Hypertension."): that period opens an item.
-        cuts = [m.end() for m in _SENTENCE_END.finditer(line.group()) if not _LIST_NUMBER.fullmatch(line.group()[: m.end()])]
-        for cut in [*cuts, len(line.group())]:
+        body, start, prev = line.group(), line.start(), 0
+        cuts = []
+        for m in _SENTENCE_END.finditer(body):
+            # Not after a list number ("1. Diabetes. 2. Hypertension."): that period opens an item.
+            if not _LIST_NUMBER.fullmatch(body[prev : m.end()]):
+                cuts.append(m.end())
+                prev = m.end()
+        for cut in [*cuts, len(body)]:
             piece_start, piece_end = start, line.start() + cut
             start = piece_end
             spans.extend(_bounded(text, piece_start, piece_end))
@@ -188,7 +194,7 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
     (the first term found in it). Empty when the note never mentions the question."""
     if question.phrase in _BUILTIN:
         regexes: Sequence[tuple[str, re.Pattern[str]]] = [
-            (question.phrase, r) for r in _builtin_regexes(question.phrase)
+            (_BUILTIN_TERM[question.phrase], r) for r in _builtin_regexes(question.phrase)
         ]
     else:
         regexes = [(t, term_regex(t)) for t in question_terms(question)]

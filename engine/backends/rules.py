@@ -188,8 +188,10 @@ def values_after(note_text: str, term_end: int, limit: int) -> list[Candidate]:
         unit_match = _UNIT.match(note_text, m.end(), limit)
         unit = None
         end = m.end()
-        if unit_match and units.is_known_unit(unit_match.group(1)):
-            unit, end = unit_match.group(1), unit_match.end()
+        if unit_match:
+            written = unit_match.group(1).rstrip(".")  # "2.67 mg/dL." ends a sentence
+            if units.is_known_unit(written):
+                unit, end = written, unit_match.start(1) + len(written)
         out.append(Candidate(value=value, unit=unit, span_start=m.start(), span_end=end))
         pos = end
     # "2.1 and 2.3 mg/dL": numbers of a chain without their own unit take the last one's.
