@@ -13,12 +13,11 @@ import sys
 from typing import Any
 
 import click
+from crit.grammar.errors import CritError, render
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-
-from crit.grammar.errors import CritError, render
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -204,14 +203,19 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         crit run criteria/aristotle.crit examples/mtsamples-sample.jsonl --db results.duckdb --limit 5
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from crit.engine.backends.registry import BACKENDS
+    from crit.engine.backends.scale import factory_for
     from crit.engine.plan import load_plan
     from crit.engine.run import run
-
-    from crit.engine.backends.scale import factory_for
     from crit.engine.shards import parse_shard
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     plan = load_plan(file)
     factory = factory_for(BACKENDS, backend, model=model, adapter=adapter,

@@ -29,9 +29,8 @@ import functools
 import re
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
-
 from crit.engine.questions import Question
+from pydantic import BaseModel, ConfigDict
 
 # Bump when the passages found for a note can change: it is part of every answer key.
 EVIDENCE_VERSION = "evidence-1"

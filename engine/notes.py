@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
-
 from crit.grammar.errors import CritError
+from pydantic import BaseModel, ConfigDict
 
 # Column names tried, in order, when the user names none (compared case-insensitively).
 ID_COLUMNS = ("note_id", "id", "row_id", "document_id", "doc_id", "hadm_id")

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from jinja2 import Environment, PackageLoader
-from markupsafe import Markup
-from pydantic import BaseModel, ConfigDict
-
 from crit.engine.plan import Plan, load_plan
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict
 
 __all__ = ["Threshold", "thresholds", "write_report"]
 

@@ -44,12 +44,11 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
-
 from crit.engine.plan import Plan, RangeRule
 from crit.engine.questions import Question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
+from pydantic import BaseModel, ConfigDict
 
 __all__ = ["EvaluationSummary", "evaluate", "rules_sql"]
 
@@ -485,7 +484,7 @@ def _criteria_sql(plan: Plan) -> str:
             f"'status': {status}, 'reason': {reason}}}"
         )
     if cols:
-        ctes.append(f"decided AS (\n    SELECT note_id,\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
+        ctes.append("decided AS (\n    SELECT note_id,\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
         body = (
             "SELECT note_id, unnest([\n        " + ",\n        ".join(structs) + "\n    ], recursive := true)\nFROM decided"
         )

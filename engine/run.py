@@ -19,19 +19,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from crit.engine.answers import Answer
 from crit.engine.backends.base import answer_key
 from crit.engine.backends.registry import BackendFactory
 from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.notes import BadRow, Note, NoteReader
 from crit.engine.plan import Plan
-from crit.engine.questions import Question
 from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
 from crit.engine.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
+from pydantic import BaseModel, ConfigDict
 
 
 class Progress(BaseModel):

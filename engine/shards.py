@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
-
 from crit.grammar.errors import CritError
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from crit.engine.store import Store

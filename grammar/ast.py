@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterator, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from crit.grammar.errors import Span
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def _without_spans(value: Any) -> Any:

@@ -14,12 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
-
 from crit.engine.backends.base import Backend, answer_key
 from crit.engine.backends.openai import OpenAIBackend, normalise_base_url
 from crit.engine.questions import make_question
@@ -213,7 +212,6 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     """`crit run --backend openai` end to end: answers, notes and eligibility in DuckDB, same tables and
     columns as an embedded run, every (note, question) answered once, resumable (a second run asks nothing)."""
     import duckdb
-
     from crit.engine.backends.scale import OpenAIFactory
     from crit.engine.plan import load_plan
     from crit.engine.run import run

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from crit.engine.backends import payloads, vllm as vb
+from crit.engine.backends import payloads
+from crit.engine.backends import vllm as vb
 from crit.engine.backends.base import answer_key
 from crit.engine.prompts import messages
 from crit.engine.questions import make_question

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from crit.engine.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import duckdb
 from click.testing import CliRunner
-
 from crit.engine.cli import cli
 
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from crit.engine.backends.base import answer_key
 from crit.engine.backends.payloads import to_answer
 from crit.engine.backends.ray_data import RowCodec, http_config_kwargs, rows_for

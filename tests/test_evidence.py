@@ -10,17 +10,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
+from conftest import ScriptedBackend, ScriptedFactory
 from crit.engine.backends.rules import RulesBackend
 from crit.engine.combine import EvidenceEngine, evidence_view
 from crit.engine.evidence import find_passages, phrase_terms, sentences, term_regex
 from crit.engine.plan import load_plan
-from crit.engine.questions import make_question
 from crit.engine.run import run
 from crit.trainer.evaluate import gold_split
-from conftest import ScriptedBackend, ScriptedFactory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "gold"

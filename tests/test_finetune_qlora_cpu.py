@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from crit.engine.prompts import messages
 from crit.engine.questions import make_question
 from crit.trainer.finetune import TrainConfig, finetune

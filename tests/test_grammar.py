@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from crit.engine.cli import cli
 from crit.engine.plan import check_source, load_plan
 from crit.grammar import ast

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from crit.engine.cli import cli
 from crit.engine.plan import check_source
 from crit.grammar.errors import CritError, render

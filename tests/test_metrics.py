@@ -9,9 +9,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from crit.trainer.metrics import (
     accuracy,
     balanced_accuracy,
@@ -20,6 +17,8 @@ from crit.trainer.metrics import (
     numeric_match,
     sensitivity_specificity,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 P, A, N = "present", "absent", "not mentioned"
 BOOLEAN_LABELS = (P, A, N)

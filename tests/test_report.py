@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from crit.engine.answers import Answer, locate_source
 from crit.engine.backends.base import answer_key
 from crit.engine.notes import Note
@@ -295,7 +294,6 @@ SLOW_NOTES = ("mts-2408", "mts-1080")  # short MTSamples notes that state an age
 @pytest.mark.slow
 def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     from click.testing import CliRunner
-
     from crit.engine.cli import cli
 
     corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtsamples.jsonl"

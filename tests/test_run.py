@@ -18,7 +18,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-
 from crit.engine.backends.registry import TransformersFactory
 from crit.engine.cli import cli
 from crit.engine.plan import load_plan

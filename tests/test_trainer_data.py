@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 import duckdb
 import jsonschema
 import pytest
-
 from crit.engine.prompts import messages
 from crit.grammar.errors import CritError
 from crit.trainer.select import SelectConfig, pair_question, select, split_notes

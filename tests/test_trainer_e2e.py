@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-
 from crit.engine.cli import cli
 from crit.trainer.finetune import TrainConfig, finetune
 from crit.trainer.select import SelectConfig, select

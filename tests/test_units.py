@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from crit.grammar.units import (
     Conversion,
     Linear,
@@ -14,6 +12,7 @@ from crit.grammar.units import (
     linear,
     normalise_unit,
 )
+from pydantic import ValidationError
 
 # --- spelling ---------------------------------------------------------------------
 

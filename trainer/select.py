@@ -18,10 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from crit.grammar.errors import CritError
 from crit.trainer.synth import PAIR_TYPES, PairType
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SelectConfig(BaseModel):

@@ -28,8 +28,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crit.grammar.errors import CritError
-
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
 PAIR_TYPES: tuple[PairType, ...] = ("boolean", "numeric", "na-boolean", "na-numeric")
 
@@ -248,10 +246,9 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     import duckdb
     import outlines
     import torch
-    from rich.progress import Progress
-
     from crit.engine.backends.constraints import generation_regex
     from crit.engine.model import load_model
+    from rich.progress import Progress
 
     t0 = time.perf_counter()
     notes, bad_rows = read_notes(cfg.notes)

@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-
 from crit.engine.answers import Answer
 from crit.engine.backends.payloads import (
     DEFAULT_MAX_TOKENS,

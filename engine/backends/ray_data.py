@@ -145,7 +145,8 @@ def import_ray() -> Any:
 def build_processor(codec: RowCodec, config_kwargs: dict[str, Any]) -> Any:
     """The Ray Data LLM processor: preprocess -> generation stage -> postprocess."""
     import_ray()
-    from ray.data.llm import HttpRequestProcessorConfig, build_processor as ray_build, vLLMEngineProcessorConfig
+    from ray.data.llm import HttpRequestProcessorConfig, vLLMEngineProcessorConfig
+    from ray.data.llm import build_processor as ray_build
 
     config_cls: Callable[..., Any] = HttpRequestProcessorConfig if codec.engine == "http" else vLLMEngineProcessorConfig
     return ray_build(config_cls(**config_kwargs), preprocess=codec.preprocess, postprocess=codec.postprocess)

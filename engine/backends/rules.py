@@ -32,7 +32,14 @@ from collections.abc import Mapping, Sequence
 from crit.engine.answers import Answer, Candidate
 from crit.engine.backends.base import answer_key
 from crit.engine.context import read_context
-from crit.engine.evidence import EVIDENCE_VERSION, Passage, find_passages, phrase_terms, question_terms, term_regex
+from crit.engine.evidence import (
+    EVIDENCE_VERSION,
+    Passage,
+    find_passages,
+    phrase_terms,
+    question_terms,
+    term_regex,
+)
 from crit.engine.questions import Question
 from crit.grammar import units
 
