@@ -27,7 +27,8 @@ BOOLEAN_CHOICES = ("present", "absent", "not mentioned")
 NUMERIC_STATUS = ("stated", "not stated")
 
 # 2: answers in json.dumps layout (constraints.py); the unit instruction moved to the system message.
-PROMPT_VERSION = "crit-prompt-2"
+# 3: evidence first (crit.engine.combine): the model reads a note's passages, not the whole note.
+PROMPT_VERSION = "crit-prompt-3"
 
 
 def boolean_schema() -> dict[str, Any]:

@@ -285,7 +285,7 @@ def _diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic
 def _expected_label(expected: set[str]) -> str:
     # A long list of alternatives helps nobody; the hint line carries the advice then.
     text = _expected_text(expected)
-    return f"expected {text}" if text.count(",") < 4 else "not expected here"
+    return f"expected {text}" if text.count(",") < 5 else "not expected here"
 
 
 def _hint(expected: set[str], got: str) -> str | None:
