@@ -6,7 +6,10 @@ For one note and the questions it still needs:
    model call, unless the question says `gate off` or the run says `--no-gate`;
 3. the rules answerer (crit.engine.backends.rules) answers the rest (method 'rules');
 4. a model, when the run has one, is asked only where the policy says, and it sees only
-   the passages of the questions asked (joined, one per line), never the whole note.
+   the passages of the questions asked (joined, one per line), never the whole note. It
+   writes its quote first, constrained to be one of the question's passages word for
+   word (or "" for none), then its answer; a number is constrained to one the passages
+   write (questions.evidence_schema), and must be one its own quote writes to be kept.
 
 Policies, measured on the gold dev split (benchmarks/RESULTS.md, "Evidence-first"):
 - "rules": the rules' answer always;
@@ -27,14 +30,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from crit.engine.answers import Answer
 from crit.engine.backends.base import Backend
 from crit.engine.backends.rules import RulesBackend
 from crit.engine.evidence import EVIDENCE_VERSION, Passage, evidence_for
-from crit.engine.questions import Question
+from crit.engine.questions import Question, evidence_schema
 
 Policy = Literal["rules", "model", "rules-then-model"]
 POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
@@ -57,13 +60,17 @@ def gate_answer(note_id: str, question: Question) -> Answer:
 
 
 def evidence_view(note_text: str, passages: Sequence[Passage]) -> tuple[str, list[tuple[int, int, int]]]:
-    """The passages joined one per line (in note order, each once), and (view start, note start, length)
-    for each, so a span in the view maps back to the note."""
-    unique = sorted({(p.start, p.end) for p in passages})
+    """The passages joined one per line (in note order; overlapping ones as their union, so every
+    passage is whole in the view), and (view start, note start, length) for each piece, so a span
+    in the view maps back to the note."""
+    spans: list[list[int]] = []
+    for start, end in sorted({(p.start, p.end) for p in passages}):
+        if spans and start < spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
     parts, pieces, at = [], [], 0
-    for start, end in unique:
-        if pieces and start < pieces[-1][1] + pieces[-1][2]:  # overlaps the previous passage
-            continue
+    for start, end in spans:
         parts.append(note_text[start:end])
         pieces.append((at, start, end - start))
         at += end - start + 1
@@ -93,13 +100,29 @@ def value_in_quote(a: Answer, q: Question) -> bool:
     return any(abs(float(n.replace(",", "")) - a.value) < 1e-9 for n in _NUMBER.findall(a.source or ""))
 
 
+MAX_QUOTES = 12  # passages a model may choose among for one question (the first ones, in note order)
+
+
+def _over_passages(q: Question, note_text: str, passages: Sequence[Passage]) -> Question:
+    """The question with its answer schema over these passages (questions.evidence_schema): the quote
+    is one of them, word for word, and a number is one they write. Its fingerprint is unchanged:
+    the schema follows from the note and the question."""
+    quotes = [p.text(note_text) for p in passages[:MAX_QUOTES]]
+    numbers = [float(n.replace(",", "")) for t in quotes for n in _NUMBER.findall(t)] if q.kind == "numeric" else []
+    return q.model_copy(update={"answer_schema": evidence_schema(q.kind, quotes, numbers)})
+
+
 class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
-    def __init__(self, model: Backend | None = None, *, gate: bool = True, policy: Policy = DEFAULT_POLICY):
+    def __init__(self, model: Backend | Callable[[], Backend] | None = None, *, gate: bool = True,
+                 policy: Policy = DEFAULT_POLICY):
+        """`model` is a backend, or a function that starts one: then it is started (a model loaded) only
+        when a question first needs it, so a run the rules answer whole loads no model."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
-        self.model = model
+        self._start = model if callable(model) and not hasattr(model, "answer") else None
+        self.model: Backend | None = None if self._start else model  # type: ignore[assignment]
         self.gate = gate
         self.policy: Policy = policy if model is not None else "rules"
         self.rules = RulesBackend()
@@ -135,17 +158,31 @@ class EvidenceEngine:
 
     def _ask_model(self, note_id: str, note_text: str, questions: Sequence[Question],
                    evidence: dict[str, list[Passage]]) -> dict[str, Answer]:
-        if not questions or self.model is None:
+        if not questions or self.policy == "rules":
             return {}
+        if self.model is None and self._start is not None:
+            self.model = self._start()
+        assert self.model is not None
         # One view for all questions asked of the note, so they share its prefix in the model;
         # a `gate off` question with no passage is asked over the whole note.
         if all(evidence[q.name] for q in questions):
             view, pieces = evidence_view(note_text, [p for q in questions for p in evidence[q.name]])
+            asked = [_over_passages(q, note_text, evidence[q.name]) for q in questions]
         else:
             view, pieces = note_text, [(0, 0, len(note_text))]
+            asked = list(questions)
         self.model_calls += 1
-        answers = self.model.answer(note_id, view, list(questions))
-        return {a.question: _to_note(a, pieces, note_text).model_copy(update={"method": "model"}) for a in answers}
+        answers = self.model.answer(note_id, view, asked)
+        out = {}
+        for q, a in zip(asked, answers):
+            a = _to_note(a, pieces, note_text).model_copy(update={"method": "model"})
+            if a.error is None and not value_in_quote(a, q):
+                # The schema allows any number of the passages; one its own quote does not write is
+                # not evidence for it.
+                a = a.model_copy(update={"error": f"not_in_quote: {a.value:g} is not written in the quote",
+                                         "value": None})
+            out[a.question] = a
+        return out
 
     def close(self) -> None:
         if self.model is not None:

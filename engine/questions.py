@@ -59,6 +59,29 @@ def numeric_schema() -> dict[str, Any]:
     }
 
 
+def evidence_schema(kind: QuestionKind, quotes: list[str], numbers: list[float]) -> dict[str, Any]:
+    """The answer schema over one note's passages: the quote first, one of `quotes` (the passages,
+    verbatim) or "" for none, then the answer; a number must be one of `numbers` (those the
+    passages write) or null. Built per (note, question) by crit.engine.combine; keys in order."""
+    source = {"type": "string", "enum": [*dict.fromkeys(quotes), ""]}
+    if kind == "boolean":
+        props: dict[str, Any] = {"source": source, "answer": {"type": "string", "enum": list(BOOLEAN_CHOICES)}}
+    else:
+        values = [*dict.fromkeys(int(n) if float(n).is_integer() else n for n in numbers), None]
+        props = {
+            "source": source,
+            "status": {"type": "string", "enum": list(NUMERIC_STATUS)},
+            "answer": {"enum": values},
+            "unit": {"anyOf": [{"type": "string", "maxLength": UNIT_MAX_CHARS}, {"type": "null"}]},
+        }
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def is_evidence_layout(schema: dict[str, Any]) -> bool:
+    """Whether a schema is evidence_schema's (quote first) rather than a whole-note one."""
+    return next(iter(schema.get("properties", {})), None) == "source"
+
+
 class Question(BaseModel):
     """One single-order question, compiled from a `boolean` or `numeric` declaration."""
 

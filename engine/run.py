@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crit.engine.answers import Answer
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import Backend, answer_key
 from crit.engine.backends.registry import BackendFactory
 from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.notes import BadRow, Note, NoteReader
@@ -149,7 +149,8 @@ def run(
                     continue
                 t0 = time.perf_counter()
                 if engine is None:
-                    engine = EvidenceEngine(_start(backend_factory), gate=gate, policy=policy)
+                    model = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
+                    engine = EvidenceEngine(model, gate=gate, policy=policy)
                 before = engine.model_calls
                 found, evidence = engine.answer(note.note_id, note.text, asked)
                 calls += engine.model_calls - before
@@ -214,10 +215,8 @@ def run(
     )
 
 
-def _start(factory: BackendFactory):  # noqa: ANN202 (a Backend, or None for the rules alone)
-    """The model backend a run asks, or None when the run is the rules alone (`--backend rules`)."""
-    if factory.name == "rules":
-        return None
+def _start(factory: BackendFactory) -> Backend:
+    """Start the run's model backend (called the first time a question needs the model)."""
     backend = factory.create()
     if backend.identity != factory.identity():
         raise RuntimeError(f"backend reports identity {backend.identity!r} but its factory promised {factory.identity()!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -179,6 +180,9 @@ def test_kept_answers_are_grounded_whatever_the_model_writes(quote, number, choi
             continue  # "model" keeps the model's word: that is what it measures
         if not a.na and a.error is None:
             assert a.grounded and NOTE[a.span_start:a.span_end] == a.source
+        if a.value is not None and PLAN.question(a.question).kind == "numeric":
+            written = [float(n.replace(",", "")) for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", a.source)]
+            assert a.value in written  # a number is always one its quote writes
 
 
 # -- crit run: the gate, --no-gate, --backend rules ---------------------------------------
@@ -237,3 +241,36 @@ def test_backend_rules_runs_with_no_model_installed(tmp_path):
     age = con.execute("SELECT value FROM answers WHERE note_id = 'n0' AND question = 'age'").fetchone()
     con.close()
     assert set(methods) == {"gate", "rules"} and age == (70.0,)
+
+
+_WORDS = st.sampled_from(["Denies", "diabetes", "hypertension", "creatinine", "2.4", "mg/dL", "CHF", "no",
+                          "history", "of", "AF", "hemoglobin", "9.8", "the", "patient", "she", "72-year-old"])
+_SENTENCE = st.lists(_WORDS, min_size=1, max_size=12).map(lambda ws: " ".join(ws) + ".")
+_NOTE = st.lists(st.tuples(_SENTENCE, st.sampled_from([" ", "\n", "\nHISTORY: "])), min_size=1, max_size=8).map(
+    lambda parts: "".join(s + sep for s, sep in parts))
+
+
+@settings(max_examples=80, deadline=None)
+@given(note=_NOTE, pick=st.integers(min_value=0, max_value=50), answer=st.integers(min_value=0, max_value=2))
+def test_a_copy_constrained_quote_is_always_note_text(note, pick, answer):
+    """Property: whichever passage the constrained model picks (any member of the schema's quote
+    choices), the stored quote is the note's own text at its span, and a number is one the quote writes."""
+    def script(text, question):
+        props = question.answer_schema["properties"]
+        quote = props["source"]["enum"][pick % len(props["source"]["enum"])]
+        assert quote == "" or quote in text  # every choice is passage text, so note text
+        if question.kind == "boolean":
+            return json.dumps({"source": quote, "answer": props["answer"]["enum"][answer]})
+        values = props["answer"]["enum"]
+        value = values[pick % len(values)]
+        return json.dumps({"source": quote, "status": "stated" if value is not None else "not stated",
+                           "answer": value, "unit": None})
+
+    engine = EvidenceEngine(ScriptedBackend(script), policy="model")
+    answers, _ = engine.answer("n1", note, [q("diabetes"), q("htn"), q("creat"), q("hgb"), q("hf")])
+    for a in answers:
+        if a.source and a.error is None:
+            assert a.grounded and note[a.span_start:a.span_end] == a.source
+        if a.method == "model" and a.value is not None and PLAN.question(a.question).kind == "numeric":
+            written = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", a.source or "")]
+            assert a.value in written or a.source == ""

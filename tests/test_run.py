@@ -1,5 +1,8 @@
 """crit run end to end with the real embedded model: 2 one-sentence notes x 2 questions (slow).
 
+The runs use `policy="model"` (gate + model), so the model answers every question a passage
+mentions: the rules alone would answer these notes without loading it.
+
 (a) a run stores answers and one eligibility row per note, and `crit sql` reads them;
 (b) a threshold edit re-runs with zero model calls and a new evaluation;
 (c) a run killed with SIGKILL after its first committed batch resumes to the same answers, none twice.
@@ -60,7 +63,7 @@ def answers(db: Path) -> list[tuple]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("run") / "results.duckdb"
-    summary = run(load_plan(FIXTURES / "small.crit"), NOTES, db, CountingFactory(), batch_notes=1)
+    summary = run(load_plan(FIXTURES / "small.crit"), NOTES, db, CountingFactory(), batch_notes=1, policy="model")
     assert summary.status == "done" and summary.notes_done == 2
     assert summary.answers_new == 4 and summary.answers_cached == 0 and summary.backend_calls == 2
     return db
@@ -86,7 +89,7 @@ def test_threshold_edit_makes_no_model_call(first_run: Path, tmp_path: Path) -> 
     edited.write_text((FIXTURES / "small.crit").read_text().replace("age >= 18 years", "age >= 65 years"))
     before = CountingFactory.created, CountingFactory.calls
     plan = load_plan(edited)
-    summary = run(plan, NOTES, db, CountingFactory(), batch_notes=1)
+    summary = run(plan, NOTES, db, CountingFactory(), batch_notes=1, policy="model")
     assert (CountingFactory.created, CountingFactory.calls) == before  # no model loaded, none asked
     assert summary.backend_calls == 0 and summary.answers_new == 0 and summary.answers_cached == 4
     assert answers(db) == answers(first_run)
@@ -116,7 +119,7 @@ def test_sigkill_then_resume_gives_the_same_answers(first_run: Path, tmp_path: P
         from crit.engine.plan import load_plan
         from crit.engine.run import run
         run(load_plan({str(FIXTURES / "small.crit")!r}), {str(NOTES)!r}, {str(db)!r}, TransformersFactory(),
-            batch_notes=1, on_progress=lambda p: print("committed", p.notes_done, flush=True))
+            batch_notes=1, policy="model", on_progress=lambda p: print("committed", p.notes_done, flush=True))
         """
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -132,7 +135,7 @@ def test_sigkill_then_resume_gives_the_same_answers(first_run: Path, tmp_path: P
     assert {r[0] for r in partial} == {"mts-1919"}
 
     result = CliRunner().invoke(
-        cli, ["run", str(FIXTURES / "small.crit"), str(NOTES), "--db", str(db), "--batch-size", "1"]
+        cli, ["run", str(FIXTURES / "small.crit"), str(NOTES), "--db", str(db), "--batch-size", "1", "--policy", "model"]
     )
     assert result.exit_code == 0, result.output
     final = answers(db)

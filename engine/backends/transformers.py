@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,10 +36,20 @@ from crit.engine.questions import Question
 from crit.engine.windows import Window, merge_answers, select_windows, split_windows
 
 # Compiled once per process: one outlines vocabulary per model, one index per (model, value
-# regex), one skeleton per (model, schema).
+# regex), one skeleton per (model, schema). Evidence-first schemas are made per note (their
+# quotes are the note's passages), so the last two are bounded: least recently used go first.
 _VOCABULARIES: dict[str, Any] = {}
-_INDEXES: dict[tuple[str, str], Any] = {}
-_SKELETONS: dict[tuple[str, str], Skeleton] = {}
+_INDEXES: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_SKELETONS: OrderedDict[tuple[str, str], Skeleton] = OrderedDict()
+_MAX_CACHED = 512
+
+
+def _remember(cache: OrderedDict, key: Any, value: Any) -> Any:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _MAX_CACHED:
+        cache.popitem(last=False)
+    return value
 
 # Tokens kept free between the prompt and the context limit, besides max_new_tokens.
 _CONTEXT_MARGIN = 16
@@ -69,20 +80,24 @@ def skeleton(loaded: LoadedModel, schema: dict[str, Any]) -> Skeleton:
     """`schema`'s JSON layout in the model's tokens, its value regexes compiled to
     outlines_core indexes; built once per process and (model, schema)."""
     key = (_model_key(loaded), schema_key(schema))
-    if key not in _SKELETONS:
-        from outlines_core import Index
+    if key in _SKELETONS:
+        _SKELETONS.move_to_end(key)
+        return _SKELETONS[key]
+    from outlines_core import Index
 
-        layout = json_layout(schema)
-        tok = loaded.tokenizer
-        values = []
-        for regex in layout.values:
-            # The same value regex recurs across schemas (every "source"): compile it once.
-            if (key[0], regex) not in _INDEXES:
-                _INDEXES[(key[0], regex)] = Index(regex, _vocabulary(loaded))
-            values.append(_INDEXES[(key[0], regex)])
-        literals = tuple(tuple(tok(lit, add_special_tokens=False)["input_ids"]) for lit in layout.literals)
-        _SKELETONS[key] = Skeleton(literals, tuple(values))
-    return _SKELETONS[key]
+    layout = json_layout(schema)
+    tok = loaded.tokenizer
+    values = []
+    for regex in layout.values:
+        # The same value regex recurs across schemas (every "source"): compile it once.
+        index_key = (key[0], regex)
+        if index_key in _INDEXES:
+            _INDEXES.move_to_end(index_key)
+        else:
+            _remember(_INDEXES, index_key, Index(regex, _vocabulary(loaded)))
+        values.append(_INDEXES[index_key])
+    literals = tuple(tuple(tok(lit, add_special_tokens=False)["input_ids"]) for lit in layout.literals)
+    return _remember(_SKELETONS, key, Skeleton(literals, tuple(values)))
 
 
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
