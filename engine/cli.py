@@ -262,6 +262,7 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         ("answers new", summary.answers_new), ("answers cached", summary.answers_cached),
         ("errors", summary.errors), ("ungrounded quotes", summary.ungrounded), ("rows skipped", len(summary.bad_rows)),
         *((f"answered by {m}", n) for m, n in sorted(summary.by_method.items())),
+        ("asked of the model", summary.model_questions),
     ):
         table.add_row(label, str(value))
     out.print(table)

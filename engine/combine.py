@@ -126,7 +126,8 @@ class EvidenceEngine:
         self.gate = gate
         self.policy: Policy = policy if model is not None else "rules"
         self.rules = RulesBackend()
-        self.model_calls = 0
+        self.model_calls = 0  # notes sent to the model
+        self.model_questions = 0  # questions sent to the model (its answer may not be kept)
 
     def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> tuple[list[Answer], dict[str, list[Passage]]]:
         """One Answer per question (in order, `fingerprint` left for the caller to set) and the passages."""
@@ -172,6 +173,7 @@ class EvidenceEngine:
             view, pieces = note_text, [(0, 0, len(note_text))]
             asked = list(questions)
         self.model_calls += 1
+        self.model_questions += len(asked)
         answers = self.model.answer(note_id, view, asked)
         out = {}
         for q, a in zip(asked, answers):

@@ -42,6 +42,7 @@ class Progress(BaseModel):
     bad_rows: int
     model_seconds: float  # wall time answering (model loading included)
     by_method: dict[str, int] = {}  # answers written by this process: gate / rules / model
+    model_questions: int = 0  # questions sent to the model (kept or not)
 
 
 class RunSummary(BaseModel):
@@ -61,6 +62,7 @@ class RunSummary(BaseModel):
     backend_calls: int  # notes sent to a model
     backend_identity: str  # the run's identity: model, evidence, policy and gate mode
     by_method: dict[str, int]  # new answers by how they were reached: gate / rules / model
+    model_questions: int  # questions sent to the model; its answer replaced the rules' in by_method["model"]
     evaluation: EvaluationSummary
     seconds: float
 
@@ -154,6 +156,7 @@ def run(
                 before = engine.model_calls
                 found, evidence = engine.answer(note.note_id, note.text, asked)
                 calls += engine.model_calls - before
+                progress.model_questions = engine.model_questions
                 for a in found:
                     answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
                     progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
@@ -210,6 +213,7 @@ def run(
         backend_calls=calls,
         backend_identity=identity,
         by_method=progress.by_method,
+        model_questions=progress.model_questions,
         evaluation=evaluation,
         seconds=round(time.perf_counter() - started, 3),
     )
