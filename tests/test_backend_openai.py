@@ -222,19 +222,23 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     plan = load_plan(Path(__file__).resolve().parent.parent / "criteria" / "aristotle.crit")
     factory = OpenAIFactory(model="smollm2", base_url=llama_server, concurrency=1, response_format="json_object")
     db = tmp_path / "results.duckdb"
-    first = run(plan, corpus, db, factory, batch_notes=2)
+    # policy "model": the server answers every question a passage mentions (the rules would answer
+    # these notes alone); the gate answers the rest.
+    first = run(plan, corpus, db, factory, batch_notes=2, policy="model")
     assert first.notes_done == 2 and first.answers_new == 2 * len(plan.model_questions)
+    assert first.by_method["model"] == first.model_questions > 0
     with duckdb.connect(str(db), read_only=True) as con:
         columns = [r[0] for r in con.execute("DESCRIBE answers").fetchall()]
         assert columns == _ANSWER_ARROW.names
         rows = con.execute(
-            "SELECT count(*), count(DISTINCT (note_id, answer_key)), min(prompt_tokens), min(latency_s) FROM answers"
+            "SELECT count(*), count(DISTINCT (note_id, answer_key)), min(prompt_tokens) FILTER (WHERE method = 'model'), "
+            "min(latency_s) FILTER (WHERE method = 'model') FROM answers"
         ).fetchall()[0]
         assert rows[0] == rows[1] == 2 * len(plan.model_questions) and rows[2] > 50 and rows[3] > 0
         assert con.execute("SELECT count(*) FROM eligibility").fetchall()[0][0] == 2
-        backend = con.execute("SELECT backend, backend_identity FROM runs").fetchall()
-        assert backend == [("openai", "smollm2@openai")]
-    again = run(plan, corpus, db, factory, batch_notes=2)
+        [(name, identity)] = con.execute("SELECT backend, backend_identity FROM runs").fetchall()
+        assert name == "openai" and identity.startswith("smollm2@openai|")
+    again = run(plan, corpus, db, factory, batch_notes=2, policy="model")
     assert again.answers_new == 0 and again.answers_cached == 2 * len(plan.model_questions)
 
 

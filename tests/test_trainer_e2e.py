@@ -111,7 +111,7 @@ def test_synth_select_train_run_eval(tmp_path):
     con = duckdb.connect(str(tmp_path / "results.duckdb"), read_only=True)
     identities = {r[0] for r in con.execute("SELECT DISTINCT backend_identity FROM questions").fetchall()}
     con.close()
-    assert identities == {loaded.identity}
+    assert len(identities) == 1 and identities.pop().startswith(loaded.identity + "|")  # + evidence, policy, gate
 
     res = runner.invoke(cli, ["eval", str(GOLD), "--adapter", str(adapter), "--limit", "1", "--question", "htn",
                               "--question", "age", "--out", str(tmp_path / "eval.duckdb"), "--device", "cpu",
