@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from crit.engine.answers import Answer
-from crit.engine.backends.base import Backend
+from crit.engine.backends.base import Backend, Request
 from crit.engine.backends.rules import RulesBackend
 from crit.engine.evidence import EVIDENCE_VERSION, Passage, evidence_for
 from crit.engine.questions import Question, evidence_schema
@@ -112,6 +112,26 @@ def _over_passages(q: Question, note_text: str, passages: Sequence[Passage]) -> 
     return q.model_copy(update={"answer_schema": evidence_schema(q.kind, quotes, numbers)})
 
 
+def _model_request(note_text: str, ask: Sequence[Question], evidence: dict[str, list[Passage]]
+                   ) -> tuple[str, list[tuple[int, int, int]], list[Question]]:
+    """What the model reads for these questions of one note: one view of all their passages (so they
+    share its prefix), with each question's schema over its own passages; a `gate off` question
+    with no passage makes it the whole note."""
+    if all(evidence[q.name] for q in ask):
+        view, pieces = evidence_view(note_text, [p for q in ask for p in evidence[q.name]])
+        return view, pieces, [_over_passages(q, note_text, evidence[q.name]) for q in ask]
+    return note_text, [(0, 0, len(note_text))], list(ask)
+
+
+def _checked(a: Answer, q: Question, pieces: list[tuple[int, int, int]], note_text: str) -> Answer:
+    """A model answer with its span in the note, and an error when its number is not in its quote."""
+    a = _to_note(a, pieces, note_text).model_copy(update={"method": "model"})
+    if a.error is None and not value_in_quote(a, q):
+        # The schema allows any number of the passages; one its own quote does not write is no evidence.
+        a = a.model_copy(update={"error": f"not_in_quote: {a.value:g} is not written in the quote", "value": None})
+    return a
+
+
 class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
@@ -131,59 +151,56 @@ class EvidenceEngine:
 
     def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> tuple[list[Answer], dict[str, list[Passage]]]:
         """One Answer per question (in order, `fingerprint` left for the caller to set) and the passages."""
-        evidence = evidence_for(note_text, questions)
-        final: dict[str, Answer] = {}
-        open_questions = []
-        for q in questions:
-            if self.gate and q.gate and not evidence[q.name]:
-                final[q.name] = gate_answer(note_id, q)
-            else:
-                open_questions.append(q)
-        rules = {a.question: a for a in self.rules.answer(note_id, note_text, open_questions, evidence)}
-        if self.policy == "rules":
-            ask: list[Question] = []
-        elif self.policy == "model":
-            ask = open_questions
-        else:
-            ask = [q for q in open_questions if not rules[q.name].confident]
-        from_model = self._ask_model(note_id, note_text, ask, evidence)
-        for q in open_questions:
-            m = from_model.get(q.name)
-            if self.policy == "model" and m is not None:
-                final[q.name] = m
-            elif m is not None and m.error is None and not m.na and m.grounded and value_in_quote(m, q):
-                final[q.name] = m
-            else:
-                final[q.name] = rules[q.name]
-        return [final[q.name] for q in questions], evidence
+        return self.answer_batch([Request(note_id, note_text, questions)])[0]
 
-    def _ask_model(self, note_id: str, note_text: str, questions: Sequence[Question],
-                   evidence: dict[str, list[Passage]]) -> dict[str, Answer]:
-        if not questions or self.policy == "rules":
-            return {}
-        if self.model is None and self._start is not None:
-            self.model = self._start()
-        assert self.model is not None
-        # One view for all questions asked of the note, so they share its prefix in the model;
-        # a `gate off` question with no passage is asked over the whole note.
-        if all(evidence[q.name] for q in questions):
-            view, pieces = evidence_view(note_text, [p for q in questions for p in evidence[q.name]])
-            asked = [_over_passages(q, note_text, evidence[q.name]) for q in questions]
-        else:
-            view, pieces = note_text, [(0, 0, len(note_text))]
-            asked = list(questions)
-        self.model_calls += 1
-        self.model_questions += len(asked)
-        answers = self.model.answer(note_id, view, asked)
-        out = {}
-        for q, a in zip(asked, answers):
-            a = _to_note(a, pieces, note_text).model_copy(update={"method": "model"})
-            if a.error is None and not value_in_quote(a, q):
-                # The schema allows any number of the passages; one its own quote does not write is
-                # not evidence for it.
-                a = a.model_copy(update={"error": f"not_in_quote: {a.value:g} is not written in the quote",
-                                         "value": None})
-            out[a.question] = a
+    def answer_batch(self, requests: Sequence[Request]) -> list[tuple[list[Answer], dict[str, list[Passage]]]]:
+        """`answer` for many notes: the model, where needed, gets all their requests in one call, so a
+        server or vLLM backend keeps them in flight together."""
+        staged = []
+        to_model: list[Request] = []
+        mapping: list[tuple[int, list[tuple[int, int, int]], list[Question]]] = []
+        for r in requests:
+            evidence = evidence_for(r.text, r.questions)
+            final: dict[str, Answer] = {}
+            open_questions = []
+            for q in r.questions:
+                if self.gate and q.gate and not evidence[q.name]:
+                    final[q.name] = gate_answer(r.note_id, q)
+                else:
+                    open_questions.append(q)
+            rules = {a.question: a for a in self.rules.answer(r.note_id, r.text, open_questions, evidence)}
+            if self.policy == "model":
+                ask = open_questions
+            elif self.policy == "rules-then-model":
+                ask = [q for q in open_questions if not rules[q.name].confident]
+            else:
+                ask = []
+            if ask:
+                view, pieces, asked = _model_request(r.text, ask, evidence)
+                to_model.append(Request(r.note_id, view, asked))
+                mapping.append((len(staged), pieces, asked))
+            staged.append((r, evidence, final, open_questions, rules))
+        from_model: dict[int, dict[str, Answer]] = {}
+        if to_model:
+            if self.model is None and self._start is not None:
+                self.model = self._start()
+            assert self.model is not None
+            self.model_calls += len(to_model)
+            self.model_questions += sum(len(m.questions) for m in to_model)
+            for (i, pieces, asked), answers in zip(mapping, self.model.answer_batch(to_model)):
+                note_text = staged[i][0].text
+                from_model[i] = {a.question: _checked(a, q, pieces, note_text) for q, a in zip(asked, answers)}
+        out = []
+        for i, (r, evidence, final, open_questions, rules) in enumerate(staged):
+            for q in open_questions:
+                m = from_model.get(i, {}).get(q.name)
+                if self.policy == "model" and m is not None:
+                    final[q.name] = m
+                elif m is not None and m.error is None and not m.na and m.grounded:
+                    final[q.name] = m
+                else:
+                    final[q.name] = rules[q.name]
+            out.append(([final[q.name] for q in r.questions], evidence))
         return out
 
     def close(self) -> None:

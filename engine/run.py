@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crit.engine.answers import Answer
-from crit.engine.backends.base import Backend, answer_key
+from crit.engine.backends.base import Backend, Request, answer_key
 from crit.engine.backends.registry import BackendFactory
 from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.notes import BadRow, Note, NoteReader
@@ -37,7 +37,7 @@ class Progress(BaseModel):
 
     notes_done: int
     notes_total: int
-    questions_asked: int  # sent to the backend by this process
+    questions_asked: int  # answered by this process (gate, rules or model)
     questions_cached: int  # found in the store, not asked
     bad_rows: int
     model_seconds: float  # wall time answering (model loading included)
@@ -142,31 +142,34 @@ def run(
             missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
             answers: list[Answer] = []
             passages: list[PassageRow] = []
+            requests: list[Request] = []
             cached = 0
             for note in batch:
                 todo = missing.get(note.note_id, set()) if note.note_id not in changed else set(keys.values())
                 asked = [q for q in questions if keys[q.name] in todo and not (q.name == "sex" and plan.needs_sex and _has_sex(note))]
                 cached += len(questions) - len(asked)
-                if not asked:
-                    continue
+                if asked:
+                    requests.append(Request(note.note_id, note.text, asked))
+            if requests:
                 t0 = time.perf_counter()
                 if engine is None:
                     model = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
                     engine = EvidenceEngine(model, gate=gate, policy=policy)
                 before = engine.model_calls
-                found, evidence = engine.answer(note.note_id, note.text, asked)
+                # One call for the batch: the model, where needed, gets every note's requests together.
+                for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
+                    for a in found:
+                        answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
+                        progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
+                    passages.extend(
+                        PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
+                                   span_start=p.start, span_end=p.end, term=p.term, section=p.section)
+                        for q in r.questions for i, p in enumerate(evidence[q.name])
+                    )
+                    progress.questions_asked += len(r.questions)
                 calls += engine.model_calls - before
                 progress.model_questions = engine.model_questions
-                for a in found:
-                    answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
-                    progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
-                passages.extend(
-                    PassageRow(note_id=note.note_id, answer_key=keys[q.name], question=q.name, passage=i,
-                               span_start=p.start, span_end=p.end, term=p.term, section=p.section)
-                    for q in asked for i, p in enumerate(evidence[q.name])
-                )
                 progress.model_seconds += time.perf_counter() - t0
-                progress.questions_asked += len(asked)
             result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
             answers_new += result.answers_new
             notes_changed += result.notes_changed

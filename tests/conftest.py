@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crit.engine.answers import Answer, parse_answer
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import OneNoteAtATime, answer_key
 from crit.engine.questions import Question
 
 # (note text the backend was shown, question) -> the JSON the "model" writes
@@ -21,7 +21,7 @@ def not_mentioned(text: str, q: Question) -> str:
     return json.dumps({"status": "not stated", "answer": None, "unit": None, "source": ""})
 
 
-class ScriptedBackend:
+class ScriptedBackend(OneNoteAtATime):
     """A model backend whose answers come from a function: every call and question is recorded."""
 
     def __init__(self, script: Script, identity: str = "scripted-1"):

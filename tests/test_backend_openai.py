@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from crit.engine.backends.base import Backend, answer_key
+from crit.engine.backends.base import Backend, Request, answer_key
 from crit.engine.backends.openai import OpenAIBackend, normalise_base_url
 from crit.engine.questions import make_question
 from crit.grammar.errors import CritError
@@ -169,7 +169,7 @@ def llama_server() -> Iterator[str]:
 def test_llama_cpp_server_answers_validated_and_grounded(llama_server):
     backend = OpenAIBackend(llama_server, "smollm2", concurrency=2, response_format="json_object")
     assert isinstance(backend, Backend)
-    batches = backend.answer_batch(NOTES, [AF, HTN, CREAT])
+    batches = backend.answer_batch([Request(nid, text, [AF, HTN, CREAT]) for nid, text in NOTES])
     backend.close()
     assert [[a.question for a in answers] for answers in batches] == [["af", "htn", "creat"]] * 2
     for (note_id, text), answers in zip(NOTES, batches):
@@ -251,7 +251,7 @@ def test_ray_data_pipeline_against_a_local_server(flaky):
 
     Flaky.failures_left = 0
     backend = RayBackend("http", "tiny", base_url=flaky, concurrency=1, batch_size=4)
-    batches = backend.answer_batch(NOTES, [AF, HTN])
+    batches = backend.answer_batch([Request(nid, text, [AF, HTN]) for nid, text in NOTES])
     assert [[a.question for a in b] for b in batches] == [["af", "htn"]] * 2
     assert all(a.error is None and a.value == 1.0 and a.prompt_tokens == 123 for b in batches for a in b)
     assert batches[0][0].grounded and not batches[1][0].grounded  # the quote is only in the first note

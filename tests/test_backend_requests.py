@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from crit.engine.backends import payloads
 from crit.engine.backends import vllm as vb
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import Request, answer_key
 from crit.engine.prompts import messages
 from crit.engine.questions import make_question
 from crit.grammar.errors import CritError
@@ -61,7 +61,7 @@ def test_to_answer_validates_through_parse_answer():
 
 
 def test_vllm_batch_plan_is_note_major_with_one_request_per_pair():
-    plan = vb.plan_batch(NOTES, [AF, CREAT], max_tokens=64)
+    plan = vb.plan_batch([Request(n, t, [AF, CREAT]) for n, t in NOTES], max_tokens=64)
     assert plan.pairs == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert plan.conversations[1] == messages(NOTES[0][1], CREAT)
     assert plan.conversations[2] == messages(NOTES[1][1], AF)
@@ -95,7 +95,7 @@ def test_vllm_engine_and_lora_specs(tmp_path):
     tuned = vb.engine_spec(str(model), str(adapter), max_lora_rank=8)
     assert tuned.kwargs()["enable_lora"] is True and tuned.kwargs()["max_lora_rank"] == 8
     assert vb.lora_spec(str(adapter)) == vb.LoraSpec("my-adapter", 1, str(adapter.resolve()))
-    assert vb.plan_batch(NOTES, [AF], adapter=str(adapter)).lora == vb.lora_spec(str(adapter))
+    assert vb.plan_batch([Request(n, t, [AF]) for n, t in NOTES], adapter=str(adapter)).lora == vb.lora_spec(str(adapter))
 
 
 def test_vllm_identity_changes_with_the_adapter_content(tmp_path):

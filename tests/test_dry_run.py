@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import Request, answer_key
 from crit.engine.backends.payloads import to_answer
 from crit.engine.backends.ray_data import RowCodec, http_config_kwargs, rows_for
 from crit.engine.cli import cli
@@ -99,7 +99,8 @@ AF = make_question("af", "boolean", "atrial fibrillation")
 
 
 def test_ray_rows_carry_the_same_requests_and_parse_through_parse_answer():
-    rows = rows_for([("n1", "Atrial fibrillation noted.")], [AF])
+    rows, questions = rows_for([Request("n1", "Atrial fibrillation noted.", [AF])])
+    assert questions == (AF,) and rows[0]["q"] == 0
     http = RowCodec("http", IDENTITY, (AF,), model="smollm2", form="json_object")
     pre = http.preprocess(rows[0])
     assert pre["payload"]["response_format"] == {"type": "json_object", "schema": AF.answer_schema}

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from crit.engine.answers import Answer
+from crit.engine.backends.base import Request
 from crit.engine.backends.payloads import (
     DEFAULT_MAX_TOKENS,
     RESPONSE_FORMATS,
@@ -106,15 +107,14 @@ class OpenAIBackend:
 
     def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> list[Answer]:
         """Answer every question over one note; requests run concurrently, answers come back in order."""
-        return self.answer_batch([(note_id, note_text)], questions)[0]
+        return self.answer_batch([Request(note_id, note_text, questions)])[0]
 
-    def answer_batch(self, notes: Sequence[tuple[str, str]], questions: Sequence[Question]) -> list[list[Answer]]:
-        """Answer every question over several notes at once (keeps `concurrency` requests in flight
-        across note boundaries); one list of answers per note, in the order given."""
-        jobs = [(nid, text, q) for nid, text in notes for q in questions]
-        results = list(self._pool.map(lambda job: self._ask(*job), jobs))
-        n = len(questions)
-        return [results[i * n : (i + 1) * n] for i in range(len(notes))]
+    def answer_batch(self, requests: Sequence[Request]) -> list[list[Answer]]:
+        """Answer many requests at once (keeps `concurrency` HTTP requests in flight across note
+        boundaries); one list of answers per request, in the order given."""
+        jobs = [(r.note_id, r.text, q) for r in requests for q in r.questions]
+        results = iter(list(self._pool.map(lambda job: self._ask(*job), jobs)))
+        return [[next(results) for _ in r.questions] for r in requests]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

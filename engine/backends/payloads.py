@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from crit.engine.answers import Answer, parse_answer
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import Request, answer_key
 from crit.engine.prompts import messages
 from crit.engine.questions import Question
 
@@ -73,14 +73,12 @@ def schema_json(question: Question) -> str:
     return json.dumps(question.answer_schema, separators=(",", ":"))
 
 
-def batch_pairs(
-    notes: Sequence[tuple[str, str]], questions: Sequence[Question]
-) -> list[tuple[int, int]]:
-    """All (note index, question index) pairs of a batch, note-major.
+def batch_pairs(requests: Sequence[Request]) -> list[tuple[int, int]]:
+    """All (request index, question index) pairs of a batch, note-major.
 
     Note-major order keeps each note's questions adjacent, so a prefix-caching engine
     sees the shared note prefix back to back and keeps it hot."""
-    return [(i, j) for i in range(len(notes)) for j in range(len(questions))]
+    return [(i, j) for i, r in enumerate(requests) for j in range(len(r.questions))]
 
 
 def to_answer(

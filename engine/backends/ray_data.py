@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crit.engine.answers import Answer
+from crit.engine.backends.base import Request
 from crit.engine.backends.payloads import DEFAULT_MAX_TOKENS, ResponseFormat, chat_request, error_answer, to_answer
 from crit.engine.backends.vllm import engine_spec, lora_spec
 from crit.engine.prompts import messages
@@ -30,11 +31,16 @@ Engine = Literal["http", "vllm"]
 INSTALL_HINT = "install it with: pip install 'crit[ray]'"
 
 
-def rows_for(notes: Sequence[tuple[str, str]], questions: Sequence[Question]) -> list[dict[str, Any]]:
-    """One Ray Data row per (note, question), note-major (keeps a note's prefix hot in the engine's cache)."""
-    return [
-        {"note_id": nid, "note_text": text, "question": q.name} for nid, text in notes for q in questions
-    ]
+def rows_for(requests: Sequence[Request]) -> tuple[list[dict[str, Any]], tuple[Question, ...]]:
+    """One Ray Data row per (note, question), note-major (keeps a note's prefix hot in the engine's cache),
+    and the questions the rows' `q` index (a note's questions may carry schemas of their own)."""
+    questions = tuple(q for r in requests for q in r.questions)
+    rows, k = [], 0
+    for r in requests:
+        for q in r.questions:
+            rows.append({"note_id": r.note_id, "note_text": r.text, "question": q.name, "q": k})
+            k += 1
+    return rows, questions
 
 
 @dataclass(frozen=True)
@@ -48,14 +54,11 @@ class RowCodec:
     form: ResponseFormat = "json_schema"
     max_tokens: int = DEFAULT_MAX_TOKENS
 
-    def _question(self, name: str) -> Question:
-        for q in self.questions:
-            if q.name == name:
-                return q
-        raise KeyError(name)
+    def _question(self, row: dict[str, Any]) -> Question:
+        return self.questions[row["q"]]
 
     def preprocess(self, row: dict[str, Any]) -> dict[str, Any]:
-        q = self._question(row["question"])
+        q = self._question(row)
         if self.engine == "http":
             return {**row, "payload": chat_request(self.model, row["note_text"], q, form=self.form, max_tokens=self.max_tokens)}
         out = {
@@ -72,14 +75,15 @@ class RowCodec:
         return out
 
     def postprocess(self, row: dict[str, Any]) -> dict[str, Any]:
-        q = self._question(row["question"])
+        q = self._question(row)
         if self.engine == "http":
             try:
                 choice = row["http_response"]["choices"][0]
                 usage = row["http_response"].get("usage") or {}
                 raw = choice["message"]["content"] or ""
             except (KeyError, IndexError, TypeError):
-                return error_answer(row["note_id"], q, self.identity, "server: response is not a chat completion").model_dump()
+                error = error_answer(row["note_id"], q, self.identity, "server: response is not a chat completion")
+                return {**error.model_dump(), "q": row["q"]}
             answer = to_answer(
                 row["note_id"], row["note_text"], q, self.identity, raw,
                 truncated=choice.get("finish_reason") == "length",
@@ -94,7 +98,8 @@ class RowCodec:
                 prompt_tokens=int(row.get("num_input_tokens") or 0),
                 output_tokens=generated,
             )
-        return answer.model_dump()
+        # The answer's error row paths carry q too: answer_batch puts rows back in order by it.
+        return {**answer.model_dump(), "q": row["q"]}
 
 
 def http_config_kwargs(base_url: str, concurrency: int, qps: int | None, max_retries: int, batch_size: int, api_key: str | None) -> dict[str, Any]:
@@ -196,23 +201,28 @@ class RayBackend:
         self._ray = import_ray()
 
     def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> list[Answer]:
-        return self.answer_batch([(note_id, note_text)], questions)[0]
+        return self.answer_batch([Request(note_id, note_text, questions)])[0]
 
-    def answer_batch(self, notes: Sequence[tuple[str, str]], questions: Sequence[Question]) -> list[list[Answer]]:
-        """Run the pipeline over all (note, question) rows of the batch; answers per note, in order."""
-        if not notes or not questions:
-            return [[] for _ in notes]
-        codec = RowCodec(self.engine, self.identity, tuple(questions), self.model, self.response_format, self.max_tokens)
+    def answer_batch(self, requests: Sequence[Request]) -> list[list[Answer]]:
+        """Run the pipeline over all (note, question) rows of the batch; answers per request, in order."""
+        if not any(r.questions for r in requests):
+            return [[] for _ in requests]
+        rows_in, questions = rows_for(requests)
+        codec = RowCodec(self.engine, self.identity, questions, self.model, self.response_format, self.max_tokens)
         processor = build_processor(codec, self.config)
-        ds = self._ray.data.from_items(rows_for(notes, questions))
+        ds = self._ray.data.from_items(rows_in)
         try:
             rows = processor(ds).take_all()
         except Exception as exc:  # Ray wraps worker errors; the cause's first line is what a user needs
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CritError(f"--backend ray: the pipeline failed: {first}") from None
         keep = set(Answer.model_fields)
-        by_pair = {(r["note_id"], r["question"]): Answer(**{k: v for k, v in r.items() if k in keep}) for r in rows}
-        return [[by_pair[(nid, q.name)] for q in questions] for nid, _ in notes]
+        by_row = {r["q"]: Answer(**{k: v for k, v in r.items() if k in keep}) for r in rows}
+        out, k = [], 0
+        for r in requests:
+            out.append([by_row[k + j] for j in range(len(r.questions))])
+            k += len(r.questions)
+        return out
 
     def close(self) -> None:
         """Ray stays up for the process (ray.shutdown() at exit); nothing to release per backend."""

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from crit.engine.answers import Answer, Candidate
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import OneNoteAtATime, answer_key
 from crit.engine.context import read_context
 from crit.engine.evidence import (
     EVIDENCE_VERSION,
@@ -66,7 +66,7 @@ _H_AND_H = re.compile(r"\bH\s*(?:&|and)\s*H\b\D{0,25}?(\d+(?:\.\d+)?)\s*(?:/|and
 _VALUE_REACH = 30  # characters between a term and its first number
 
 
-class RulesBackend:
+class RulesBackend(OneNoteAtATime):
     """Deterministic answers from evidence passages; `identity` names the rules' version."""
 
     identity = f"{RULES_VERSION}+{EVIDENCE_VERSION}"

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crit.engine.answers import Answer, parse_answer
-from crit.engine.backends.base import answer_key
+from crit.engine.backends.base import OneNoteAtATime, answer_key
 from crit.engine.backends.constraints import json_layout
 from crit.engine.backends.decoding import Skeleton, decode_layout
 from crit.engine.model import LoadedModel
@@ -110,7 +110,7 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return min(k, shortest - 1)
 
 
-class TransformersBackend:
+class TransformersBackend(OneNoteAtATime):
     """Answers questions over notes with a LoadedModel (see crit.engine.model.load_model).
 
     batch_size: questions of a note decoded together (1 = one at a time).

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crit.engine.answers import Answer
+from crit.engine.backends.base import Request
 from crit.engine.backends.payloads import DEFAULT_MAX_TOKENS, batch_pairs, to_answer
 from crit.engine.prompts import messages
 from crit.engine.questions import Question
@@ -123,19 +124,17 @@ def sampling_spec(question: Question, max_tokens: int = DEFAULT_MAX_TOKENS) -> S
 
 
 def plan_batch(
-    notes: Sequence[tuple[str, str]],
-    questions: Sequence[Question],
+    requests: Sequence[Request],
     *,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     adapter: str | None = None,
 ) -> BatchPlan:
-    """Every (note, question) request of a batch, ready for one LLM.chat call."""
-    pairs = batch_pairs(notes, questions)
-    specs = [sampling_spec(q, max_tokens) for q in questions]
+    """Every (note, question) prompt of a batch, ready for one LLM.chat call."""
+    pairs = batch_pairs(requests)
     return BatchPlan(
         pairs=pairs,
-        conversations=[messages(notes[i][1], questions[j]) for i, j in pairs],
-        sampling=[specs[j] for _, j in pairs],
+        conversations=[messages(requests[i].text, requests[i].questions[j]) for i, j in pairs],
+        sampling=[sampling_spec(requests[i].questions[j], max_tokens) for i, j in pairs],
         lora=lora_spec(adapter),
     )
 
@@ -218,25 +217,25 @@ class VLLMBackend:
         self._params: dict[str, Any] = {}
 
     def answer(self, note_id: str, note_text: str, questions: Sequence[Question]) -> list[Answer]:
-        return self.answer_batch([(note_id, note_text)], questions)[0]
+        return self.answer_batch([Request(note_id, note_text, questions)])[0]
 
-    def answer_batch(self, notes: Sequence[tuple[str, str]], questions: Sequence[Question]) -> list[list[Answer]]:
-        """All (note, question) prompts in one LLM.chat call; one list of answers per note, in order."""
-        if not notes or not questions:
-            return [[] for _ in notes]
-        plan = plan_batch(notes, questions, max_tokens=self.max_tokens, adapter=self.adapter)
+    def answer_batch(self, requests: Sequence[Request]) -> list[list[Answer]]:
+        """All (note, question) prompts in one LLM.chat call; one list of answers per request, in order."""
+        if not any(r.questions for r in requests):
+            return [[] for _ in requests]
+        plan = plan_batch(requests, max_tokens=self.max_tokens, adapter=self.adapter)
         params = [self._sampling(s) for s in plan.sampling]
         t0 = time.perf_counter()
         outputs = self._llm.chat(plan.conversations, params, use_tqdm=False, lora_request=to_lora_request(plan.lora))
         share = (time.perf_counter() - t0) / len(plan.pairs)
-        result: list[list[Answer]] = [[] for _ in notes]
+        result: list[list[Answer]] = [[] for _ in requests]
         for (i, j), out in zip(plan.pairs, outputs):
             gen = out.outputs[0]
             result[i].append(
                 to_answer(
-                    notes[i][0],
-                    notes[i][1],
-                    questions[j],
+                    requests[i].note_id,
+                    requests[i].text,
+                    requests[i].questions[j],
                     self.identity,
                     gen.text,
                     truncated=gen.finish_reason == "length",
