@@ -290,7 +290,7 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
     # One answer per note and question: the run's own key when the store records it; among competing
     # rows a successful one first, then the newest (the rules layer also prefers a successful row).
     acols = tables["answers"]
-    wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error")
+    wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method")
     newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
     where, params = "", []
     if run_keys and "answer_key" in acols:
@@ -374,6 +374,7 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
                     "s": [_utf16(text, s0), _utf16(text, s1)] if span_ok else None,
                     "src": a["source"],
                     "err": a["error"],
+                    "m": a.get("method"),  # gate / rules / model (stores before evidence-first: None)
                 }
             )
         e = eligibility.get(nid, {})
