@@ -126,6 +126,12 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _comment(text: str) -> str:
+    """Text for an SQL `--` comment: one line of printable characters. A label or path may hold a
+    newline (string escapes allow it), which would end the comment and let the rest run as SQL."""
+    return "".join(ch if ch.isprintable() else " " for ch in str(text))
+
+
 def _number(value: float) -> str:
     if not math.isfinite(value):
         raise CritError(f"the number {value} cannot be used in a rule")
@@ -466,7 +472,7 @@ def _criteria_sql(plan: Plan) -> str:
     for i, let in enumerate(plan.lets, 1):
         compiled = comp.expr(let.expr)
         ctes.append(
-            f"let_{i} AS (  -- let {let.name}\n    SELECT *, {compiled.sql} AS {_ident('l_' + let.name)},\n"
+            f"let_{i} AS (  -- let {_comment(let.name)}\n    SELECT *, {compiled.sql} AS {_ident('l_' + let.name)},\n"
             f"        {compiled.reason} AS {_ident('lr_' + let.name)}\n    FROM {previous}\n)"
         )
         comp.lets[let.name] = compiled
@@ -474,7 +480,7 @@ def _criteria_sql(plan: Plan) -> str:
     cols, structs = [], []
     for pos, c in enumerate(plan.criteria, 1):
         compiled = comp.expr(c.expr)
-        cols.append(f"-- {c.type} {c.label}\n        {compiled.sql} AS c_{pos},\n        {compiled.reason} AS cr_{pos}")
+        cols.append(f"-- {c.type} {_comment(c.label)}\n        {compiled.sql} AS c_{pos},\n        {compiled.reason} AS cr_{pos}")
         policy = {"met": "'met'", "not met": "'not met'", "unknown": "'unknown'"}[c.if_missing]
         status = f"CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END"
         unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cr_{pos}, 'value')"
@@ -545,7 +551,7 @@ def rules_sql(plan: Plan) -> str:
     it does not convert) and `_crit_notes` (note_id, sex).
     """
     header = (
-        f"-- crit rules for {plan.trial_id or plan.source or 'a plan'}, rules fingerprint {plan.rules_fingerprint}\n"
+        f"-- crit rules for {_comment(plan.trial_id or plan.source or 'a plan')}, rules fingerprint {plan.rules_fingerprint}\n"
         "-- NULL is unknown (Kleene logic); columns q_* are answers, r_* why they are unknown.\n"
     )
     return header + ";\n\n".join(_statements(plan)) + ";\n"

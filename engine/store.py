@@ -185,6 +185,14 @@ _PASSAGE_ARROW = pa.schema(
 )
 
 
+_READ_ONLY_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
 class PassageRow(BaseModel):
     """One row of the passages table (crit.engine.evidence.Passage, keyed to its note and answer)."""
 
@@ -243,8 +251,13 @@ class Store:
             raise CritError(f"store '{path}' not found")
         if not read_only and not p.parent.exists():
             raise CritError(f"folder '{p.parent}' for the store '{path}' does not exist")
+        if not str(path).strip() or p.is_dir():
+            raise CritError(f"store '{path}' is not a file")
+        # A read-only store reads nothing but itself: no files, no network, no extensions, and no
+        # statement can switch that back on (`crit sql` runs what the user types).
+        config = _READ_ONLY_CONFIG if read_only else {}
         try:
-            con = duckdb.connect(str(p), read_only=read_only)
+            con = duckdb.connect(str(p), read_only=read_only, config=config)
         except duckdb.IOException as e:
             msg = str(e).splitlines()[0]
             if "lock" in msg.lower():
@@ -501,11 +514,26 @@ class Store:
     # -- reading ------------------------------------------------------------------------
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one SQL statement; (column names, rows). DuckDB's own message becomes a CritError."""
+        """Run one read-only statement (SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXPLAIN); (column
+        names, rows). Anything else, or several statements, is refused before it runs (and a store
+        opened read-only reads no file but itself); DuckDB's own message becomes a CritError."""
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {str(e).splitlines()[0]}") from None
+        if len(statements) != 1:
+            raise CritError(f"crit sql runs exactly one statement; this has {len(statements)} "
+                            "(hint: run them one at a time)")
+        kind = statements[0].type
+        if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+            raise CritError(f"crit sql is read-only: {kind.name} statements are refused "
+                            "(hint: SELECT ..., WITH ... SELECT, DESCRIBE or SHOW)")
         try:
             cur = self.con.execute(sql)
             columns = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall() if cur.description else []
+        except duckdb.PermissionException as e:
+            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
         except duckdb.Error as e:
             raise CritError(f"SQL error: {e}") from None
         return columns, rows

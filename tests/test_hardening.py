@@ -1,0 +1,106 @@
+"""Attacks that once worked (issue 16), kept as regression tests: a criteria file cannot run SQL,
+and `crit sql` cannot write, read other files or reach the network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crit.engine.backends.registry import RulesFactory
+from crit.engine.cli import cli
+from crit.engine.plan import load_plan
+from crit.engine.rules import rules_sql
+from crit.engine.run import run
+
+INJECTION = r"x\nCOPY (SELECT note_id, text FROM notes) TO '{leak}';\nCREATE TABLE pwned AS SELECT 1 AS x; --"
+
+
+def _crit(tmp_path: Path, label: str) -> Path:
+    path = tmp_path / "evil.crit"
+    path.write_text(f'trial T-1\nboolean af "atrial fibrillation"\ninclude "{label}": af\n', encoding="utf-8")
+    return path
+
+
+def _notes(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.jsonl"
+    path.write_text(json.dumps({"note_id": "n1", "text": "Atrial fibrillation, rate controlled."}) + "\n")
+    return path
+
+
+def test_a_label_cannot_end_its_sql_comment(tmp_path):
+    """A label holding a newline once ended the `-- include ...` comment of the rules SQL, and the rest
+    ran: it copied every note to a file and created a table."""
+    leak = tmp_path / "leak.csv"
+    plan = load_plan(_crit(tmp_path, INJECTION.format(leak=leak)))
+    db = tmp_path / "r.duckdb"
+    summary = run(plan, _notes(tmp_path), db, RulesFactory())
+    assert summary.status == "done" and not leak.exists()
+    con = duckdb.connect(str(db), read_only=True)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    labels = [r[0] for r in con.execute("SELECT label FROM criteria").fetchall()]
+    con.close()
+    assert "pwned" not in tables
+    assert labels == [INJECTION.format(leak=leak).replace("\\n", "\n")]  # stored as written, as data
+
+
+@settings(max_examples=200, deadline=None)
+@given(label=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='"\\'), max_size=40))
+def test_any_label_gives_the_same_statements(label):
+    """Property: whatever a label holds, the rules SQL parses as the same statements as with a plain one."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        plain = rules_sql(load_plan(_crit(Path(d), "x")))
+        odd = rules_sql(load_plan(_crit(Path(d), label.replace("\n", "\\n"))))
+    con = duckdb.connect()
+    assert [s.type for s in con.extract_statements(odd)] == [s.type for s in con.extract_statements(plain)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("store")
+    db = tmp / "r.duckdb"
+    run(load_plan(_crit(tmp, "AF")), _notes(tmp), db, RulesFactory())
+    return db
+
+
+@pytest.mark.parametrize("statement", [
+    "COPY (SELECT note_id, text FROM notes) TO '{tmp}/x.csv'",
+    "COPY (SELECT 1) TO '{db}'",
+    "EXPORT DATABASE '{tmp}/export'",
+    "ATTACH '{tmp}/other.duckdb' (READ_WRITE)",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_blob('/etc/passwd')",
+    "INSTALL httpfs",
+    "SET enable_external_access = true",
+    "DELETE FROM answers",
+    "SELECT 1; DROP TABLE notes",
+    "CREATE TABLE t AS SELECT 1",
+])
+def test_crit_sql_refuses_anything_but_reading_the_store(store, tmp_path, statement):
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
+    query = statement.format(tmp=tmp_path, db=store)
+    result = CliRunner().invoke(cli, ["sql", str(store), query])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before
+    assert list(tmp_path.iterdir()) == []  # no file written anywhere we can see
+
+
+@pytest.mark.parametrize("query", ["", "   ", "/* nothing */"])
+def test_crit_sql_with_no_statement_says_so(store, query):
+    result = CliRunner().invoke(cli, ["sql", str(store), query])
+    assert result.exit_code == 1 and "exactly one statement" in result.output
+
+
+def test_crit_sql_still_reads(store):
+    result = CliRunner().invoke(cli, ["sql", str(store), "with a as (select count(*) as n from answers) select n from a",
+                                      "--csv"])
+    assert result.exit_code == 0 and result.output.strip().splitlines() == ["n", "1"]
