@@ -189,6 +189,11 @@ def parse_answer(raw: str, question: Question, note_text: str, *, truncated: boo
     value = data["answer"]
     if value is None:
         return ParsedAnswer(error='inconsistent: status "stated" but answer is null', **grounding)
-    if isinstance(value, bool) or not math.isfinite(float(value)):
-        return ParsedAnswer(error=f"not_finite: answer {value!r} is not a finite number", **grounding)
-    return ParsedAnswer(value=float(value), unit=unit, **grounding)
+    try:
+        number = float(value)  # a 400-digit integer overflows here
+    except (OverflowError, ValueError, TypeError):
+        number = math.inf
+    if isinstance(value, bool) or not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        return ParsedAnswer(error=f"not_finite: answer {shown} is not a finite number", **grounding)
+    return ParsedAnswer(value=number, unit=unit, **grounding)

@@ -15,7 +15,7 @@ CritError. Nothing here prints or logs note text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,8 +229,11 @@ class NoteReader:
         (n,) = self._run(f"SELECT count(*) FROM {self._from}").fetchall()[0]
         return int(n)
 
-    def batches(self, size: int = 64, limit: int | None = None) -> Iterator[list[Note]]:
-        """Good notes in source order, `size` at a time, at most `limit` of them; bad rows go to `bad_rows`."""
+    def batches(
+        self, size: int = 64, limit: int | None = None, keep: Callable[[str], bool] | None = None
+    ) -> Iterator[list[Note]]:
+        """Good notes in source order, `size` at a time, at most `limit` of them; bad rows go to `bad_rows`.
+        `keep(note_id)` picks the notes wanted (a shard's): `limit` counts only those."""
         if size < 1:
             raise ValueError("batch size must be positive")
         self.bad_rows = []
@@ -245,6 +248,8 @@ class NoteReader:
                 self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason, where=where))
                 continue
             seen.add(note_id)
+            if keep is not None and not keep(note_id):
+                continue
             good += 1
             batch.append(Note(note_id=note_id, text=text, sex=sex or None, row=row))
             if len(batch) >= size:

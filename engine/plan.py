@@ -164,7 +164,30 @@ def check_source(text: str, path: str | None = None) -> Checked:
     diags = sorted(diags + lint(file), key=lambda d: (d.span.line, d.span.col) if d.span else (10**9, 0))
     has_errors = any(d.severity == "error" for d in diags)
     plan = None if has_errors else compile_plan(file, symbols, text)
+    if plan is not None:
+        problem = _rules_problem(plan)
+        if problem is not None:
+            diags.append(problem)
+            plan = None
     return Checked(source=text, plan=plan, diagnostics=diags)
+
+
+def _rules_problem(plan: Plan) -> Diagnostic | None:
+    """Compile the rules SQL now, so a rule that cannot run (a threshold that overflows once converted,
+    `creat > 1e308 g/dL`) is an error of `crit check`, not a failure after every model call."""
+    from crit.engine.rules import rules_sql
+
+    try:
+        rules_sql(plan)
+    except CritError as err:
+        first = err.diagnostics[0] if err.diagnostics else None
+        message = first.message if first is not None else str(err)
+        return Diagnostic(code="E010", message=f"a rule cannot be compiled: {message}", file=plan.source,
+                          hint="use a threshold that is a finite number in the question's unit")
+    except RecursionError:
+        return Diagnostic(code="E011", message="an expression is nested too deeply to compile", file=plan.source,
+                          hint="split it with `let` into named parts")
+    return None
 
 
 def load_plan(path: str | Path) -> Plan:

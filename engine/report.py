@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -198,6 +199,9 @@ def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "crit", "font.size": 9}):
         fig, ax = plt.subplots(figsize=(5.2, 2.4))
         try:
+            # Not finite (a conversion to inf): no bin holds it; the caller counts what it left out.
+            left_out = sum(not math.isfinite(v) for vs in values.values() for v in vs)
+            values = {k: [v for v in vs if math.isfinite(v)] for k, vs in values.items()}
             everything = [v for vs in values.values() for v in vs]
             bins = min(30, max(5, len(set(everything))))
             groups = [(k, vs) for k, vs in values.items() if vs]
@@ -215,16 +219,22 @@ def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines
                         if v is not None:
                             ax.axvline(v, color=_COLORS[sex], linestyle="--", linewidth=1.2)
                             ax.annotate(f"{t.label} ({sex} {t.op} {v:g})", (v, 1), xycoords=("data", "axes fraction"),
-                                        rotation=90, va="top", ha="right", fontsize=7, color=_COLORS[sex])
+                                        rotation=90, va="top", ha="right", fontsize=7, color=_COLORS[sex],
+                                        parse_math=False)  # a label is text: "$...$" is not mathtext
                 elif t.male is not None:
                     ax.axvline(t.male, color="#222222", linestyle="--", linewidth=1.2)
                     ax.annotate(f"{t.label} ({t.op} {t.male:g})", (t.male, 1), xycoords=("data", "axes fraction"),
-                                rotation=90, va="top", ha="right", fontsize=7, color="#222222")
-            ax.set_xlabel(f"{question} ({unit})" if unit else question)
+                                rotation=90, va="top", ha="right", fontsize=7, color="#222222", parse_math=False)
+            xlabel = f"{question} ({unit})" if unit else question
+            if left_out:
+                xlabel += f"; {left_out} value(s) not finite, left out"
+            ax.set_xlabel(xlabel, parse_math=False)
             ax.set_ylabel("notes")
             ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # counts of notes
             if len(groups) > 1:
-                ax.legend(fontsize=7, frameon=False)
+                legend = ax.legend(fontsize=7, frameon=False)
+                for text in legend.get_texts():
+                    text.set_parse_math(False)
             ax.spines[["top", "right"]].set_visible(False)
             fig.tight_layout()
             buf = io.StringIO()
@@ -468,6 +478,7 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
     db = Path(db_path)
     if not db.is_file():
         raise CritError(f"{db}: no such store (a DuckDB file written by `crit run`)")
+    out = _checked_output(out_path, db)
     try:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
@@ -483,7 +494,26 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
         db_name=db.name,
         generated=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside and then moved into place: a failed write never leaves half a report.
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text(html, encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        raise CritError(f"cannot write the report to '{out_path}': {exc.strerror or exc}") from None
+    return out
+
+
+def _checked_output(out_path: str | Path, db: Path) -> Path:
+    """The report's path, refused before any work when it is empty, a folder, or the store itself."""
+    if not str(out_path).strip():
+        raise CritError("-o needs a file name, e.g. -o report.html")
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    if out.is_dir():
+        raise CritError(f"-o '{out_path}' is a folder; give a file name, e.g. {out / 'report.html'}")
+    if out.exists() and out.resolve() == db.resolve():
+        raise CritError(f"-o '{out_path}' is the store itself; the report would overwrite it (hint: -o report.html)")
+    if out.exists() and out.suffix.lower() not in (".html", ".htm"):
+        raise CritError(f"-o '{out_path}' exists and is not an .html file; crit will not overwrite it")
     return out

@@ -135,9 +135,8 @@ def run(
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
     try:
-        for batch in reader.batches(batch_notes, limit):
-            if shard is not None:  # this machine's slice of the corpus (crit.engine.shards)
-                batch = [n for n in batch if shard.holds(n.note_id)]
+        # A shard (crit.engine.shards) reads only its slice of the corpus; --limit counts in that slice.
+        for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
             changed = store.changed_notes(batch)
             missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
             answers: list[Answer] = []

@@ -35,6 +35,7 @@ MERGED_TABLES: tuple[tuple[str, str], ...] = (
     ("run_questions", "run_id, question"),
     ("notes", "note_id"),
     ("answers", "note_id, answer_key"),
+    ("passages", "note_id, answer_key, passage"),
 )
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -102,6 +103,7 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
             raise CritError(f"'{s}' is the output store; merge into a new file")
     added = {table: 0 for table, _ in MERGED_TABLES}
     conflicting = 0
+    shard_hashes: dict[str, str | None] = {}  # shard -> the crit file hash of its newest run
     with Store.open(out) as store:
         con = store.con
         for i, s in enumerate(shards):
@@ -117,8 +119,12 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
                 if version > SCHEMA_VERSION:
                     raise CritError(f"shard store '{s}' was written by a newer crit (schema {version})")
                 conflicting += _conflicts(con, alias)
+                newest = con.execute(f"SELECT crit_hash FROM {alias}.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+                shard_hashes[str(s)] = newest[0] if newest else None
                 con.execute("BEGIN TRANSACTION")
                 for table, key in MERGED_TABLES:
+                    if not _has(con, alias, table):
+                        continue  # a shard of an older schema (no passages table)
                     before = _count(con, table)
                     con.execute(
                         f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
@@ -127,7 +133,7 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
                 con.execute("COMMIT")
             finally:
                 con.execute(f"DETACH {alias}")
-        evaluated, message = _evaluate(store, crit_file)
+        evaluated, message = _evaluate(store, crit_file, shard_hashes)
     return MergeSummary(shards=len(shards), added=added, conflicting_notes=conflicting, evaluated=evaluated, message=message)
 
 
@@ -149,13 +155,22 @@ def _conflicts(con: duckdb.DuckDBPyConnection, alias: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _has(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [alias, table]
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     return int(row[0]) if row else 0
 
 
-def _evaluate(store: Store, crit_file: str | None) -> tuple[bool, str | None]:
-    """Evaluate the rules (of `crit_file`, else of the newest run's file) with the newest run's answer keys."""
+def _evaluate(store: Store, crit_file: str | None, shard_hashes: dict[str, str | None]) -> tuple[bool, str | None]:
+    """Evaluate the rules (of `crit_file`, else of the newest run's file) with the newest run's answer keys,
+    once the file is the one every shard ran (same content hash): another file's rules, or a
+    file edited since, would decide eligibility from questions the shards were never asked."""
     from crit.engine.plan import load_plan
     from crit.engine.rules import evaluate
 
@@ -168,6 +183,13 @@ def _evaluate(store: Store, crit_file: str | None) -> tuple[bool, str | None]:
     if path is None or not Path(path).is_file():
         return False, f"criteria file {path!r} not found: pass --criteria FILE to evaluate the rules"
     plan = load_plan(path)
+    for shard, crit_hash in shard_hashes.items():
+        if crit_hash != plan.source_hash:
+            raise CritError(
+                f"crit merge: '{path}' is not the criteria file shard '{shard}' ran (its hash "
+                f"{plan.source_hash} differs from the shard's {crit_hash}); answers were merged, rules not evaluated "
+                "(hint: pass --criteria with the file the shards ran)"
+            )
     keys = dict(con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
     evaluate(con, plan, {q.name: keys[q.name] for q in plan.questions if q.name in keys})
     return True, None

@@ -50,7 +50,13 @@ def _string(token: Token) -> str:
         value = pyast.literal_eval(str(token))
     except (ValueError, SyntaxError):
         value = str(token)[1:-1]
-    return str(value)
+    value = str(value)
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        # "\ud800" alone is no character: it cannot be written to a file or a database.
+        raise CritError(Diagnostic(code="E009", message="this string holds a lone surrogate escape (\\ud800-\\udfff)",
+                                   span=_span(token), label="not a character",
+                                   hint="write the character itself, or its full \\U0001xxxx escape"))
+    return value
 
 
 def _number(token: Token) -> float:

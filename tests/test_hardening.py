@@ -10,14 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from crit.engine.backends.registry import RulesFactory
 from crit.engine.cli import cli
 from crit.engine.plan import load_plan
 from crit.engine.rules import rules_sql
 from crit.engine.run import run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 INJECTION = r"x\nCOPY (SELECT note_id, text FROM notes) TO '{leak}';\nCREATE TABLE pwned AS SELECT 1 AS x; --"
 
@@ -104,3 +103,46 @@ def test_crit_sql_still_reads(store):
     result = CliRunner().invoke(cli, ["sql", str(store), "with a as (select count(*) as n from answers) select n from a",
                                       "--csv"])
     assert result.exit_code == 0 and result.output.strip().splitlines() == ["n", "1"]
+
+
+def test_merge_refuses_a_criteria_file_the_shards_did_not_run(tmp_path):
+    """`crit merge` once ran whatever .crit path a shard recorded, edited or not."""
+    crit = _crit(tmp_path, "AF")
+    shard = tmp_path / "s1.duckdb"
+    run(load_plan(crit), _notes(tmp_path), shard, RulesFactory())
+    crit.write_text(crit.read_text() + 'exclude "anything": af\n')  # edited after the shard ran
+    out = tmp_path / "all.duckdb"
+    result = CliRunner().invoke(cli, ["merge", str(out), str(shard)])
+    assert result.exit_code == 1 and "is not the criteria file shard" in result.output, result.output
+    con = duckdb.connect(str(out), read_only=True)
+    merged = con.execute("SELECT count(*) FROM answers").fetchone()[0]
+    con.close()
+    assert merged == 1  # the answers were merged; only the rules were refused
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_unseen(tmp_path):
+    key = "sk-proj-" + "A1b2C3d4" * 6
+    db = tmp_path / "r.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(_crit(tmp_path, "AF")), str(_notes(tmp_path)), "--db", str(db),
+                                      "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                      "--api-key-env", key])
+    assert result.exit_code == 1 and "looks like a key" in result.output
+    assert key not in result.output and not db.exists()
+
+
+def test_credentials_in_the_base_url_are_never_stored():
+    from crit.engine.backends.scale import OpenAIFactory, public_url
+
+    factory = OpenAIFactory(model="m", base_url="https://alice:s3cret@llm.example:8443/v1")
+    assert factory.parameters()["base_url"] == "https://llm.example:8443/v1"
+    assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+
+
+@pytest.mark.parametrize("target", ["STORE", "", "/proc/crit-report.html", "/dev/full"])
+def test_report_refuses_bad_outputs_in_one_line(store, target):
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
+    out = str(store) if target == "STORE" else target
+    result = CliRunner().invoke(cli, ["report", str(store), "-o", out])
+    assert result.exit_code == 1, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before

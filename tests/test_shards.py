@@ -67,7 +67,7 @@ def _run(db: Path, shard: Shard | None) -> None:
     notes, _ = read_notes(NOTES)
     notes = [n for n in notes if shard is None or shard.holds(n.note_id)]
     info = RunInfo(
-        crit_file=str(CRIT), crit_hash="h", rules_fingerprint=plan.rules_fingerprint, trial_id=plan.trial_id,
+        crit_file=str(CRIT), crit_hash=plan.source_hash, rules_fingerprint=plan.rules_fingerprint, trial_id=plan.trial_id,
         notes_source=str(NOTES), model=None, adapter=None, backend="test", backend_identity=IDENTITY,
     )
     with Store.open(db) as store:
@@ -123,3 +123,18 @@ def test_merge_refuses_missing_or_foreign_files(tmp_path):
         con.execute("CREATE TABLE t (x INT)")
     with pytest.raises(CritError, match="not a crit store"):
         merge_stores(tmp_path / "out.duckdb", [foreign])
+
+
+def test_a_shard_with_limit_runs_that_many_of_its_own_notes(tmp_path):
+    """`--shard i/4 --limit 1` once failed with "no note can run": the limit was applied before the shard."""
+    from crit.engine.backends.registry import RulesFactory
+    from crit.engine.plan import load_plan
+    from crit.engine.run import run
+    from crit.engine.shards import parse_shard
+
+    root = Path(__file__).resolve().parent.parent
+    plan = load_plan(root / "criteria" / "aristotle.crit")
+    for i in range(1, 5):
+        summary = run(plan, root / "examples" / "mtsamples-sample.jsonl", tmp_path / f"s{i}.duckdb", RulesFactory(),
+                      limit=1, shard=parse_shard(f"{i}/4"))
+        assert summary.notes_done == 1

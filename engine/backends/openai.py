@@ -34,6 +34,7 @@ from crit.engine.backends.payloads import (
     error_answer,
     to_answer,
 )
+from crit.engine.backends.scale import public_url
 from crit.engine.questions import Question
 from crit.grammar.errors import CritError
 
@@ -176,7 +177,7 @@ class OpenAIBackend:
                 continue
             return response
         raise CritError(
-            f"the OpenAI-compatible server at {self.base_url} failed {self.max_retries + 1} times: {last}. "
+            f"the OpenAI-compatible server at {public_url(self.base_url)} failed {self.max_retries + 1} times: {last}. "
             "Check that it is running and serves the model; answers stored so far are kept, "
             "run the same command to resume."
         )

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from crit.engine.answers import Answer
 from crit.engine.backends.base import Request
 from crit.engine.backends.payloads import DEFAULT_MAX_TOKENS, ResponseFormat, chat_request, error_answer, to_answer
-from crit.engine.backends.vllm import engine_spec, lora_spec
+from crit.engine.backends.vllm import engine_spec, lora_spec, no_usage_stats
 from crit.engine.prompts import messages
 from crit.engine.questions import Question
 from crit.grammar.errors import CritError
@@ -139,6 +139,7 @@ def vllm_config_kwargs(model: str, adapter: str | None, concurrency: int, batch_
 
 
 def import_ray() -> Any:
+    no_usage_stats()
     try:
         import ray
         import ray.data.llm  # noqa: F401

@@ -9,8 +9,10 @@ backend's identity without starting anything (no connection, no GPU, no Ray), so
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from crit.engine.backends.base import Backend
 from crit.engine.backends.payloads import DEFAULT_MAX_TOKENS
@@ -21,6 +23,33 @@ def _require_model(backend: str, model: str | None, what: str) -> str:
     if not model:
         raise CritError(f"--backend {backend} needs --model: {what}")
     return model
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gsk_", "xai-", "eyJ")
+
+
+def check_api_key_env(name: str | None) -> str | None:
+    """`--api-key-env` names a variable; a value that looks like a key itself is refused without being
+    shown (a pasted key must never reach the store, the report or the terminal)."""
+    if name is None:
+        return None
+    if not _ENV_NAME.fullmatch(name) or name.startswith(_KEY_PREFIXES) or (len(name) > 24 and not name.isupper()):
+        raise CritError("--api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY); the value "
+                        "given looks like a key itself and was not stored or shown (hint: export it, pass its name)")
+    return name
+
+
+def public_url(url: str | None) -> str | None:
+    """The URL without user name and password: what may be stored, printed or put in a report."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass
@@ -39,13 +68,14 @@ class OpenAIFactory:
         self.model = _require_model("openai", self.model, "the model name the server serves (e.g. its --served-model-name)")
         if not self.base_url:
             raise CritError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        check_api_key_env(self.api_key_env)
 
     def identity(self) -> str:
         return f"{self.model}@openai"
 
     def parameters(self) -> dict[str, Any]:
         # The URL is recorded (which server answered); the key never is, only the variable's name.
-        return {"model": self.model, "adapter": None, "base_url": self.base_url, "api_key_env": self.api_key_env,
+        return {"model": self.model, "adapter": None, "base_url": public_url(self.base_url), "api_key_env": self.api_key_env,
                 "concurrency": self.concurrency, "response_format": self.response_format, "max_tokens": self.max_tokens}
 
     def create(self) -> Backend:
@@ -99,6 +129,7 @@ class RayFactory:
 
     def __post_init__(self) -> None:
         self.model = _require_model("ray", self.model, "the served model name (with --base-url) or a local model folder")
+        check_api_key_env(self.api_key_env)
 
     @property
     def engine(self) -> str:
@@ -110,7 +141,7 @@ class RayFactory:
         return VLLMFactory(model=self.model, adapter=self.adapter).identity()
 
     def parameters(self) -> dict[str, Any]:
-        return {"model": self.model, "adapter": self.adapter, "engine": self.engine, "base_url": self.base_url,
+        return {"model": self.model, "adapter": self.adapter, "engine": self.engine, "base_url": public_url(self.base_url),
                 "concurrency": self.concurrency, "response_format": self.response_format, "max_tokens": self.max_tokens}
 
     def create(self) -> Backend:

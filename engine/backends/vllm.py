@@ -151,8 +151,18 @@ def model_identity(model_dir: str, adapter: str | None) -> str:
 # -- the thin adapter onto vLLM's objects ------------------------------------------------
 
 
+def no_usage_stats() -> None:
+    """Switch off vLLM's and Ray's usage-statistics reporting (they phone home by default), unless the
+    user set the variables themselves: notes are patient data, and the machine may be offline."""
+    import os
+
+    for name, value in (("VLLM_NO_USAGE_STATS", "1"), ("DO_NOT_TRACK", "1"), ("RAY_USAGE_STATS_ENABLED", "0")):
+        os.environ.setdefault(name, value)
+
+
 def import_vllm() -> Any:
     """Import vLLM, or raise a CritError saying how to install it or that it is too old."""
+    no_usage_stats()
     try:
         import vllm
     except ImportError as exc:
