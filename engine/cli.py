@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from crit.grammar.errors import CritError, render
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -34,6 +35,13 @@ class CritGroup(click.Group):
         except CritError as e:
             err.print(e.render(color=err.is_terminal), markup=False, highlight=False)
             ctx.exit(1)
+        except ValidationError as e:
+            # A command's options go into a pydantic config (SelectConfig, TrainConfig, ...): a value out
+            # of range is a usage error of that option, said in one line.
+            first = e.errors()[0]
+            option = "--" + str(first["loc"][0]).replace("_", "-") if first.get("loc") else "an option"
+            err.print(f"error: {option}: {first['msg']}", markup=False, highlight=False)
+            ctx.exit(2)
         except KeyboardInterrupt:
             err.print("interrupted; work committed so far is kept, run the same command to resume", markup=False)
             ctx.exit(130)

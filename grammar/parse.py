@@ -327,8 +327,30 @@ def parse_text(text: str, path: str | None = None) -> ast.CritFile:
         raise
     except RecursionError:
         raise CritError(Diagnostic(code="E006", message="expression is nested too deeply", file=path), text) from None
+    for stmt in statements:
+        expr = getattr(stmt, "expr", None)
+        if expr is not None and _depth(expr) > MAX_DEPTH:
+            raise CritError(Diagnostic(
+                code="E006", message=f"expression is nested too deeply (more than {MAX_DEPTH} levels)", file=path,
+                span=stmt.span, hint="split it into named parts with `let`, or use any(...), all(...) or count(...)",
+            ), text)
     statements = [_label_unlabelled(s, text) for s in statements]
     return ast.CritFile(path=path, statements=statements)
+
+
+MAX_DEPTH = 64  # a sum of 300 terms is 300 levels deep: every later stage would recurse that far
+
+
+def _depth(expr: ast.Node) -> int:
+    """How deep an expression nests, counted without recursion."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in ast.children(node))
+    return deepest
 
 
 def _label_unlabelled(stmt: ast.Node, text: str) -> ast.Node:

@@ -146,3 +146,59 @@ def test_report_refuses_bad_outputs_in_one_line(store, target):
     assert result.exit_code == 1, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
+
+
+BASE = 'trial T-1\nnumeric creat highest "creatinine" in mg/dL\nboolean af "atrial fibrillation"\n'
+
+
+@pytest.mark.parametrize("name, text, code", [
+    ("a sum of 300 terms", BASE + "let s = " + " + ".join(["creat"] * 300) + "\ninclude s > 1\n", "E006"),
+    ("a lone surrogate escape", BASE + 'include "\\ud800": af\n', "E009"),
+    ("a threshold that overflows once converted", BASE + "include creat > 1e308 g/dL\n", "E010"),
+])
+def test_the_checker_reports_what_once_crashed_it(tmp_path, name, text, code):
+    path = tmp_path / "bad.crit"
+    path.write_text(text, encoding="utf-8")
+    for command in ("check", "compile"):
+        result = CliRunner().invoke(cli, [command, str(path)])
+        assert result.exit_code == 1, (name, result.output)
+        assert f"error[{code}]" in result.output and "Traceback" not in result.output
+
+
+def test_a_400_digit_number_from_a_server_is_an_error_row():
+    from crit.engine.answers import parse_answer
+    from crit.engine.questions import make_question
+
+    q = make_question("creat", "numeric", "creatinine", order="highest", unit="mg/dL")
+    raw = '{"status": "stated", "answer": ' + "9" * 400 + ', "unit": null, "source": ""}'
+    parsed = parse_answer(raw, q, "creatinine 1.2")
+    assert parsed.error is not None and parsed.error.startswith("not_finite") and len(parsed.error) < 100
+
+
+def test_an_option_out_of_range_is_one_line():
+    result = CliRunner().invoke(cli, ["select", "--db", "none.duckdb", "--out", "x", "--per-type", "-5"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "error: --per-type: Input should be greater than or equal to 1"]
+
+
+def test_a_dollar_label_and_an_infinite_value_do_not_break_the_report(tmp_path):
+    crit = tmp_path / "m.crit"
+    crit.write_text(BASE + 'exclude "$x^2$ \\\\frac{a}{b}": creat > 2 mg/dL\n', encoding="utf-8")
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"note_id": "n1", "text": "Creatinine 3.1 mg/dL."}) + "\n")
+    db = tmp_path / "r.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "$x^2$" in out.read_text()
+
+
+def test_a_value_that_converts_to_infinity_is_left_out_of_the_plot_and_counted():
+    import math
+
+    from crit.engine.report import Threshold, _plot
+
+    svg = str(_plot("creat", "mg/dL", {"all": [1.0, 2.0, math.inf]},
+                    [Threshold(question="creat", label="$a$", op=">", male=2.0, female=2.0)]))
+    assert "<svg" in svg and "1 value(s) not finite, left out" in svg
