@@ -75,6 +75,18 @@ def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], wha
     return None
 
 
+def _json_kind(value: object) -> str:
+    return {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}.get(type(value), "value")
+
+
+def _has_surrogate(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -124,6 +136,22 @@ class NoteReader:
                 f"no note text column in {self.source}: looked for {', '.join(TEXT_COLUMNS)}; "
                 f"name one with --text-column (columns are: {', '.join(columns)})"
             )
+        if self._kind in ("parquet", "duckdb"):
+            self._check_types()
+
+    def _check_types(self) -> None:
+        """A typed source (Parquet, a DuckDB table) must hold text in its text column and text or whole
+        numbers in its id column: a number or a list read as note text would be screened as if it were one."""
+        types = {r[0]: str(r[1]).upper() for r in self._run(f"DESCRIBE SELECT * FROM {self._from}").fetchall()}
+        text_type, id_type = types.get(self.text_column or ""), types.get(self.id_column or "")
+        if text_type is not None and text_type != "VARCHAR":
+            raise CritError(f"column '{self.text_column}' of {self.source} holds {text_type}, not text; "
+                            "name the column of note text with --text-column")
+        whole = ("VARCHAR", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "UHUGEINT")
+        if id_type is not None and id_type not in whole:
+            raise CritError(f"column '{self.id_column}' of {self.source} holds {id_type}, not text or whole numbers; "
+                            "name the column of note ids with --id-column")
 
     # -- opening ------------------------------------------------------------------------
 
@@ -150,15 +178,12 @@ class NoteReader:
             raise CritError(f"notes file '{source}' not found")
         suffix = path.suffix.lower()
         if path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")) or suffix in (".jsonl", ".ndjson"):
-            return "jsonl", "read_ndjson_objects(?, ignore_errors=true)"
+            return "jsonl", ""  # read line by line in Python (_jsonl_records): exact, BOM and types checked
         if suffix == ".json":
             return "json", "read_json_objects(?, format='auto')"
         if suffix in (".csv", ".tsv") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
-            delim = "'\\t'" if ".tsv" in path.name.lower() else "','"
-            return "csv", (
-                f"read_csv(?, header=true, all_varchar=true, delim={delim}, store_rejects=true, "
-                "rejects_table='crit_rejects', rejects_scan='crit_reject_scans', max_line_size=100000000)"
-            )
+            # Read by Python's csv module with a declared dialect, not by a sniffer (see _csv_records).
+            return "csv", ""
         if suffix == ".parquet":
             return "parquet", "read_parquet(?, file_row_number=true)"
         if suffix in (".duckdb", ".db"):
@@ -169,7 +194,7 @@ class NoteReader:
         )
 
     def _params(self) -> list[Any]:
-        return [] if self._kind in ("duckdb", "folder") else [self.source]
+        return [] if self._kind in ("duckdb", "folder", "csv", "jsonl") else [self.source]
 
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
@@ -178,10 +203,28 @@ class NoteReader:
             raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
 
     def _columns(self) -> list[str]:
-        if self._kind in ("jsonl", "json"):
+        if self._kind == "csv":
+            for _, fields, problem in self._csv_records():
+                if problem is not None or fields is None:
+                    raise CritError(f"cannot read the header of '{self.source}': {problem}")
+                if not fields or not any(f.strip() for f in fields):
+                    raise CritError(f"'{self.source}' has an empty header line")
+                return fields
+            raise CritError(f"'{self.source}' is empty: no header line")
+        if self._kind == "jsonl":
+            seen: dict[str, None] = {}
+            for n, (_, obj, _problem) in enumerate(self._jsonl_records()):
+                for k in obj or {}:
+                    seen.setdefault(k, None)
+                if n >= 100:
+                    break
+            if not seen:
+                raise CritError(f"no readable JSON objects in '{self.source}'")
+            return list(seen)
+        if self._kind == "json":
             # Keys of the first readable objects (the JSON is parsed per row later, bad rows included).
             rows = self._run(f"SELECT json_keys(json) FROM {self._from} WHERE json IS NOT NULL LIMIT 100").fetchall()
-            seen: dict[str, None] = {}
+            seen = {}
             for (keys,) in rows:
                 for k in keys or []:
                     seen.setdefault(k, None)
@@ -194,11 +237,18 @@ class NoteReader:
     def _select(self) -> str:
         """SELECT giving (row_hint, id, text, text_length, sex, problem) per source row, text NULL when too long."""
         assert self.id_column and self.text_column
-        if self._kind in ("jsonl", "json"):
-            ident = f"json ->> '{_json_path(self.id_column)}'"
-            raw_text = f"json ->> '{_json_path(self.text_column)}'"
-            sex = f"json ->> '{_json_path(self.sex_column)}'" if self.sex_column else "NULL"
-            problem = "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' END"
+        if self._kind == "json":
+            id_path, text_path = _sql_text(_json_path(self.id_column)), _sql_text(_json_path(self.text_column))
+            ident = f"json ->> {id_path}"
+            raw_text = f"json ->> {text_path}"
+            sex = f"json ->> {_sql_text(_json_path(self.sex_column))}" if self.sex_column else "NULL"
+            problem = (
+                "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' "
+                f"WHEN json_type(json, {text_path}) NOT IN ('VARCHAR', 'NULL') "
+                f"THEN 'note text is ' || lower(json_type(json, {text_path})) || ', not text' "
+                f"WHEN json_type(json, {id_path}) NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL') "
+                f"THEN 'note id is ' || lower(json_type(json, {id_path})) || ', not text or a whole number' END"
+            )
         else:
             ident = f"CAST({_quote(self.id_column)} AS VARCHAR)"
             raw_text = f"CAST({_quote(self.text_column)} AS VARCHAR)"
@@ -211,14 +261,123 @@ class NoteReader:
             f"length({raw_text}) AS text_length, {sex} AS sex, {problem} AS problem FROM {self._from}"
         )
 
-    def _csv_rejects(self) -> list[int]:
-        """Record numbers (1-based, header excluded) DuckDB's CSV reader rejects: invalid UTF-8, broken quoting.
+    def _csv_records(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
+        """(first line, fields or None, problem) per CSV record, the header first.
 
-        Reading every selected column once is what makes DuckDB check them; this pass also
-        keeps the streaming pass's numbering right, since rejected rows vanish from it."""
-        self._run(f"SELECT count(*), sum(length(note_id)), sum(text_length), sum(length(sex)) FROM ({self._select()})").fetchall()
-        rows = self._con.execute("SELECT DISTINCT line FROM crit_rejects ORDER BY line").fetchall()
-        return [int(line) - 1 for (line,) in rows]
+        The dialect is declared, never sniffed: comma (tab for .tsv), double quotes, a quote in a
+        quoted field doubled, strict. So `5'10" tall` in an unquoted field is text; a quoted field
+        with a stray quote (`"a"b"`) is one bad record and reading goes on at the next line; an
+        unterminated quote is one bad record that names where it began (the rest of the file sits
+        inside it). A UTF-8 byte-order mark is dropped; bytes that are not UTF-8 spoil only their
+        own record."""
+        import csv
+        import gzip
+
+        path = Path(self.source)
+        delimiter = "\t" if ".tsv" in path.name.lower() else ","
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        csv.field_size_limit(max(self.max_chars * 4, 1 << 20))
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as f:  # type: ignore[operator]
+                reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+                first_line, header = 1, True
+                while True:
+                    try:
+                        fields = next(reader)
+                    except StopIteration:
+                        return
+                    except csv.Error as e:
+                        what = ("an unterminated quote: every line after it is inside the field"
+                                if "unexpected end of data" in str(e) else f"malformed CSV ({e})")
+                        yield first_line, None, what
+                        first_line = reader.line_num + 1
+                        continue
+                    if header and fields:
+                        fields[0] = fields[0].removeprefix("\ufeff")
+                    header = False
+                    if any(_has_surrogate(v) for v in fields):
+                        yield first_line, None, "not UTF-8"
+                    else:
+                        yield first_line, fields, None
+                    first_line = reader.line_num + 1
+        except OSError as e:
+            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+
+    def _jsonl_records(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        """(line, object or None, problem) per non-blank line of a JSONL file: a UTF-8 byte-order mark is
+        dropped, a line that is not UTF-8, not JSON or not an object is one bad row."""
+        import gzip
+        import json
+
+        path = Path(self.source)
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="\n") as f:  # type: ignore[operator]
+                for line_no, line in enumerate(f, 1):
+                    if line_no == 1:
+                        line = line.removeprefix("\ufeff")
+                    if not line.strip():
+                        continue
+                    if _has_surrogate(line):
+                        yield line_no, None, "not UTF-8"
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        yield line_no, None, "not valid JSON"
+                        continue
+                    if not isinstance(obj, dict):
+                        yield line_no, None, f"a JSON {type(obj).__name__}, not an object"
+                        continue
+                    yield line_no, obj, None
+        except OSError as e:
+            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+
+    def _jsonl_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+        assert self.id_column and self.text_column
+        for record, (line, obj, problem) in enumerate(self._jsonl_records(), 1):
+            where = f"row {record}" if record == line else f"row {record} (line {line})"
+            if obj is None:
+                yield record, None, None, None, None, problem, where
+                continue
+            note_id, text = obj.get(self.id_column), obj.get(self.text_column)
+            sex = obj.get(self.sex_column) if self.sex_column else None
+            if isinstance(note_id, bool) or not isinstance(note_id, (str, int, type(None))):
+                yield record, None, None, None, None, f"note id is a {_json_kind(note_id)}, not text or a whole number", where
+                continue
+            if not isinstance(text, (str, type(None))):
+                yield record, str(note_id), None, None, None, f"note text is a {_json_kind(text)}, not text", where
+                continue
+            length = len(text) if text is not None else None
+            yield (record, None if note_id is None else str(note_id),
+                   text if length is not None and length <= self.max_chars else None, length,
+                   sex if isinstance(sex, str) else None, None, where)
+
+    def _csv_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+        columns: list[str] | None = None
+        record = 0
+        for line, fields, problem in self._csv_records():
+            if columns is None:
+                columns = fields or []
+                index = {name: i for i, name in enumerate(columns)}
+                continue
+            record += 1
+            where = f"row {record} (line {line})"
+            if fields is None:
+                yield record, None, None, None, None, problem, where
+                continue
+            if fields == [] or fields == [""]:
+                record -= 1  # a blank line is no record
+                continue
+            if len(fields) != len(columns):
+                yield record, None, None, None, None, f"has {len(fields)} fields, the header has {len(columns)}", where
+                continue
+            assert self.id_column and self.text_column
+            text = fields[index[self.text_column]]
+            sex = fields[index[self.sex_column]] if self.sex_column else None
+            length = len(text)
+            yield (record, fields[index[self.id_column]], text if length <= self.max_chars else None, length,
+                   sex, None, where)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -226,6 +385,10 @@ class NoteReader:
         """Rows in the source, good and bad (for a progress bar's total)."""
         if self._kind == "folder":
             return len(self._folder_files)
+        if self._kind == "csv":
+            return sum(1 for _ in self._csv_records()) - 1  # the header is no row
+        if self._kind == "jsonl":
+            return sum(1 for _ in self._jsonl_records())
         (n,) = self._run(f"SELECT count(*) FROM {self._from}").fetchall()[0]
         return int(n)
 
@@ -277,8 +440,12 @@ class NoteReader:
         if self._kind == "folder":
             yield from self._folder_rows()
             return
-        rejects = self._csv_rejects() if self._kind == "csv" else []
-        pending = list(rejects)
+        if self._kind == "csv":
+            yield from self._csv_rows()
+            return
+        if self._kind == "jsonl":
+            yield from self._jsonl_rows()
+            return
         record = 0
         try:
             reader = self._con.sql(self._select(), params=self._params() or None).to_arrow_reader(1024)
@@ -290,14 +457,8 @@ class NoteReader:
                 cols["row_hint"], cols["note_id"], cols["text"], cols["text_length"], cols["sex"], cols["problem"]
             ):
                 record += 1
-                while pending and pending[0] == record:  # a rejected CSV record sat here
-                    yield record, None, None, None, None, "not UTF-8 or malformed CSV", f"row {record}"
-                    pending.pop(0)
-                    record += 1
                 row = int(hint) if hint is not None else record
                 yield row, note_id, text, length, sex, problem, f"row {row}"
-        for r in pending:
-            yield r, None, None, None, None, "not UTF-8 or malformed CSV", f"row {r}"
 
     def _folder_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
         # read_blob, not read_text: a file that is not UTF-8 becomes one bad row instead of a failed query.

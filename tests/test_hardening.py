@@ -202,3 +202,41 @@ def test_a_value_that_converts_to_infinity_is_left_out_of_the_plot_and_counted()
     svg = str(_plot("creat", "mg/dL", {"all": [1.0, 2.0, math.inf]},
                     [Threshold(question="creat", label="$a$", op=">", male=2.0, female=2.0)]))
     assert "<svg" in svg and "1 value(s) not finite, left out" in svg
+
+
+HOSTILE = Path(__file__).resolve().parent / "fixtures" / "notes" / "hostile"
+
+
+@pytest.mark.parametrize("name", sorted(json.loads((HOSTILE / "expected.json").read_text())))
+def test_hostile_note_files_are_read_exactly(name):
+    """Each file of tests/fixtures/notes/hostile: the good rows, exactly, and every bad row named."""
+    from crit.engine.notes import read_notes
+
+    expected = json.loads((HOSTILE / "expected.json").read_text())[name]
+    notes, bad = read_notes(HOSTILE / name)
+    assert [n.note_id for n in notes] == expected["good"]
+    assert [[b.where, b.reason] for b in bad] == expected["bad"]
+    if name == "quote_in_unquoted.csv":
+        assert [n.text for n in notes] == ["Chest pain.\nDenies diabetes.", "Patient is 5'10\" tall and 80 kg.",
+                                           'He said "no" to aspirin.']
+    if name == "stray_quote.csv":
+        assert notes[0].text == 'clean "quoted" text'  # no literal "" left in good rows
+
+
+def test_typed_sources_refuse_a_text_column_that_is_not_text(tmp_path):
+    from crit.engine.notes import NoteReader
+    from crit.grammar.errors import CritError
+
+    path = tmp_path / "notes.parquet"
+    duckdb.sql(f"COPY (SELECT 'n1' AS note_id, 42 AS text) TO '{path}' (FORMAT parquet)")
+    with pytest.raises(CritError, match="holds INTEGER, not text"):
+        NoteReader(path)
+
+
+def test_a_column_name_with_a_quote_is_an_identifier(tmp_path):
+    from crit.engine.notes import read_notes
+
+    path = tmp_path / "notes.json"
+    path.write_text(json.dumps([{"note_id": "n1", "doctor's note": "Atrial fibrillation."}]))
+    notes, bad = read_notes(path, text_column="doctor's note")
+    assert [(n.note_id, n.text) for n in notes] == [("n1", "Atrial fibrillation.")] and not bad

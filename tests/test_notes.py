@@ -85,8 +85,8 @@ def test_bad_jsonl_rows_reported_by_row_and_skipped(tmp_path: Path) -> None:
         (2, "no note id"),
         (3, "duplicate note id"),
         (4, "empty text"),
-        (5, "not valid JSON or not UTF-8"),
-        (6, "not valid JSON or not UTF-8"),
+        (5, "not UTF-8"),
+        (6, "not valid JSON"),
         (7, "text too long"),
     ]
     assert all("same id again" not in b.describe() for b in bad)  # reasons never quote the text
@@ -97,7 +97,7 @@ def test_bad_csv_rows_keep_row_numbers(tmp_path: Path) -> None:
     path.write_bytes(b'id,note\na,"line one\nline two"\nb,"caf\xe9"\nc,fine\n,no id\n')
     notes, bad = read_notes(path)
     assert [(n.note_id, n.row) for n in notes] == [("a", 1), ("c", 3)]
-    assert [(b.row, b.reason) for b in bad] == [(2, "not UTF-8 or malformed CSV"), (4, "no note id")]
+    assert [(b.row, b.reason) for b in bad] == [(2, "not UTF-8"), (4, "no note id")]
 
 
 def test_columns_named_or_missing(tmp_path: Path) -> None:
