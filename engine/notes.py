@@ -1,12 +1,15 @@
-"""Notes in: read a corpus of clinical notes through DuckDB, in batches, and set aside the rows that cannot run.
+"""Notes in: read a corpus of clinical notes, in batches, and set aside the rows that cannot run.
 
 Sources: JSONL (.jsonl/.ndjson), a JSON array (.json), CSV (.csv/.tsv), Parquet,
 a folder of .txt files (note_id = file stem), or a table in a DuckDB file written
-`file.duckdb:table`. Notes are streamed with DuckDB record-batch cursors, so a
-corpus larger than memory never sits in Python at once.
+`file.duckdb:table`. Everything is streamed (DuckDB record-batch cursors; CSV and
+JSONL line by line), so a corpus larger than memory never sits in Python at once.
+CSV and JSONL are read by Python with a declared format rather than guessed by a
+sniffer, so one odd row cannot change how the others are read.
 
 A bad row (no id, an id seen before, empty text, text that is not UTF-8 or not
-valid JSON, text longer than `max_chars`) is recorded as a BadRow with its
+valid JSON, an id or text of the wrong type, a malformed CSV record, text longer
+than `max_chars`) is recorded as a BadRow with its
 1-based row number (the record's position in the file; for a folder, the file
 name) and skipped; the other rows run. A missing or unreadable source is a
 CritError. Nothing here prints or logs note text.
