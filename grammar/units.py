@@ -260,7 +260,18 @@ def _parse(text: str | None) -> tuple[_Part, ...] | None:
     atoms = [p.atom.canonical for p in parts if p.atom]
     if any(a in _OFFSET_ATOMS for a in atoms) and len(parts) > 1:
         return None  # °C/min and the like: offset units do not compound
+    if not all(_scale_ok(p.scale) for p in parts):
+        return None  # "0uL", "10^999/uL": a scale of zero or beyond a float is no unit
     return tuple(parts)
+
+
+def _scale_ok(scale: str) -> bool:
+    """A part's scale ("", "10^3", "1.73") is a positive, finite number of sane size."""
+    try:
+        value = 10.0 ** int(scale[3:]) if scale.startswith("10^") else float(scale or 1)
+    except (OverflowError, ValueError):
+        return False
+    return math.isfinite(value) and 1e-30 < value < 1e30
 
 
 def _read_part(raw: str, numerator: bool, divided: bool) -> _Part | None:

@@ -155,6 +155,7 @@ BASE = 'trial T-1\nnumeric creat highest "creatinine" in mg/dL\nboolean af "atri
     ("a sum of 300 terms", BASE + "let s = " + " + ".join(["creat"] * 300) + "\ninclude s > 1\n", "E006"),
     ("a lone surrogate escape", BASE + 'include "\\ud800": af\n', "E009"),
     ("a threshold that overflows once converted", BASE + "include creat > 1e308 g/dL\n", "E010"),
+    ("a unit with a zero scale", BASE + 'numeric plt lowest "platelets" in 10^3/uL\ninclude plt > 100 10^3/0uL\n', "E107"),
 ])
 def test_the_checker_reports_what_once_crashed_it(tmp_path, name, text, code):
     path = tmp_path / "bad.crit"
