@@ -1,4 +1,5 @@
-"""The `crit` command line: thin commands over crit.grammar, crit.engine and crit.trainer.
+"""The engine's commands of the `crit` command line: thin commands over crit.grammar and crit.engine
+(crit.cli adds the trainer's and is the entry point).
 
 Each command parses its options, calls one library function and renders the
 result with rich. A CritError becomes its rendered diagnostics on stderr and
@@ -354,16 +355,4 @@ def _rules_sql(plan: Any) -> str | None:
     return rules_sql(plan)
 
 
-# The trainer's commands: crit synth, select, train, eval (crit.trainer.cli).
-from crit.trainer.cli import COMMANDS as _TRAINER_COMMANDS  # noqa: E402
-
-for _command in _TRAINER_COMMANDS:
-    cli.add_command(_command)
-
-
-def main() -> None:
-    cli(prog_name="crit")
-
-
-if __name__ == "__main__":
-    main()
+# The trainer's commands (synth, select, train, eval) join these in crit.cli: engine never imports trainer.

@@ -71,7 +71,7 @@ def _offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -83,7 +83,7 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _set_threads() -> None:
+def set_threads() -> None:
     """Use the cores this process may run on (torch's default may count hyperthreads or the whole host)."""
     import torch
 
@@ -146,7 +146,7 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def _model_dir(model: str) -> Path:
+def model_dir(model: str) -> Path:
     path = Path(model).expanduser()
     if not path.is_dir() or not (path / "config.json").exists():
         raise CritError(
@@ -176,22 +176,35 @@ def weights_identity(folder: Path, name: str, adapter_dir: Path | None = None) -
     """
     identity = f"{name}@{_files_hash(folder, ('config.json', '*.safetensors', '*.bin'), content=False)}"
     if adapter_dir is not None:
-        adir = adapter_dir.resolve()
-        identity += f"+{adir.name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
+        identity += _adapter_identity(adapter_dir)
     return identity
+
+
+def _adapter_identity(adapter_dir: Path) -> str:
+    adir = adapter_dir.resolve()
+    return f"+{adir.name}@{_files_hash(adir, ('adapter_config.json', 'adapter_model.*'), content=True)}"
 
 
 def _folder_and_name(model: str | None) -> tuple[Path, str]:
     if model is None:
         return embedded_model_dir(), EMBEDDED_NAME
-    folder = _model_dir(model)
+    folder = model_dir(model)
     return folder, folder.resolve().name
 
 
 def model_identity(model: str | None, adapter: str | None = None) -> str:
-    """What load_model(model, adapter).identity will be, without loading any weights."""
-    folder, name = _folder_and_name(model)
-    return weights_identity(folder, name, _adapter_dir(adapter) if adapter is not None else None)
+    """What load_model(model, adapter).identity will be, without loading or converting any weights:
+    the embedded model is named by its GGUF file (name and size), so `crit run --dry-run` on a fresh
+    machine converts nothing and imports no torch."""
+    adapter_dir = _adapter_dir(adapter) if adapter is not None else None
+    if model is None:
+        gguf = locate_embedded_gguf()
+        identity = f"{EMBEDDED_NAME}@{_files_hash(gguf.parent, (gguf.name,), content=False)}"
+        if adapter_dir is not None:
+            identity += _adapter_identity(adapter_dir)
+        return identity
+    folder = model_dir(model)
+    return weights_identity(folder, folder.resolve().name, adapter_dir)
 
 
 def load_model(model: str | None = None, adapter: str | None = None, device: str = "auto") -> LoadedModel:
@@ -203,7 +216,7 @@ def load_model(model: str | None = None, adapter: str | None = None, device: str
     Raises CritError for a missing model, adapter or device.
     """
     _offline()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     key = (model, adapter, dev)
     if key in _LOADED:
         return _LOADED[key]
@@ -213,14 +226,14 @@ def load_model(model: str | None = None, adapter: str | None = None, device: str
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # crit's own progress bar is the one the user reads
-    _set_threads()
+    set_threads()
     folder, name = _folder_and_name(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     # fp32 on CPU (bf16 matmuls are slow there); the checkpoint's own dtype on a GPU.
     dtype = torch.float32 if dev == "cpu" else "auto"
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     adir = _adapter_dir(adapter) if adapter is not None else None
-    identity = weights_identity(folder, name, adir)
+    identity = model_identity(model, adapter)
     if adir is not None:
         from peft import PeftModel
 

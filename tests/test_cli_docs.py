@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from crit.engine.cli import cli
+
+from crit.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 COMMANDS = sorted(cli.commands)

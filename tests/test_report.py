@@ -294,7 +294,8 @@ SLOW_NOTES = ("mts-2408", "mts-1080")  # short MTSamples notes that state an age
 @pytest.mark.slow
 def test_report_of_a_real_run_in_browser(tmp_path: Path, browser) -> None:
     from click.testing import CliRunner
-    from crit.engine.cli import cli
+
+    from crit.cli import cli
 
     corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtsamples.jsonl"
     if not corpus.is_file():

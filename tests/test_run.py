@@ -22,9 +22,10 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 from crit.engine.backends.registry import TransformersFactory
-from crit.engine.cli import cli
 from crit.engine.plan import load_plan
 from crit.engine.run import run
+
+from crit.cli import cli
 
 pytestmark = pytest.mark.slow
 

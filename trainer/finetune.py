@@ -127,7 +127,7 @@ def finetune(cfg: TrainConfig) -> Path:
         crit train --base models/llama --data data/ --out adapters/q --qlora --max-steps 500
     """
     import torch
-    from crit.engine.model import _model_dir, _resolve_device, _set_threads, embedded_model_dir
+    from crit.engine.model import embedded_model_dir, model_dir, resolve_device, set_threads
     from peft import LoraConfig, get_peft_model
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
@@ -136,8 +136,8 @@ def finetune(cfg: TrainConfig) -> Path:
     t0 = time.perf_counter()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    _set_threads()
-    device = _resolve_device(cfg.device)
+    set_threads()
+    device = resolve_device(cfg.device)
     data = Path(cfg.data)
     train_path = data / "train.jsonl"
     if not train_path.is_file():
@@ -145,7 +145,7 @@ def finetune(cfg: TrainConfig) -> Path:
     qlora = device.startswith("cuda") if cfg.qlora is None else cfg.qlora
 
     # 2. Base model (real safetensors: bitsandbytes cannot quantise straight from a GGUF).
-    base_dir = embedded_model_dir() if cfg.base is None else _model_dir(cfg.base)
+    base_dir = embedded_model_dir() if cfg.base is None else model_dir(cfg.base)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
