@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
     { $sudo apt-get update && $sudo apt-get install -y chromium chromium-driver; } \
         || echo "could not install chromium: the browser tests will skip" >&2
 fi
+ruff check .                # lint first: seconds, and it names the line
 python -m pytest --durations=25 "$@"
