@@ -134,7 +134,7 @@ class _ToAst(Transformer):
         return ast.RangeDecl(name=str(name), bounds=rest, unit=unit, span=_span(meta))
 
     def bound(self, meta, items):
-        sex, (low, high) = items
+        sex, (low, high) = ("any", items[0]) if len(items) == 1 else items
         return ast.Bound(sex=str(sex), low=low, high=high, span=_span(meta))
 
     def closed(self, meta, items):

@@ -198,7 +198,8 @@ _ATOMS: dict[str, _Atom] = {
 _OFFSET_ATOMS = {"°C", "°F"}  # temperatures: only alone, never in a compound
 
 # Words a note puts before a count's volume ("cells/uL", "10^9 cells/L"): dropped.
-_COUNT_WORDS = {"cell", "cells", "count", "counts", "#"}
+# Things counted per unit of time or volume: "beats/min" is a rate of 1/min, as "cells/uL" is a count per uL.
+_COUNT_WORDS = {"cell", "cells", "count", "counts", "#", "beat", "beats", "breath", "breaths"}
 # Scale words, case-sensitive ("G/L" is 10^9/L, "g/L" is grams), numerator only.
 _SCALE_WORDS = {"K": 3, "k": 3, "thou": 3, "thousand": 3, "M": 6, "mil": 6, "million": 6,
                 "G": 9, "T": 12}
@@ -209,7 +210,7 @@ _WHOLE_ALIASES = {
     "years-old": "years", "year old": "years", "years old": "years", "yr old": "years",
     "yrs old": "years", "years of age": "years",
     "percent": "%", "per cent": "%", "pct": "%",
-    "mm hg": "mmHg", "mg%": "mg/dL", "bpm": "/min",
+    "mm hg": "mmHg", "mg%": "mg/dL", "bpm": "/min", "beats per minute": "/min", "breaths per minute": "/min",
 }
 
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")

@@ -157,3 +157,22 @@ def test_equals_after_a_number_is_a_comparison() -> None:
     assert check_source(text).plan is not None
     bad = check_source('numeric x "x" in mg/dL\nconvert x 1 mg/dL > 3 foo\n', "c.crit")
     assert [(d.code, d.line, d.col) for d in bad.errors] == [("E002", 2, 19)]
+
+
+def test_language_gaps_real_criteria_files_hit(tmp_path):
+    """°C and °F (an affine conversion), beats/min, breaths/min and bpm, and a range with no sex (any)."""
+    from crit.engine.plan import load_plan
+    from crit.grammar import units
+
+    path = tmp_path / "vitals.crit"
+    path.write_text(
+        'trial T-1\nnumeric temp highest "body temperature" in °C\n'
+        'numeric hr highest "heart rate" in beats/min\nnumeric rr highest "respiratory rate" in breaths/min\n'
+        'numeric alt highest "alanine aminotransferase" in U/L\nrange alt 7..56\n'
+        'include "no fever": temp < 100.4 °F\ninclude "tachycardia": hr > 100 bpm\ninclude "alt": alt within range\n',
+        encoding="utf-8",
+    )
+    plan = load_plan(path)
+    assert plan.ranges["alt"].male_low == plan.ranges["alt"].female_low == 7
+    assert units.convert(100.4, "°F", "°C") == pytest.approx(38.0)
+    assert units.convert(120, "beats/min", "bpm") == 120 and units.convert(16, "breaths/min", "/min") == 16

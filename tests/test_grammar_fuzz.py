@@ -86,9 +86,9 @@ def test_ten_thousand_seeded_cases_through_check_compile_and_rules_sql() -> None
 
 
 @pytest.mark.slow
-def test_a_hundred_thousand_more_seeded_cases() -> None:
-    """The nightly-size variant (about 2 minutes; CI runs it): other seeds, ten times the cases."""
-    _seeded_fuzz(100_000, seed=1)
+def test_forty_thousand_more_seeded_cases() -> None:
+    """The nightly-size variant (about 45 s; CI runs it): another seed, four times the cases."""
+    _seeded_fuzz(40_000, seed=1)
 
 
 def _seeded_fuzz(cases: int, seed: int) -> None:
