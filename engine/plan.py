@@ -18,7 +18,7 @@ from crit.grammar.errors import CritError, Diagnostic
 from crit.grammar.lint import lint
 from crit.grammar.parse import parse_text, read_source
 from crit.grammar.resolve import Symbols, check
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 SEX_QUESTION = make_question(
     "sex",
@@ -52,6 +52,8 @@ class Plan(BaseModel):
     trial_title: str | None
     source: str | None  # path of the .crit file
     source_hash: str
+    # The file's text, kept so a store can hold the plan it ran (report and merge need no file on disk).
+    source_text: str = Field(default="", exclude=True, repr=False)
     questions: list[Question]
     needs_sex: bool  # a sex-aware range is used: sex must come from the notes or the built-in question
     lets: list[ast.LetDecl]  # dependencies first
@@ -130,6 +132,7 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
         trial_title=trial.title if trial else None,
         source=file.path,
         source_hash=hashlib.sha256(source_text.encode()).hexdigest()[:16],
+        source_text=source_text,
         questions=questions,
         needs_sex=needs_sex,
         lets=lets,
@@ -188,6 +191,14 @@ def _rules_problem(plan: Plan) -> Diagnostic | None:
         return Diagnostic(code="E011", message="an expression is nested too deeply to compile", file=plan.source,
                           hint="split it with `let` into named parts")
     return None
+
+
+def plan_from_text(text: str, path: str | None = None) -> Plan:
+    """Check and compile .crit text (as a store keeps it); raise CritError with every error it has."""
+    checked = check_source(text, path)
+    if checked.plan is None:
+        raise CritError(checked.errors, text)
+    return checked.plan
 
 
 def load_plan(path: str | Path) -> Plan:

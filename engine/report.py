@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from crit.engine.plan import Plan, load_plan
+from crit.engine.plan import Plan, load_plan, plan_from_text
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from jinja2 import Environment, PackageLoader
@@ -102,7 +102,14 @@ def _run(con: duckdb.DuckDBPyConnection, tables: dict[str, set[str]], run_id: st
 
 
 def _load_plan(run: dict[str, Any] | None) -> tuple[Plan | None, str | None]:
-    """The plan of the run's .crit file, or None and why not (the report then draws no thresholds)."""
+    """The plan the run compiled (its .crit text is in the store), else its .crit file's, or None and why
+    not (the report then draws no thresholds)."""
+    stored_text = (run or {}).get("crit_source")
+    if stored_text:
+        try:
+            return plan_from_text(stored_text, (run or {}).get("crit_file")), None
+        except CritError:
+            pass  # written by another crit whose language differed; try the file
     path = (run or {}).get("crit_file")
     if not path:
         return None, "the run does not name its .crit file"

@@ -117,6 +117,7 @@ def run(
         RunInfo(
             crit_file=plan.source,
             crit_hash=plan.source_hash,
+            crit_source=plan.source_text or None,
             rules_fingerprint=plan.rules_fingerprint,
             trial_id=plan.trial_id,
             notes_source=str(notes_source),

@@ -171,18 +171,21 @@ def _evaluate(store: Store, crit_file: str | None, shard_hashes: dict[str, str |
     """Evaluate the rules (of `crit_file`, else of the newest run's file) with the newest run's answer keys,
     once the file is the one every shard ran (same content hash): another file's rules, or a
     file edited since, would decide eligibility from questions the shards were never asked."""
-    from crit.engine.plan import load_plan
+    from crit.engine.plan import load_plan, plan_from_text
     from crit.engine.rules import evaluate
 
     con = store.con
-    latest = con.execute("SELECT run_id, crit_file FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    latest = con.execute("SELECT run_id, crit_file, crit_source FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
     if latest is None:
         return False, "no runs in the shards: nothing to evaluate"
-    run_id, run_file = latest
+    run_id, run_file, run_source = latest
     path = crit_file or run_file
-    if path is None or not Path(path).is_file():
+    if crit_file is None and run_source:
+        plan = plan_from_text(run_source, run_file)  # the plan the newest run compiled, kept in its store
+    elif path is None or not Path(path).is_file():
         return False, f"criteria file {path!r} not found: pass --criteria FILE to evaluate the rules"
-    plan = load_plan(path)
+    else:
+        plan = load_plan(path)
     for shard, crit_hash in shard_hashes.items():
         if crit_hash != plan.source_hash:
             raise CritError(

@@ -110,6 +110,8 @@ _SCHEMA = [
     # A store of schema 1 gains the columns of 2 (its answers were all the model's).
     "ALTER TABLE answers ADD COLUMN IF NOT EXISTS method VARCHAR DEFAULT 'model'",
     "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
+    # The .crit text a run compiled (schema 2): reports and merges read the plan from the store.
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS crit_source VARCHAR",
     # Why a question was or was not asked of a note: the sentences that mention it, with
     # spans into notes.text. A (note, answer_key) with no rows here was answered by the gate.
     """CREATE TABLE IF NOT EXISTS passages (
@@ -226,6 +228,7 @@ class RunInfo(BaseModel):
     backend_identity: str
     parameters: dict[str, Any] = {}
     notes_total: int | None = None
+    crit_source: str | None = None  # the .crit text itself
 
 
 class BatchResult(BaseModel):
@@ -322,8 +325,8 @@ class Store:
         self.con.execute("BEGIN TRANSACTION")
         self.con.execute(
             "INSERT INTO runs (run_id, started_at, status, crit_file, crit_hash, rules_fingerprint, trial_id, "
-            "notes_source, model, adapter, backend, backend_identity, parameters, notes_total) "
-            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "notes_source, model, adapter, backend, backend_identity, parameters, notes_total, crit_source) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 now,
@@ -338,6 +341,7 @@ class Store:
                 info.backend_identity,
                 json.dumps(info.parameters, sort_keys=True),
                 info.notes_total,
+                info.crit_source,
             ],
         )
         for q in questions:

@@ -339,3 +339,28 @@ def test_report_says_when_eligibility_is_from_other_rules(tmp_path: Path) -> Non
     html = write_report(db, tmp_path / "r.html").read_text()
     assert "not from this run&#39;s rules" in html
     assert {n["id"]: n["status"] for n in _blob(html)["notes"]}["n1"] == "eligible"  # 8.5 is no longer anemia
+
+
+def test_report_from_another_folder_without_the_crit_file_draws_thresholds(tmp_path, monkeypatch):
+    """The store keeps the .crit text a run compiled: the report needs no file on disk."""
+    import json as _json
+
+    from crit.engine.backends.registry import RulesFactory
+    from crit.engine.plan import load_plan
+    from crit.engine.report import write_report
+    from crit.engine.run import run
+
+    crit = tmp_path / "trial.crit"
+    crit.write_text('trial T-1\nnumeric creat highest "creatinine" in mg/dL\nexclude "renal": creat > 2.5 mg/dL\n')
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(_json.dumps({"note_id": f"n{i}", "text": f"Creatinine {v} mg/dL."}) + "\n"
+                             for i, v in enumerate([1.1, 3.2])))
+    db = tmp_path / "r.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    crit.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    html = write_report(db, "report.html").read_text()
+    assert "is not here" not in html
+    assert "renal (&gt; 2.5)" in html or "renal (> 2.5)" in html

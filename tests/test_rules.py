@@ -509,3 +509,19 @@ def test_n2c2_hba1c_matches_the_answers() -> None:
         "ELSE 'not met' END FROM answer_values WHERE question = 'hba1c' ORDER BY note_id"
     ).fetchall()
     assert by_rule == by_hand
+
+
+def test_aristotle_rules_sql_matches_its_golden_file():
+    """The SQL aristotle.crit compiles to, as text (sqlglot's fixture style): a change in the generated SQL
+    shows as a diff of tests/fixtures/rules/aristotle.sql. After a deliberate change, regenerate it with
+    CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_rules.py -k golden, and read the diff before committing."""
+    import os
+
+    from crit.engine.rules import rules_sql
+
+    root = Path(__file__).resolve().parent.parent
+    golden = root / "tests" / "fixtures" / "rules" / "aristotle.sql"
+    sql = rules_sql(load_plan(root / "criteria" / "aristotle.crit"))
+    if os.environ.get("CRIT_UPDATE_GOLDEN") == "1":
+        golden.write_text(sql)
+    assert sql == golden.read_text()
