@@ -16,7 +16,7 @@ No note text is ever logged.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from crit.engine.answers import Answer
@@ -139,36 +139,20 @@ def run(
         # A shard (crit.engine.shards) reads only its slice of the corpus; --limit counts in that slice.
         for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
             changed = store.changed_notes(batch)
-            missing = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
+            stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
+            todo = {n.note_id: set(keys.values()) if n.note_id in changed else stored.get(n.note_id, set()) for n in batch}
+            requests = to_ask(plan, batch, keys, todo)
+            cached = len(batch) * len(questions) - sum(len(r.questions) for r in requests)
             answers: list[Answer] = []
             passages: list[PassageRow] = []
-            requests: list[Request] = []
-            cached = 0
-            for note in batch:
-                todo = missing.get(note.note_id, set()) if note.note_id not in changed else set(keys.values())
-                asked = [q for q in questions if keys[q.name] in todo and not (q.name == "sex" and plan.needs_sex and _has_sex(note))]
-                cached += len(questions) - len(asked)
-                if asked:
-                    requests.append(Request(note.note_id, note.text, asked))
             if requests:
                 t0 = time.perf_counter()
                 if engine is None:
                     model = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
                     engine = EvidenceEngine(model, gate=gate, policy=policy)
                 before = engine.model_calls
-                # One call for the batch: the model, where needed, gets every note's requests together.
-                for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
-                    for a in found:
-                        answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
-                        progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
-                    passages.extend(
-                        PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
-                                   span_start=p.start, span_end=p.end, term=p.term, section=p.section)
-                        for q in r.questions for i, p in enumerate(evidence[q.name])
-                    )
-                    progress.questions_asked += len(r.questions)
+                answers, passages = _answer(engine, requests, keys, progress)
                 calls += engine.model_calls - before
-                progress.model_questions = engine.model_questions
                 progress.model_seconds += time.perf_counter() - t0
             result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
             answers_new += result.answers_new
@@ -185,7 +169,7 @@ def run(
                 + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
             )
         evaluation = evaluate(store.con, plan, keys)
-        errors, ungrounded = _answer_counts(store, keys)
+        errors, ungrounded = store.answer_counts(keys.values())
         store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted", "interrupted by the user (Ctrl-C)", bad_rows=len(reader.bad_rows))
@@ -222,20 +206,41 @@ def run(
     )
 
 
+def to_ask(plan: Plan, notes: Sequence[Note], keys: dict[str, str], todo: dict[str, set[str]]) -> list[Request]:
+    """What to ask: per note, the plan's questions whose answer key is in `todo[note_id]` (what the store
+    lacks), less the built-in sex question where the corpus gives the sex. Pure: no store, no model."""
+    requests = []
+    for note in notes:
+        asked = [q for q in plan.model_questions if keys[q.name] in todo.get(note.note_id, set())
+                 and not (q.name == "sex" and plan.needs_sex and _has_sex(note))]
+        if asked:
+            requests.append(Request(note.note_id, note.text, asked))
+    return requests
+
+
+def _answer(engine: EvidenceEngine, requests: list[Request], keys: dict[str, str],
+            progress: Progress) -> tuple[list[Answer], list[PassageRow]]:
+    """Answer a batch's requests (one engine call: the model, where needed, gets them together) and
+    key every answer and passage to the run."""
+    answers: list[Answer] = []
+    passages: list[PassageRow] = []
+    for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
+        for a in found:
+            answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
+            progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
+        passages.extend(
+            PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
+                       span_start=p.start, span_end=p.end, term=p.term, section=p.section)
+            for q in r.questions for i, p in enumerate(evidence[q.name])
+        )
+        progress.questions_asked += len(r.questions)
+    progress.model_questions = engine.model_questions
+    return answers, passages
+
+
 def _start(factory: BackendFactory) -> Backend:
     """Start the run's model backend (called the first time a question needs the model)."""
     backend = factory.create()
     if backend.identity != factory.identity():
         raise RuntimeError(f"backend reports identity {backend.identity!r} but its factory promised {factory.identity()!r}")
     return backend
-
-
-def _answer_counts(store: Store, keys: dict[str, str]) -> tuple[int, int]:
-    """(error rows, ungrounded quotes) among the answers under the current keys, over the stored notes."""
-    row = store.con.execute(
-        "SELECT count(*) FILTER (WHERE error IS NOT NULL), "
-        "count(*) FILTER (WHERE error IS NULL AND coalesce(trim(source), '') <> '' AND NOT grounded) "
-        "FROM answers WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) AND note_id IN (SELECT note_id FROM notes)",
-        [list(keys.values())],
-    ).fetchall()[0]
-    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -501,6 +501,16 @@ class Store:
             self.con.unregister("_crit_batch_passages")
         return BatchResult(notes_changed=len(changed), answers_new=inserted)
 
+    def answer_counts(self, answer_keys: Iterable[str]) -> tuple[int, int]:
+        """(error rows, ungrounded quotes) among the answers under these keys, over the stored notes."""
+        row = self.con.execute(
+            "SELECT count(*) FILTER (WHERE error IS NOT NULL), "
+            "count(*) FILTER (WHERE error IS NULL AND coalesce(trim(source), '') <> '' AND NOT grounded) "
+            "FROM answers WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) AND note_id IN (SELECT note_id FROM notes)",
+            [list(answer_keys)],
+        ).fetchall()[0]
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def _count_answers(self) -> int:
         row = self.con.execute("SELECT count(*) FROM answers").fetchall()[0]
         return int(row[0]) if row else 0

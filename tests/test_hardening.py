@@ -107,18 +107,21 @@ def test_crit_sql_still_reads(store):
 
 
 def test_merge_refuses_a_criteria_file_the_shards_did_not_run(tmp_path):
-    """`crit merge` once ran whatever .crit path a shard recorded, edited or not."""
+    """`crit merge` once ran whatever .crit path a shard recorded, edited or not. Now it evaluates the plan
+    the shard stored, and refuses a --criteria file whose hash differs from what every shard ran."""
     crit = _crit(tmp_path, "AF")
     shard = tmp_path / "s1.duckdb"
     run(load_plan(crit), _notes(tmp_path), shard, RulesFactory())
     crit.write_text(crit.read_text() + 'exclude "anything": af\n')  # edited after the shard ran
     out = tmp_path / "all.duckdb"
-    result = CliRunner().invoke(cli, ["merge", str(out), str(shard)])
-    assert result.exit_code == 1 and "is not the criteria file shard" in result.output, result.output
-    con = duckdb.connect(str(out), read_only=True)
-    merged = con.execute("SELECT count(*) FROM answers").fetchone()[0]
+    refused = CliRunner().invoke(cli, ["merge", str(out), str(shard), "--criteria", str(crit)])
+    assert refused.exit_code == 1 and "is not the criteria file shard" in refused.output, refused.output
+    merged = CliRunner().invoke(cli, ["merge", str(tmp_path / "all2.duckdb"), str(shard)])
+    assert merged.exit_code == 0, merged.output
+    con = duckdb.connect(str(tmp_path / "all2.duckdb"), read_only=True)
+    labels = [r[0] for r in con.execute("SELECT label FROM criteria").fetchall()]
     con.close()
-    assert merged == 1  # the answers were merged; only the rules were refused
+    assert labels == ["AF"]  # the plan the shard ran, not the edited file
 
 
 def test_a_key_pasted_into_api_key_env_is_refused_unseen(tmp_path):
