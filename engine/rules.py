@@ -63,10 +63,12 @@ FEMALE = ("female", "f", "woman")
 ANSWER_COLUMNS = ("note_id", "question", "answer_key", "value", "unit", "na", "error")
 
 # Helper tables `evaluate` loads before running the script (the script's inputs besides the store).
-_QUESTIONS = "_crit_questions"  # question, kind, cap
+_QUESTIONS = "_crit_questions"  # question, kind, cap, ord (the question's order)
 _KEYS = "_crit_keys"  # question, answer_key: the answers to read
 _UNITS = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
 _NOTES = "_crit_notes"  # note_id, sex (as the notes table has it)
+# note_id, question, answer_key, value, unit, span_start: every value an answer lists (Answer.candidates)
+_CANDIDATES = "_crit_candidates"
 
 
 class EvaluationSummary(BaseModel):
@@ -407,17 +409,39 @@ def _measured(node: ast.Node, questions: Mapping[str, Question]) -> str | None:
 def _answer_values_sql() -> str:
     # One answer per note and question: the chosen answer_key's row (a successful one first,
     # when several rows compete, e.g. answer_keys=None over a store holding two models' answers).
+    # Where the answer lists every value it found (the rules answerer's candidates), the question's
+    # order picks among them here, in the question's unit: highest / lowest by converted value,
+    # first / last (and value) by position in the note. Order is a rule, never asked of a model.
     return f"""CREATE OR REPLACE TABLE answer_values AS
-WITH picked AS (
-    SELECT note_id, question, p.value, p.unit, p.na, p.error
-    FROM (
-        SELECT a.note_id, a.question,
-            arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error}},
-                    (a.error IS NULL, a.answer_key)) AS p
-        FROM answers a
-        JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
-        GROUP BY a.note_id, a.question
-    )
+WITH chosen AS (
+    SELECT a.note_id, a.question,
+        arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key}},
+                (a.error IS NULL, a.answer_key)) AS p
+    FROM answers a
+    JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
+    GROUP BY a.note_id, a.question
+),
+ordered AS (
+    SELECT c.note_id, c.question,
+        CASE q.ord
+            WHEN 'highest' THEN arg_max({{'value': c.value, 'unit': c.unit}}, c.value * u.factor + u."offset")
+            WHEN 'lowest' THEN arg_min({{'value': c.value, 'unit': c.unit}}, c.value * u.factor + u."offset")
+            WHEN 'last' THEN arg_max({{'value': c.value, 'unit': c.unit}}, c.span_start)
+            ELSE arg_min({{'value': c.value, 'unit': c.unit}}, c.span_start)
+        END AS best
+    FROM {_CANDIDATES} c
+    JOIN chosen ch ON ch.note_id = c.note_id AND ch.question = c.question AND ch.p.key = c.answer_key
+    JOIN {_QUESTIONS} q ON q.question = c.question
+    JOIN {_UNITS} u ON u.question = c.question AND u.unit_key = COALESCE(c.unit, '') AND u.factor IS NOT NULL
+    GROUP BY c.note_id, c.question, q.ord
+),
+picked AS (
+    SELECT ch.note_id, ch.question,
+        CASE WHEN o.best IS NULL THEN ch.p.value ELSE o.best.value END AS value,
+        CASE WHEN o.best IS NULL THEN ch.p.unit ELSE o.best.unit END AS unit,
+        ch.p.na AS na, ch.p.error AS error
+    FROM chosen ch
+    LEFT JOIN ordered o ON o.note_id = ch.note_id AND o.question = ch.question
 )
 SELECT
     n.note_id,
@@ -545,10 +569,11 @@ def _statements(plan: Plan) -> list[str]:
 def rules_sql(plan: Plan) -> str:
     """The SQL script that evaluates `plan` (what `crit compile --json` shows).
 
-    It reads the store's `answers`, plus three small tables `evaluate` loads first:
-    `_crit_questions` (question, kind, cap), `_crit_keys` (question, answer_key), `_crit_units`
+    It reads the store's `answers`, plus small tables `evaluate` loads first:
+    `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key), `_crit_units`
     (question, unit_key, factor, offset: one row per reported unit, factor NULL when
-    it does not convert) and `_crit_notes` (note_id, sex).
+    it does not convert), `_crit_notes` (note_id, sex) and `_crit_candidates` (every value an
+    answer lists, with its unit and position).
     """
     header = (
         f"-- crit rules for {_comment(plan.trial_id or plan.source or 'a plan')}, rules fingerprint {plan.rules_fingerprint}\n"
@@ -619,8 +644,8 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
 
     use_all = answer_keys is None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} (question VARCHAR, kind VARCHAR, cap DOUBLE)")
-    _insert(con, _QUESTIONS, [(q.name, q.kind, q.cap) for q in plan.questions])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} (question VARCHAR, kind VARCHAR, cap DOUBLE, ord VARCHAR)")
+    _insert(con, _QUESTIONS, [(q.name, q.kind, q.cap, q.order or "value") for q in plan.questions])
     # The answers to read, as (question, answer_key) pairs so that every join below is an equality.
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_KEYS} (question VARCHAR, answer_key VARCHAR)")
     if answer_keys is None:
@@ -656,12 +681,28 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
                     f"the store has no answers for question '{name}' ({_describe(q)}){under}; run `crit run` first"
                 )
 
+    # Every value an answer lists (stores before schema 2 have no candidates column: none).
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_CANDIDATES} (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, "
+        "value DOUBLE, unit VARCHAR, span_start BIGINT)"
+    )
+    if "candidates" in answer_cols:
+        con.execute(
+            f"INSERT INTO {_CANDIDATES} SELECT note_id, question, answer_key, c.value, c.unit, c.span_start FROM ("
+            "SELECT a.note_id, a.question, a.answer_key, unnest(from_json(a.candidates, "
+            """'[{"value": "DOUBLE", "unit": "VARCHAR", "span_start": "BIGINT"}]')) AS c FROM answers a """
+            f"JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key "
+            "WHERE a.candidates IS NOT NULL AND a.error IS NULL) WHERE c.value IS NOT NULL"
+        )
+
     # One linear map per distinct (numeric question, reported unit), computed here and joined in SQL.
     numeric = {q.name: q for q in plan.questions if q.kind == "numeric"}
     seen = con.execute(
         f"SELECT DISTINCT a.question, COALESCE(a.unit, '') FROM answers a "
         f"JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key "
-        f"JOIN {_QUESTIONS} q ON a.question = q.question WHERE q.kind = 'numeric'"
+        f"JOIN {_QUESTIONS} q ON a.question = q.question WHERE q.kind = 'numeric' "
+        f"UNION SELECT DISTINCT c.question, COALESCE(c.unit, '') FROM {_CANDIDATES} c "
+        f"JOIN {_QUESTIONS} q ON c.question = q.question WHERE q.kind = 'numeric'"
     ).fetchall()
     maps = []
     for name, unit in seen:
@@ -718,7 +759,7 @@ def evaluate(
                 unknown,
             ],
         )
-        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES):
+        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES, _CANDIDATES):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("COMMIT")
     except BaseException:

@@ -274,3 +274,33 @@ def test_a_copy_constrained_quote_is_always_note_text(note, pick, answer):
         if a.method == "model" and a.value is not None and PLAN.question(a.question).kind == "numeric":
             written = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", a.source or "")]
             assert a.value in written or a.source == ""
+
+
+def test_the_question_order_picks_among_the_listed_values_in_sql(tmp_path):
+    """Order is a rule: an answer lists every value with its unit and span, and the rules SQL picks the
+    highest in the question's unit (230 umol/L is 2.6 mg/dL), whatever value the answer row holds."""
+    from crit.engine.answers import Answer, Candidate
+    from crit.engine.notes import Note
+    from crit.engine.store import RunInfo, Store
+
+    crit = tmp_path / "renal.crit"
+    crit.write_text('trial T-1\nnumeric creat highest "creatinine" in mg/dL\nexclude "renal": creat > 2.5 mg/dL\n')
+    plan = load_plan(crit)
+    text = "Creatinine 1.1 mg/dL on admission, 230 umol/L on day 2 and 2.4 mg/dL at discharge."
+    values = [(1.1, "mg/dL", 11), (230.0, "umol/L", 35), (2.4, "mg/dL", 59)]
+    key = "k-creat"
+    answer = Answer(note_id="n1", question="creat", fingerprint=key, raw="{}", latency_s=0, prompt_tokens=0,
+                    output_tokens=0, value=1.1, unit="mg/dL", method="rules", grounded=True,
+                    candidates=[Candidate(value=v, unit=u, span_start=s, span_end=s + 3) for v, u, s in values])
+    db = tmp_path / "r.duckdb"
+    with Store.open(db) as store:
+        run_id = store.begin_run(RunInfo(crit_file=None, crit_hash=plan.source_hash, rules_fingerprint="r",
+                                         trial_id=None, notes_source="x", model=None, adapter=None, backend="rules",
+                                         backend_identity="rules"), plan.questions, {"creat": key})
+        store.write_batch(run_id, [Note(note_id="n1", text=text, row=1)], [answer], {"creat": key})
+        from crit.engine.rules import evaluate
+
+        evaluate(store.con, plan, {"creat": key})
+        converted = store.con.execute(
+            "SELECT value, unit, converted FROM answer_values WHERE note_id = 'n1' AND question = 'creat'").fetchone()
+    assert converted[0] == 230.0 and converted[1] == "umol/L" and converted[2] == pytest.approx(2.6, abs=0.01)

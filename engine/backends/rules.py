@@ -207,15 +207,18 @@ def values_after(note_text: str, term_end: int, limit: int) -> list[Candidate]:
     return out
 
 
+def _with_count_unit(c: Candidate, question: Question) -> Candidate:
+    """"platelets 126,000": a count written out in cells, not in thousands, for a question in 10^3/uL."""
+    if c.unit is None and question.unit is not None and "10^3" in question.unit and c.value >= 1000:
+        return c.model_copy(update={"unit": "/mm3"})
+    return c
+
+
 def _in_unit(c: Candidate, question: Question) -> float | None:
     """A candidate's value in the question's unit (None when unconvertible)."""
     if question.unit is None:
         return c.value
-    analyte = units.analyte_of(question.phrase, question.aka)
-    unit = c.unit
-    if unit is None and "10^3" in question.unit and c.value >= 1000:
-        unit = "/mm3"  # "platelets 126,000": a count written out in cells, not in thousands
-    return units.convert(c.value, unit, question.unit, analyte)
+    return units.convert(c.value, c.unit, question.unit, units.analyte_of(question.phrase, question.aka))
 
 
 def _numeric(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
@@ -228,7 +231,7 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage]) ->
         for start, end in _term_matches(question, note_text, p):
             if hemoglobin and _H_AND_H.match(note_text, start):
                 continue  # read as a pair above
-            found.extend((c, p) for c in values_after(note_text, end, p.end))
+            found.extend((_with_count_unit(c, question), p) for c in values_after(note_text, end, p.end))
     if not found:
         return _not_mentioned(confident=not passages)
     seen: set[tuple[int, int]] = set()
@@ -244,10 +247,7 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage]) ->
     elif order == "last":
         chosen = unique[-1]
     c, p = chosen
-    unit = c.unit
-    if unit is None and question.unit and "10^3" in question.unit and c.value >= 1000:
-        unit = "/mm3"
-    return dict(label=c.value, value=c.value, unit=unit, candidates=[c for c, _ in unique], confident=True,
+    return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _ in unique], confident=True,
                 **_grounded(p, note_text))
 
 
