@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from crit.engine.backends.base import Backend
+from crit.grammar.errors import CritError
 
 
 class BackendFactory(Protocol):
@@ -45,6 +46,13 @@ class TransformersFactory:
     batch_size: int = 13
     max_new_tokens: int = 160
     name: str = field(default="transformers", init=False)
+
+    def __post_init__(self) -> None:
+        # Checked before any note is read, so a typo never fails a run half-way.
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise CritError(f"unknown device '{self.device}': use auto, cpu or cuda")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise CritError("--batch-size and max_new_tokens must be at least 1")
 
     def identity(self) -> str:
         from crit.engine.model import model_identity

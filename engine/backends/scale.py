@@ -69,6 +69,11 @@ class OpenAIFactory:
         if not self.base_url:
             raise CritError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
         check_api_key_env(self.api_key_env)
+        from crit.engine.backends.openai import normalise_base_url
+
+        normalise_base_url(self.base_url)  # a URL crit cannot use is refused before any note is read
+        if self.concurrency < 1 or self.max_tokens < 1:
+            raise CritError("--concurrency and max_tokens must be at least 1")
 
     def identity(self) -> str:
         return f"{self.model}@openai"
