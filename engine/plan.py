@@ -97,8 +97,11 @@ def _uses_sex(file: ast.CritFile, ranges: dict[str, RangeRule]) -> bool:
         return r is not None and (r.male_low, r.male_high) != (r.female_low, r.female_high)
 
     exprs = [c.expr for c in file.criteria] + [l.expr for l in file.of(ast.LetDecl)]
+    declared = {q.name for q in file.questions}
     for expr in exprs:
         for node in ast.walk(expr):
+            if isinstance(node, ast.Name) and node.name == "sex" and "sex" not in declared:
+                return True  # `sex = female`: the built-in sex
             if isinstance(node, ast.RangeTest) and isinstance(node.operand, ast.Name) and sex_aware(node.operand.name):
                 return True
             if isinstance(node, ast.BoundRef) and sex_aware(node.name):

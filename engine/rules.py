@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
 import duckdb
-from crit.engine.plan import Plan, RangeRule
+from crit.engine.plan import SEX_QUESTION, Plan, RangeRule
 from crit.engine.questions import Question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
@@ -180,6 +180,7 @@ class _Compiler:
         self._dispatch: dict[type, Callable[[Any, str | None], _Sql]] = {
             ast.Quantity: self._quantity,
             ast.BoolLit: self._bool,
+            ast.SexLit: self._sex_lit,
             ast.Name: self._name,
             ast.Neg: self._neg,
             ast.Arith: self._arith,
@@ -215,7 +216,14 @@ class _Compiler:
     def _bool(self, node: ast.BoolLit, target: str | None) -> _Sql:
         return _Sql("TRUE" if node.value else "FALSE", "bool")
 
+    def _sex_lit(self, node: ast.SexLit, target: str | None) -> _Sql:
+        return _Sql(_text(node.value), "sex")
+
     def _name(self, node: ast.Name, target: str | None) -> _Sql:
+        q = self.questions.get(node.name)
+        if node.name == "sex" and (q is None or q.phrase == SEX_QUESTION.phrase):
+            # The built-in sex: the notes' column, else the built-in question (the `sexed` step).
+            return _Sql("sex", "sex", (("sex", "'sex'"),))
         if node.name in self.lets:
             let = self.lets[node.name]
             col = _ident(f"l_{node.name}")

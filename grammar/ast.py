@@ -53,6 +53,13 @@ class BoolLit(Node):
     value: bool
 
 
+class SexLit(Node):
+    """`male` or `female`, compared with the built-in name `sex` (`sex = female`)."""
+
+    kind: Literal["sex_lit"] = "sex_lit"
+    value: Literal["male", "female"]
+
+
 class Name(Node):
     """A reference to a question or a `let`."""
 
@@ -121,7 +128,7 @@ class BoundRef(Node):
 
 
 Expr = Annotated[
-    Union[Quantity, BoolLit, Name, Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, BoundRef],
+    Union[Quantity, BoolLit, SexLit, Name, Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, BoundRef],
     Field(discriminator="kind"),
 ]
 

@@ -210,6 +210,9 @@ class _ToAst(Transformer):
     def boolean(self, meta, items):
         return ast.BoolLit(value=str(items[0]) == "true", span=_span(meta))
 
+    def sex_value(self, meta, items):
+        return ast.SexLit(value=str(items[0]), span=_span(meta))
+
     def aggregate(self, meta, items):
         func, *args = items
         return ast.Aggregate(func=str(func), args=args, span=_span(meta))

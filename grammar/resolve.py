@@ -14,7 +14,8 @@ from typing import Literal
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError, Diagnostic, Span
 
-Type = Literal["bool", "num"]
+Type = Literal["bool", "num", "sex"]
+SEX_NAME = "sex"  # built in: the patient's sex, unless the file declares a question of that name
 
 # `sex` is answered from the corpus or by a built-in question; it cannot be redeclared.
 RESERVED = {"sex"}
@@ -170,9 +171,13 @@ class _Checker:
             return "num"
         if isinstance(expr, ast.BoolLit):
             return "bool"
+        if isinstance(expr, ast.SexLit):
+            return "sex"
         if isinstance(expr, ast.Name):
             if expr.name in self.sym.types:
                 return self.sym.types[expr.name]
+            if expr.name == SEX_NAME:
+                return "sex"
             self.unknown_name(expr.name, expr.span)
             return None
         if isinstance(expr, ast.BoundRef):
@@ -212,6 +217,10 @@ class _Checker:
         got = self.type_of(expr)
         if got is None or got == want:
             return
+        if got == "sex":
+            self.error("E106", f"{where} needs a {'condition' if want == 'bool' else 'number'}, but this is a sex",
+                       expr.span, "male or female", "compare it, e.g. sex = female")
+            return
         if want == "bool":
             example = f"{expr.name} >= 1" if isinstance(expr, ast.Name) else "x >= 1"
             self.error("E106", f"{where} needs a condition, but this is a number", expr.span, "a number",
@@ -230,6 +239,11 @@ class _Checker:
 
     def check_compare(self, expr: ast.Compare) -> Type:
         left, right = self.type_of(expr.left), self.type_of(expr.right)
+        if "sex" in (left, right):
+            if left and right and (left != right or expr.op not in ("=", "!=")):
+                self.error("E106", "sex is compared only with male or female, by = or !=", expr.span,
+                           hint="e.g. sex = female")
+            return "bool"
         if left and right and left != right:
             bool_side = expr.left if left == "bool" else expr.right
             self.error("E106", "a condition is compared with a number", expr.span,

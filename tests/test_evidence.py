@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import ScriptedBackend, ScriptedFactory
+from crit.engine.backends.registry import RulesFactory
 from crit.engine.backends.rules import RulesBackend
 from crit.engine.combine import EvidenceEngine, evidence_view
 from crit.engine.evidence import find_passages, phrase_terms, sentences, term_regex
@@ -304,3 +305,24 @@ def test_the_question_order_picks_among_the_listed_values_in_sql(tmp_path):
         converted = store.con.execute(
             "SELECT value, unit, converted FROM answer_values WHERE note_id = 'n1' AND question = 'creat'").fetchone()
     assert converted[0] == 230.0 and converted[1] == "umol/L" and converted[2] == pytest.approx(2.6, abs=0.01)
+
+
+def test_sex_equals_female_reads_the_corpus_column_or_the_notes(tmp_path):
+    """`include "women": sex = female` (it did not parse): the notes' sex column first, else the built-in
+    question (answered by the rules from she/he words); unknown sex leaves the criterion unknown."""
+    crit = tmp_path / "women.crit"
+    crit.write_text('trial T-1\nboolean htn "hypertension"\ninclude "women": sex = female\ninclude "htn": htn\n')
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps(n) + "\n" for n in [
+        {"note_id": "a", "text": "She has hypertension."},
+        {"note_id": "b", "text": "He has hypertension."},
+        {"note_id": "c", "text": "Hypertension."},
+        {"note_id": "d", "sex": "F", "text": "Hypertension."},
+    ]))
+    db = tmp_path / "r.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    con = duckdb.connect(str(db), read_only=True)
+    women = dict(con.execute("SELECT note_id, status || '/' || coalesce(reason, '') FROM criteria "
+                             "WHERE label = 'women'").fetchall())
+    con.close()
+    assert women == {"a": "met/value", "b": "not met/value", "c": "unknown/sex", "d": "met/value"}
