@@ -46,7 +46,7 @@ _SPLIT = re.compile(r",|;|\bor\b|\band\b|\bsuch as\b|\bdue to\b|\bsecondary to\b
 
 # The two questions whose evidence is a pattern, not a term (see module docstring).
 _AGE_PATTERNS = (
-    r"\b\d{1,3}(?:\.\d)?[- ]?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b",
+    r"\b\d{1,3}(?:\.\d)?(?:-1/2)?[- ]?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b",
     r"\b\d{1,3}\s*(?:yo|y/o|y\.o\.)(?![a-z])",
     r"\bage(?:d)?\s*(?:of\s*)?:?\s*\d{1,3}\b",
 )

@@ -98,3 +98,16 @@ def test_numeric_answer_appears_in_its_source(labels: list[dict]) -> None:
         if lab["question"] == "platelets":
             candidates.add(f"{value * 1000:g}")
         assert any(c in source for c in candidates), f"{lab['note_id']}/{lab['question']}"
+
+
+def test_the_fresh_gold_set_is_well_formed():
+    import json as _json
+    from pathlib import Path as _Path
+
+    fresh = _Path(__file__).resolve().parent / "gold" / "fresh"
+    texts = {_json.loads(x)["note_id"]: _json.loads(x)["text"] for x in (fresh / "notes.jsonl").open()}
+    labels = [_json.loads(x) for x in (fresh / "aristotle_gold.jsonl").open()]
+    assert len(texts) == 8 and len(labels) == 80
+    for g in labels:
+        if g["source"] is not None:
+            assert texts[g["note_id"]][g["span_start"]:g["span_end"]] == g["source"]

@@ -48,8 +48,10 @@ RULES_VERSION = "rules-1"
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
 _UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)")
+# An age written as a mixed number ("3-1/2-year-old") is read whole; the "2" of its fraction is never
+# taken for the age (found on the fresh gold set: a wrong number is worse than none).
 _AGE = re.compile(
-    r"\b(\d{1,3}(?:\.\d)?)[- ]?(years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b"
+    r"(?<![\d/])\b(\d{1,3}(?:\.\d)?|\d{1,2}-1/2)[- ]?(years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b"
     r"|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?![a-z])"
     r"|\bage(?:d)?\s*(?:of\s*)?:?\s*(\d{1,3})\b",
     re.I,
@@ -171,7 +173,7 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
             continue
         number = m.group(1) or m.group(3) or m.group(4)
         unit = _AGE_UNITS[m.group(2)[0].lower()] if m.group(2) else "years"
-        value = float(number)
+        value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
         cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
         return dict(label=value, value=value, unit=unit, candidates=[cand], confident=True, **_grounded(p, note_text))
     return _not_mentioned(confident=not passages)
