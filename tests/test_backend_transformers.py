@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from crit.engine.answers import Answer
+from crit.engine.answers import Answer, parse_answer
 from crit.engine.backends.base import Backend, answer_key
 from crit.engine.questions import make_question
 
@@ -42,8 +42,13 @@ def check(answer: Answer, note: str, question, identity: str) -> None:
     assert answer.question == question.name
     assert answer.fingerprint == answer_key(question.fingerprint, identity)
     assert answer.prompt_tokens > 0 and answer.output_tokens > 0 and answer.latency_s > 0
+    # The stored answer is exactly what its own generated text says (nothing relabelled or salvaged).
+    reparsed = parse_answer(answer.raw, question, note, truncated=(answer.error or "").startswith("truncated"))
+    assert (reparsed.value, reparsed.na, reparsed.error) == (answer.value, answer.na, answer.error)
     if answer.error is not None:
-        assert answer.error.split(":")[0] in {"invalid_json", "schema", "truncated", "inconsistent", "not_finite"}
+        # Under the constraint the JSON is always valid and fits the schema unless cut at the token
+        # limit; what remains possible is a "stated" status with a null answer, or an overflow.
+        assert answer.error.split(":")[0] in {"truncated", "inconsistent", "not_finite"}
         assert answer.value is None
         return
     assert answer.na or answer.value is not None
