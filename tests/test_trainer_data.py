@@ -103,7 +103,7 @@ def _synth_db(path, n_notes=12):
 def test_select_balances_types_splits_by_note_and_speaks_the_engine_format(tmp_path):
     db = tmp_path / "synth.duckdb"
     _synth_db(db)
-    s = select(SelectConfig(db=str(db), out=str(tmp_path / "data"), per_type=5))
+    s = select(SelectConfig(db=str(db), out=str(tmp_path / "data"), per_type=5, layout="note"))
     assert s.per_type == {"boolean": 5, "numeric": 5, "na-boolean": 5, "na-numeric": 5}
     lines = {side: [json.loads(x) for x in (tmp_path / "data" / f"{side}.jsonl").read_text().splitlines()]
              for side in ("train", "val")}
@@ -131,3 +131,25 @@ def test_select_balances_types_splits_by_note_and_speaks_the_engine_format(tmp_p
 def test_select_without_synth_db_is_a_crit_error(tmp_path):
     with pytest.raises(CritError, match="crit synth"):
         select(SelectConfig(db=str(tmp_path / "missing.duckdb"), out=str(tmp_path / "o")))
+
+
+def test_the_evidence_layout_is_what_crit_run_asks(tmp_path):
+    """The default layout: a few sentences of the note, the one holding the quote among them, and the
+    answer quoting that whole sentence first; an NA pair quotes nothing. Valid under evidence_schema."""
+    db = tmp_path / "synth.duckdb"
+    _synth_db(db)
+    select(SelectConfig(db=str(db), out=str(tmp_path / "data"), per_type=5))
+    examples = [json.loads(x) for side in ("train", "val")
+                for x in (tmp_path / "data" / f"{side}.jsonl").read_text().splitlines()]
+    assert examples
+    for x in examples:
+        system, user, assistant = x["messages"]
+        assert user["content"].startswith("PASSAGES:\n") and "atrial" not in system  # the evidence prompt
+        shown = user["content"].split("PASSAGES:\n", 1)[1].split("\n\nQUESTION: ", 1)[0].split("\n")
+        assert all(line in NOTE for line in shown) and len(shown) <= 4  # sentences of the note only
+        answer = json.loads(assistant["content"])
+        assert list(answer)[0] == "source"  # the quote first
+        if x["type"].startswith("na-"):
+            assert answer["source"] == ""
+        else:
+            assert answer["source"] in shown

@@ -45,7 +45,9 @@ def synth_command(notes: str, teacher: str | None, db: str, limit: int | None, m
 @click.option("--out", "out_dir", required=True, help="Folder for train.jsonl and val.jsonl.")
 @click.option("--per-type", type=int, default=1000, show_default=True, help="Hardest N pairs kept per type.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of notes held out.")
-def select_command(db: str, out_dir: str, per_type: int, val_fraction: float) -> None:
+@click.option("--layout", type=click.Choice(["evidence", "note"]), default="evidence", show_default=True,
+              help="What the student reads: a few sentences with the quote first (as `crit run` asks), or the whole note.")
+def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, layout: str) -> None:
     """Keep the hardest pairs per type, split 90/10 by note, export chat-format JSONL.
 
     \b
@@ -54,7 +56,7 @@ def select_command(db: str, out_dir: str, per_type: int, val_fraction: float) ->
     """
     from crit.trainer.select import SelectConfig, select
 
-    s = select(SelectConfig(db=db, out=out_dir, per_type=per_type, val_fraction=val_fraction))
+    s = select(SelectConfig(db=db, out=out_dir, per_type=per_type, val_fraction=val_fraction, layout=layout))
     out.print(f"train {s.train} example(s) from {s.train_notes} note(s), val {s.val} from {s.val_notes}; per type {s.per_type} -> {s.out}")
 
 

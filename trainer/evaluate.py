@@ -42,6 +42,9 @@ class ModelSpec(BaseModel):
     adapter: str | None = None
     boolean_schema: BooleanSchema = "enum"
     label: str | None = None
+    # "evidence": the model is asked as `crit run --policy model` asks it (passages, quote first);
+    # "note": the whole note and the whole-note schema (the true/false/null variant needs it).
+    layout: Literal["evidence", "note"] = "evidence"
 
     def name(self) -> str:
         if self.label:
@@ -164,12 +167,21 @@ def _run_model(spec: ModelSpec, notes: list[tuple[str, str]], questions: list[An
     loaded = load_model(spec.model, spec.adapter, device)
     backend = TransformersBackend(loaded)
     asked = [truefalse_variant(q) if (q.kind == "boolean" and spec.boolean_schema == "truefalse") else q for q in questions]
+    if spec.layout == "evidence" and spec.boolean_schema == "enum":
+        from crit.engine.combine import EvidenceEngine
+
+        engine = EvidenceEngine(backend, policy="model")
+
+        def answer(note_id: str, text: str, qs: list[Any]) -> list[Any]:
+            return engine.answer(note_id, text, qs)[0]
+    else:
+        answer = backend.answer
     preds: Predictions = {}
     rows: list[dict[str, Any]] = []
     with Progress(transient=True) as progress:
         task = progress.add_task(spec.name(), total=len(notes))
         for note_id, text in notes:
-            for q, a in zip(questions, backend.answer(note_id, text, asked)):
+            for q, a in zip(questions, answer(note_id, text, asked)):
                 value, na = a.value, a.na
                 if q.kind == "boolean":
                     label = boolean_label(a, spec.boolean_schema)

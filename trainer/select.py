@@ -9,6 +9,13 @@ and leaked notes across the split).
 Each example is the exact prompt the engine sends (crit.engine.prompts.messages) and,
 as the assistant turn, the answer in the exact JSON the engine's schema asks for
 (crit.engine.questions), so the student learns the format it is later constrained to.
+
+Two layouts (`layout`):
+- "evidence" (the default: what `crit run` asks, crit.engine.combine): the model reads a few
+  sentences of the note, one per line; the sentence that holds the pair's quote is among them
+  (for an NA pair, none does), the others are distractors drawn from the same note; the answer
+  quotes that whole sentence first (evidence_schema), then answers.
+- "note": the whole note and the whole-note schema (the engine before evidence-first).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crit.grammar.errors import CritError
 from crit.trainer.synth import PAIR_TYPES, PairType
@@ -33,6 +40,8 @@ class SelectConfig(BaseModel):
     per_type: int = Field(default=1000, ge=1, description="hardest N pairs kept per type")
     val_fraction: float = Field(default=0.1, gt=0, lt=1, description="share of NOTES held out for validation")
     types: tuple[PairType, ...] = PAIR_TYPES
+    layout: Literal["evidence", "note"] = Field(default="evidence", description="what the student reads (module docstring)")
+    distractors: int = Field(default=3, ge=0, le=12, description="evidence layout: other sentences of the note shown")
 
 
 class SelectSummary(BaseModel):
@@ -104,6 +113,42 @@ def example(note_text: str, row: dict[str, Any]) -> dict[str, Any]:
     return {"messages": msgs, "note_id": row["note_id"], "type": row["type"]}
 
 
+def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) -> dict[str, Any]:
+    """One training example in the engine's evidence layout (module docstring). Deterministic: the
+    distractor sentences are chosen by a hash of the note and question."""
+    import random
+
+    from crit.engine.combine import evidence_view
+    from crit.engine.evidence import Passage, sentences
+    from crit.engine.prompts import messages
+    from crit.engine.questions import evidence_schema
+
+    spans = sentences(note_text)
+    source = row["source"] or ""
+    start = note_text.find(source) if source else -1
+    holding = [s for s in spans if start >= 0 and s[0] <= start and start + len(source) <= s[1]]
+    rng = random.Random(_hash(row["note_id"] + "\x00" + row["question"]))
+    others = [s for s in spans if s not in holding]
+    shown = sorted(holding[:1] + rng.sample(others, min(distractors, len(others))))
+    passages = [Passage(start=a, end=b, term="", term_start=a, term_end=a) for a, b in shown]
+    view, _ = evidence_view(note_text, passages)
+    quotes = [note_text[a:b] for a, b in shown]
+    numeric = row["type"] in ("numeric", "na-numeric")
+    numbers = []
+    if numeric:
+        import re
+
+        numbers = [float(n.replace(",", "")) for t in quotes for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", t)]
+    q = pair_question(row["type"], row["question"], row["unit"])
+    q = q.model_copy(update={"answer_schema": evidence_schema(q.kind, quotes, numbers)})
+    quote = note_text[holding[0][0]:holding[0][1]] if holding and row["type"] in ("boolean", "numeric") else ""
+    target = json.loads(target_json(row["type"], row["answer"], row["unit"], quote))
+    target = {"source": target.pop("source"), **target}  # the quote first, as evidence_schema orders it
+    msgs = messages(view, q)
+    msgs.append({"role": "assistant", "content": json.dumps(target, ensure_ascii=False)})
+    return {"messages": msgs, "note_id": row["note_id"], "type": row["type"]}
+
+
 def select(cfg: SelectConfig) -> SelectSummary:
     """Pick the hardest pairs per type, split by note, write train.jsonl and val.jsonl.
 
@@ -144,7 +189,8 @@ def select(cfg: SelectConfig) -> SelectSummary:
     with (out / "train.jsonl").open("w", encoding="utf-8") as ftrain, (out / "val.jsonl").open("w", encoding="utf-8") as fval:
         for r in sorted(chosen, key=lambda r: (r["note_id"], r["type"], r["question"])):
             side = "val" if r["note_id"] in val_ids else "train"
-            (fval if side == "val" else ftrain).write(json.dumps(example(r["text"], r), ensure_ascii=False) + "\n")
+            ex = evidence_example(r["text"], r, cfg.distractors) if cfg.layout == "evidence" else example(r["text"], r)
+            (fval if side == "val" else ftrain).write(json.dumps(ex, ensure_ascii=False) + "\n")
             counts[side] += 1
     summary = SelectSummary(
         train=counts["train"], val=counts["val"], per_type=per_type,
