@@ -29,7 +29,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from crit.engine.questions import Question
+from crit.engine.questions import SEX_PHRASE, Question
 from pydantic import BaseModel, ConfigDict
 
 # Bump when the passages found for a note can change: it is part of every answer key.
@@ -54,8 +54,8 @@ _SEX_PATTERNS = (
     r"\b(?:she|her|hers|herself|woman|women|female|lady|girl|mrs|ms|miss|mother of)\b",
     r"\b(?:he|him|his|himself|man|men|male|gentleman|boy|mr)\b",
 )
-_BUILTIN = {"age": _AGE_PATTERNS, "that the patient is female": _SEX_PATTERNS}
-_BUILTIN_TERM = {"age": "(age pattern)", "that the patient is female": "(sex words)"}  # Passage.term
+_BUILTIN = {"age": _AGE_PATTERNS, SEX_PHRASE: _SEX_PATTERNS}
+_BUILTIN_TERM = {"age": "(age pattern)", SEX_PHRASE: "(sex words)"}  # Passage.term
 
 # A section header: a line that starts with capitals and a colon ("FAMILY HISTORY:").
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z0-9 /&,()'-]{2,60}):", re.M)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from crit.engine.questions import Question, make_question
+from crit.engine.questions import SEX_PHRASE, Question, make_question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError, Diagnostic
 from crit.grammar.lint import lint
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SEX_QUESTION = make_question(
     "sex",
     "boolean",
-    "that the patient is female",
+    SEX_PHRASE,
     guide=(
         "Answer present if the note describes the patient as female (she, her, woman, girl, Mrs., Ms.), "
         "absent if it describes the patient as male (he, his, man, boy, Mr.), "

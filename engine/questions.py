@@ -82,6 +82,11 @@ def is_evidence_layout(schema: dict[str, Any]) -> bool:
     return next(iter(schema.get("properties", {})), None) == "source"
 
 
+# The phrase of the built-in sex question (crit.engine.plan.SEX_QUESTION); evidence and the rules
+# answerer read it by this phrase, as they read `age` by its own.
+SEX_PHRASE = "that the patient is female"
+
+
 class Question(BaseModel):
     """One single-order question, compiled from a `boolean` or `numeric` declaration."""
 

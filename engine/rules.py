@@ -44,8 +44,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
 import duckdb
-from crit.engine.plan import SEX_QUESTION, Plan, RangeRule
-from crit.engine.questions import Question
+from crit.engine.plan import Plan, RangeRule
+from crit.engine.questions import SEX_PHRASE, Question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from pydantic import BaseModel, ConfigDict
@@ -221,7 +221,7 @@ class _Compiler:
 
     def _name(self, node: ast.Name, target: str | None) -> _Sql:
         q = self.questions.get(node.name)
-        if node.name == "sex" and (q is None or q.phrase == SEX_QUESTION.phrase):
+        if node.name == "sex" and (q is None or q.phrase == SEX_PHRASE):
             # The built-in sex: the notes' column, else the built-in question (the `sexed` step).
             return _Sql("sex", "sex", (("sex", "'sex'"),))
         if node.name in self.lets:

@@ -40,7 +40,7 @@ from crit.engine.evidence import (
     question_terms,
     term_regex,
 )
-from crit.engine.questions import Question
+from crit.engine.questions import SEX_PHRASE, Question
 from crit.grammar import units
 
 RULES_VERSION = "rules-1"
@@ -107,7 +107,7 @@ class RulesBackend(OneNoteAtATime):
 
 def decide(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
     """The rules' answer over `passages`, as Answer fields plus 'label' (the JSON answer)."""
-    if question.phrase == "that the patient is female":
+    if question.phrase == SEX_PHRASE:
         return _sex(note_text, passages)
     if question.kind == "boolean":
         return _boolean(question, note_text, passages)
