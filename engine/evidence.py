@@ -45,16 +45,20 @@ _GENERIC_HEADS = frozenset("therapy treatment use usage procedure".split())
 _SPLIT = re.compile(r",|;|\bor\b|\band\b|\bsuch as\b|\bdue to\b|\bsecondary to\b|\bincluding\b", re.I)
 
 # The two questions whose evidence is a pattern, not a term (see module docstring).
-_AGE_PATTERNS = (
-    r"\b\d{1,3}(?:\.\d)?(?:-1/2)?[- ]?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b",
-    r"\b\d{1,3}\s*(?:yo|y/o|y\.o\.)(?![a-z])",
-    r"\bage(?:d)?\s*(?:of\s*)?:?\s*\d{1,3}\b",
+# AGE finds an age's passage here and reads its value in the rules answerer (groups: the number and
+# unit of "81-year-old", the number of "81 yo", the number of "age 81"). A mixed number
+# ("3-1/2-year-old") is one age; the "2" of its fraction is never taken for the age.
+AGE = re.compile(
+    r"(?<![\d/])\b(\d{1,3}(?:\.\d)?|\d{1,2}-1/2)[- ]?(years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b"
+    r"|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?![a-z])"
+    r"|\bage(?:d)?\s*(?:of\s*)?:?\s*(\d{1,3})\b",
+    re.I,
 )
-_SEX_PATTERNS = (
-    r"\b(?:she|her|hers|herself|woman|women|female|lady|girl|mrs|ms|miss|mother of)\b",
-    r"\b(?:he|him|his|himself|man|men|male|gentleman|boy|mr)\b",
+_SEX_WORDS = (
+    re.compile(r"\b(?:she|her|hers|herself|woman|women|female|lady|girl|mrs|ms|miss|mother of)\b", re.I),
+    re.compile(r"\b(?:he|him|his|himself|man|men|male|gentleman|boy|mr)\b", re.I),
 )
-_BUILTIN = {"age": _AGE_PATTERNS, SEX_PHRASE: _SEX_PATTERNS}
+_BUILTIN: dict[str, tuple[re.Pattern[str], ...]] = {"age": (AGE,), SEX_PHRASE: _SEX_WORDS}
 _BUILTIN_TERM = {"age": "(age pattern)", SEX_PHRASE: "(sex words)"}  # Passage.term
 
 # A section header: a line that starts with capitals and a colon ("FAMILY HISTORY:").
@@ -134,11 +138,6 @@ def term_regex(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w])" + body + r"(?:s|es|'s)?(?![\w])", re.I)
 
 
-@functools.lru_cache(maxsize=64)
-def _builtin_regexes(phrase: str) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(p, re.I) for p in _BUILTIN[phrase])
-
-
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence: lines split further at sentence ends; whitespace trimmed.
     A sentence longer than MAX_PASSAGE_CHARS is cut at its clause marks (";", ",")."""
@@ -193,7 +192,7 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
     (the first term found in it). Empty when the note never mentions the question."""
     if question.phrase in _BUILTIN:
         regexes: Sequence[tuple[str, re.Pattern[str]]] = [
-            (_BUILTIN_TERM[question.phrase], r) for r in _builtin_regexes(question.phrase)
+            (_BUILTIN_TERM[question.phrase], r) for r in _BUILTIN[question.phrase]
         ]
     else:
         regexes = [(t, term_regex(t)) for t in question_terms(question)]

@@ -33,6 +33,7 @@ from crit.engine.answers import Answer, Candidate
 from crit.engine.backends.base import OneNoteAtATime, answer_key
 from crit.engine.context import read_context
 from crit.engine.evidence import (
+    AGE,
     EVIDENCE_VERSION,
     Passage,
     find_passages,
@@ -48,14 +49,6 @@ RULES_VERSION = "rules-1"
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
 _UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)")
-# An age written as a mixed number ("3-1/2-year-old") is read whole; the "2" of its fraction is never
-# taken for the age (found on the fresh gold set: a wrong number is worse than none).
-_AGE = re.compile(
-    r"(?<![\d/])\b(\d{1,3}(?:\.\d)?|\d{1,2}-1/2)[- ]?(years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b"
-    r"|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?![a-z])"
-    r"|\bage(?:d)?\s*(?:of\s*)?:?\s*(\d{1,3})\b",
-    re.I,
-)
 _AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
 _FEMALE = re.compile(r"\b(she|her|hers|herself|woman|female|lady|girl|mrs|ms|miss)\b", re.I)
 _MALE = re.compile(r"\b(he|him|his|himself|man|male|gentleman|boy|mr)\b", re.I)
@@ -168,7 +161,7 @@ def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
 
 def _age(note_text: str, passages: Sequence[Passage]) -> dict:
     for p in passages:
-        m = _AGE.search(note_text, p.start, p.end)
+        m = AGE.search(note_text, p.start, p.end)
         if m is None:
             continue
         number = m.group(1) or m.group(3) or m.group(4)
