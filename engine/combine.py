@@ -93,23 +93,27 @@ def _to_note(answer: Answer, pieces: list[tuple[int, int, int]], note_text: str)
 _NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 
 
+def numbers_written(text: str) -> list[float]:
+    """The numbers a text writes ("126,000" is 126000)."""
+    return [float(n.replace(",", "")) for n in _NUMBER.findall(text)]
+
+
 def value_in_quote(a: Answer, q: Question) -> bool:
     """A numeric answer must be a number its quote writes ("Hgb 9.8" for 9.8); a boolean has no number."""
     if q.kind == "boolean" or a.value is None:
         return True
-    return any(abs(float(n.replace(",", "")) - a.value) < 1e-9 for n in _NUMBER.findall(a.source or ""))
+    return any(abs(n - a.value) < 1e-9 for n in numbers_written(a.source or ""))
 
 
 MAX_QUOTES = 12  # passages a model may choose among for one question (the first ones, in note order)
 
 
-def _over_passages(q: Question, note_text: str, passages: Sequence[Passage]) -> Question:
-    """The question with its answer schema over these passages (questions.evidence_schema): the quote
-    is one of them, word for word, and a number is one they write. Its fingerprint is unchanged:
-    the schema follows from the note and the question."""
-    quotes = [p.text(note_text) for p in passages[:MAX_QUOTES]]
-    numbers = [float(n.replace(",", "")) for t in quotes for n in _NUMBER.findall(t)] if q.kind == "numeric" else []
-    return q.model_copy(update={"answer_schema": evidence_schema(q.kind, quotes, numbers)})
+def over_passages(q: Question, quotes: Sequence[str]) -> Question:
+    """The question with its answer schema over these passages' texts (questions.evidence_schema): the
+    quote is one of them, word for word, and a number is one they write. Its fingerprint is unchanged:
+    the schema follows from the note and the question. (The trainer writes its examples with it too.)"""
+    numbers = [n for t in quotes for n in numbers_written(t)] if q.kind == "numeric" else []
+    return q.model_copy(update={"answer_schema": evidence_schema(q.kind, list(quotes), numbers)})
 
 
 def _model_request(note_text: str, ask: Sequence[Question], evidence: dict[str, list[Passage]]
@@ -119,7 +123,8 @@ def _model_request(note_text: str, ask: Sequence[Question], evidence: dict[str, 
     with no passage makes it the whole note."""
     if all(evidence[q.name] for q in ask):
         view, pieces = evidence_view(note_text, [p for q in ask for p in evidence[q.name]])
-        return view, pieces, [_over_passages(q, note_text, evidence[q.name]) for q in ask]
+        asked = [over_passages(q, [p.text(note_text) for p in evidence[q.name][:MAX_QUOTES]]) for q in ask]
+        return view, pieces, asked
     return note_text, [(0, 0, len(note_text))], list(ask)
 
 

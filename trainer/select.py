@@ -118,10 +118,9 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
     distractor sentences are chosen by a hash of the note and question."""
     import random
 
-    from crit.engine.combine import evidence_view
+    from crit.engine.combine import evidence_view, over_passages
     from crit.engine.evidence import Passage, sentences
     from crit.engine.prompts import messages
-    from crit.engine.questions import evidence_schema
 
     spans = sentences(note_text)
     source = row["source"] or ""
@@ -133,14 +132,7 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
     passages = [Passage(start=a, end=b, term="", term_start=a, term_end=a) for a, b in shown]
     view, _ = evidence_view(note_text, passages)
     quotes = [note_text[a:b] for a, b in shown]
-    numeric = row["type"] in ("numeric", "na-numeric")
-    numbers = []
-    if numeric:
-        import re
-
-        numbers = [float(n.replace(",", "")) for t in quotes for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", t)]
-    q = pair_question(row["type"], row["question"], row["unit"])
-    q = q.model_copy(update={"answer_schema": evidence_schema(q.kind, quotes, numbers)})
+    q = over_passages(pair_question(row["type"], row["question"], row["unit"]), quotes)
     quote = note_text[holding[0][0]:holding[0][1]] if holding and row["type"] in ("boolean", "numeric") else ""
     target = json.loads(target_json(row["type"], row["answer"], row["unit"], quote))
     target = {"source": target.pop("source"), **target}  # the quote first, as evidence_schema orders it
