@@ -17,6 +17,7 @@ CritError. Nothing here prints or logs note text.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -264,6 +265,20 @@ class NoteReader:
             f"length({raw_text}) AS text_length, {sex} AS sex, {problem} AS problem FROM {self._from}"
         )
 
+    @contextlib.contextmanager
+    def _open_text(self, newline: str) -> Iterator[Any]:
+        """The source opened as UTF-8 text (gzip when it ends in .gz); bytes that are not UTF-8 stay as
+        surrogates, so each record can say so for itself; an OS error is a CritError."""
+        import gzip
+
+        path = Path(self.source)
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline=newline) as f:  # type: ignore[operator]
+                yield f
+        except OSError as e:
+            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+
     def _csv_records(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
         """(first line, fields or None, problem) per CSV record, the header first.
 
@@ -274,67 +289,55 @@ class NoteReader:
         inside it). A UTF-8 byte-order mark is dropped; bytes that are not UTF-8 spoil only their
         own record."""
         import csv
-        import gzip
 
-        path = Path(self.source)
-        delimiter = "\t" if ".tsv" in path.name.lower() else ","
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        delimiter = "\t" if ".tsv" in Path(self.source).name.lower() else ","
         csv.field_size_limit(max(self.max_chars * 4, 1 << 20))
-        try:
-            with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as f:  # type: ignore[operator]
-                reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
-                first_line, header = 1, True
-                while True:
-                    try:
-                        fields = next(reader)
-                    except StopIteration:
-                        return
-                    except csv.Error as e:
-                        what = ("an unterminated quote: every line after it is inside the field"
-                                if "unexpected end of data" in str(e) else f"malformed CSV ({e})")
-                        yield first_line, None, what
-                        first_line = reader.line_num + 1
-                        continue
-                    if header and fields:
-                        fields[0] = fields[0].removeprefix("\ufeff")
-                    header = False
-                    if any(_has_surrogate(v) for v in fields):
-                        yield first_line, None, "not UTF-8"
-                    else:
-                        yield first_line, fields, None
+        with self._open_text(newline="") as f:
+            reader = csv.reader(f, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+            first_line, header = 1, True
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    what = ("an unterminated quote: every line after it is inside the field"
+                            if "unexpected end of data" in str(e) else f"malformed CSV ({e})")
+                    yield first_line, None, what
                     first_line = reader.line_num + 1
-        except OSError as e:
-            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+                    continue
+                if header and fields:
+                    fields[0] = fields[0].removeprefix("\ufeff")
+                header = False
+                if any(_has_surrogate(v) for v in fields):
+                    yield first_line, None, "not UTF-8"
+                else:
+                    yield first_line, fields, None
+                first_line = reader.line_num + 1
 
     def _jsonl_records(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
         """(line, object or None, problem) per non-blank line of a JSONL file: a UTF-8 byte-order mark is
         dropped, a line that is not UTF-8, not JSON or not an object is one bad row."""
-        import gzip
         import json
 
-        path = Path(self.source)
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        try:
-            with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="\n") as f:  # type: ignore[operator]
-                for line_no, line in enumerate(f, 1):
-                    if line_no == 1:
-                        line = line.removeprefix("\ufeff")
-                    if not line.strip():
-                        continue
-                    if _has_surrogate(line):
-                        yield line_no, None, "not UTF-8"
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        yield line_no, None, "not valid JSON"
-                        continue
-                    if not isinstance(obj, dict):
-                        yield line_no, None, f"a JSON {type(obj).__name__}, not an object"
-                        continue
-                    yield line_no, obj, None
-        except OSError as e:
-            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+        with self._open_text(newline="\n") as f:
+            for line_no, line in enumerate(f, 1):
+                if line_no == 1:
+                    line = line.removeprefix("\ufeff")
+                if not line.strip():
+                    continue
+                if _has_surrogate(line):
+                    yield line_no, None, "not UTF-8"
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    yield line_no, None, "not valid JSON"
+                    continue
+                if not isinstance(obj, dict):
+                    yield line_no, None, f"a JSON {type(obj).__name__}, not an object"
+                    continue
+                yield line_no, obj, None
 
     def _jsonl_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
         assert self.id_column and self.text_column
