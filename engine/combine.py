@@ -140,16 +140,16 @@ def _checked(a: Answer, q: Question, pieces: list[tuple[int, int, int]], note_te
 class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
-    def __init__(self, model: Backend | Callable[[], Backend] | None = None, *, gate: bool = True,
-                 policy: Policy = DEFAULT_POLICY):
-        """`model` is a backend, or a function that starts one: then it is started (a model loaded) only
-        when a question first needs it, so a run the rules answer whole loads no model."""
+    def __init__(self, model: Backend | None = None, *, start_model: Callable[[], Backend] | None = None,
+                 gate: bool = True, policy: Policy = DEFAULT_POLICY):
+        """`model`: a started backend; or `start_model`, which starts one only when a question first
+        needs it, so a run the rules answer whole loads no model. Neither: the rules alone."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
-        self._start = model if callable(model) and not hasattr(model, "answer") else None
-        self.model: Backend | None = None if self._start else model  # type: ignore[assignment]
+        self.model = model
+        self._start = start_model
         self.gate = gate
-        self.policy: Policy = policy if model is not None else "rules"
+        self.policy: Policy = policy if (model or start_model) is not None else "rules"
         self.rules = RulesBackend()
         self.model_calls = 0  # notes sent to the model
         self.model_questions = 0  # questions sent to the model (its answer may not be kept)

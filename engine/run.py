@@ -148,8 +148,8 @@ def run(
             if requests:
                 t0 = time.perf_counter()
                 if engine is None:
-                    model = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
-                    engine = EvidenceEngine(model, gate=gate, policy=policy)
+                    start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
+                    engine = EvidenceEngine(start_model=start, gate=gate, policy=policy)
                 before = engine.model_calls
                 answers, passages = _answer(engine, requests, keys, progress)
                 calls += engine.model_calls - before
