@@ -26,11 +26,12 @@ import json
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from crit.engine.answers import ParsedAnswer, parse_answer
 from crit.engine.backends.constraints import generation_regex
 from crit.engine.questions import Question, make_question
-from rich.console import Console
-from rich.table import Table
 
 DEFAULT_NOTES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mtsamples.jsonl"
 # Notes measured in NOTES-engine.md, prompts 1050-1450 tokens.
@@ -69,6 +70,7 @@ def verdict(a: ParsedAnswer) -> tuple:
 
 def run_naive(loaded, notes, questions: list[Question], max_new_tokens: int) -> tuple[float, list[tuple], int]:
     import outlines
+
     from crit.engine.prompts import messages
 
     om = outlines.from_transformers(loaded.model, loaded.tokenizer)

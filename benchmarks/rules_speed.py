@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
 from crit.engine.plan import Plan, load_plan
 from crit.engine.rules import evaluate
 from crit.grammar import ast, units

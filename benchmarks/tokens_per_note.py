@@ -27,11 +27,12 @@ def main() -> None:
     ap.add_argument("--answers", default=None, help="a crit store whose answers give output tokens")
     a = ap.parse_args()
 
+    from transformers import AutoTokenizer
+
     from crit.engine.backends.transformers import common_prefix_length
     from crit.engine.model import embedded_model_dir
     from crit.engine.plan import load_plan
     from crit.engine.prompts import messages
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     questions = load_plan(CRIT).model_questions

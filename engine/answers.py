@@ -25,8 +25,9 @@ import math
 from typing import Any, Iterator, Literal
 
 import jsonschema
-from crit.engine.questions import Question
 from pydantic import BaseModel, ConfigDict
+
+from crit.engine.questions import Question
 
 Match = Literal["exact", "normalised"]
 # How an answer was reached: no passage mentions the question (the gate), the rules

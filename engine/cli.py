@@ -14,12 +14,13 @@ import sys
 from typing import Any
 
 import click
-from crit.grammar.errors import CritError, render
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from crit.grammar.errors import CritError, render
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -212,11 +213,6 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         crit run criteria/aristotle.crit examples/mtsamples-sample.jsonl --db results.duckdb --limit 5
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
     """
-    from crit.engine.backends.registry import BACKENDS
-    from crit.engine.backends.scale import factory_for
-    from crit.engine.plan import load_plan
-    from crit.engine.run import run
-    from crit.engine.shards import parse_shard
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -225,6 +221,12 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    from crit.engine.backends.registry import BACKENDS
+    from crit.engine.backends.scale import factory_for
+    from crit.engine.plan import load_plan
+    from crit.engine.run import run
+    from crit.engine.shards import parse_shard
 
     plan = load_plan(file)
     factory = factory_for(BACKENDS, backend, model=model, adapter=adapter,

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import BaseModel
+
 from crit.engine.notes import BadRow, NoteReader
 from crit.engine.shards import Shard
-from pydantic import BaseModel
 
 # Rows per batch: large, since no model waits on it; memory stays at a few batches of text.
 BATCH = 20_000

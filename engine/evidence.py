@@ -29,8 +29,9 @@ import functools
 import re
 from collections.abc import Sequence
 
-from crit.engine.questions import SEX_PHRASE, Question
 from pydantic import BaseModel, ConfigDict
+
+from crit.engine.questions import SEX_PHRASE, Question
 
 # Bump when the passages found for a note can change: it is part of every answer key.
 EVIDENCE_VERSION = "evidence-1"

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from crit.grammar.errors import CritError
 from pydantic import BaseModel, ConfigDict
+
+from crit.grammar.errors import CritError
 
 # Column names tried, in order, when the user names none (compared case-insensitively).
 ID_COLUMNS = ("note_id", "id", "row_id", "document_id", "doc_id", "hadm_id")

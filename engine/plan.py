@@ -12,13 +12,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from crit.engine.questions import SEX_PHRASE, Question, make_question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError, Diagnostic
 from crit.grammar.lint import lint
 from crit.grammar.parse import parse_text, read_source
 from crit.grammar.resolve import Symbols, check
-from pydantic import BaseModel, ConfigDict, Field
 
 SEX_QUESTION = make_question(
     "sex",

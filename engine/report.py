@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from crit.engine.plan import Plan, load_plan, plan_from_text
-from crit.grammar import ast, units
-from crit.grammar.errors import CritError
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
+
+from crit.engine.plan import Plan, load_plan, plan_from_text
+from crit.grammar import ast, units
+from crit.grammar.errors import CritError
 
 __all__ = ["Threshold", "thresholds", "write_report"]
 

@@ -44,11 +44,12 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
 import duckdb
+from pydantic import BaseModel, ConfigDict
+
 from crit.engine.plan import Plan, RangeRule
 from crit.engine.questions import SEX_PHRASE, Question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
-from pydantic import BaseModel, ConfigDict
 
 __all__ = ["EvaluationSummary", "evaluate", "rules_sql"]
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from crit.engine.answers import Answer
 from crit.engine.backends.base import Backend, Request, answer_key
 from crit.engine.backends.registry import BackendFactory
@@ -29,7 +31,6 @@ from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
 from crit.engine.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
-from pydantic import BaseModel, ConfigDict
 
 
 class Progress(BaseModel):

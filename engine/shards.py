@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-from crit.grammar.errors import CritError
 from pydantic import BaseModel, ConfigDict
+
+from crit.grammar.errors import CritError
 
 if TYPE_CHECKING:
     from crit.engine.store import Store

@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
 from crit.engine.answers import Answer
 from crit.engine.notes import Note
 from crit.engine.questions import Question
 from crit.grammar.errors import CritError
-from pydantic import BaseModel, ConfigDict
 
 SCHEMA_VERSION = 2  # 2: answers.method and answers.candidates; the passages table
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterator, Literal, Union
 
-from crit.grammar.errors import Span
 from pydantic import BaseModel, ConfigDict, Field
+
+from crit.grammar.errors import Span
 
 
 def _without_spans(value: Any) -> Any:

@@ -11,10 +11,11 @@ import ast as pyast
 from functools import lru_cache
 from pathlib import Path
 
-from crit.grammar import ast
-from crit.grammar.errors import CritError, Diagnostic, Span
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from crit.grammar import ast
+from crit.grammar.errors import CritError, Diagnostic, Span
 
 MAX_SOURCE_CHARS = 1_000_000  # a criteria file is a page of text; refuse megabytes of junk
 

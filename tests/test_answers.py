@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from crit.engine.answers import Answer, locate_source, parse_answer
 from crit.engine.backends.base import answer_key
 from crit.engine.questions import make_question

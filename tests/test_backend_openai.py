@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from crit.engine.backends.base import Backend, Request, answer_key
 from crit.engine.backends.openai import OpenAIBackend, normalise_base_url
 from crit.engine.questions import make_question
@@ -209,6 +210,7 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     """`crit run --backend openai` end to end: answers, notes and eligibility in DuckDB, same tables and
     columns as an embedded run, every (note, question) answered once, resumable (a second run asks nothing)."""
     import duckdb
+
     from crit.engine.backends.scale import OpenAIFactory
     from crit.engine.plan import load_plan
     from crit.engine.run import run

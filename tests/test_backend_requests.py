@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from crit.engine.backends import payloads
 from crit.engine.backends import vllm as vb
 from crit.engine.backends.base import Request, answer_key

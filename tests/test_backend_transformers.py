@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crit.engine.answers import Answer, parse_answer
 from crit.engine.backends.base import Backend, answer_key
 from crit.engine.questions import make_question
@@ -123,8 +124,9 @@ def test_shared_prefix_attention_equals_a_cache_copied_per_row(loaded):
     import copy
 
     import torch
-    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
     from transformers import DynamicCache
+
+    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
 
     model, rows, prefix_len = loaded.model, 3, 200
     gen = torch.Generator().manual_seed(0)

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from crit.engine.backends.constraints import generation_regex, json_layout
 from crit.engine.backends.decoding import Skeleton, _draft, _Row
 from crit.engine.questions import boolean_schema, numeric_schema

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.engine.backends.base import Request, answer_key
 from crit.engine.backends.payloads import to_answer
 from crit.engine.backends.ray_data import RowCodec, http_config_kwargs, rows_for
@@ -16,8 +18,6 @@ from crit.engine.plan import load_plan
 from crit.engine.questions import make_question
 from crit.engine.shards import parse_shard
 from crit.engine.store import RunInfo, Store
-
-from crit.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CRIT = ROOT / "criteria" / "aristotle.crit"

@@ -1,7 +1,8 @@
 """crit eval's table names each source as given, brackets included (they are not rich markup)."""
 
-from crit.trainer.evaluate import MetricRow, table
 from rich.console import Console
+
+from crit.trainer.evaluate import MetricRow, table
 
 
 def test_schema_variants_stay_apart_in_the_table() -> None:

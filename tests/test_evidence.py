@@ -12,6 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import ScriptedBackend, ScriptedFactory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from crit.engine.backends.registry import RulesFactory
 from crit.engine.backends.rules import RulesBackend
 from crit.engine.combine import EvidenceEngine, evidence_view
@@ -19,8 +22,6 @@ from crit.engine.evidence import find_passages, phrase_terms, sentences, term_re
 from crit.engine.plan import load_plan
 from crit.engine.run import run
 from crit.trainer.evaluate import gold_split
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "gold"

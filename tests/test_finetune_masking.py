@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from crit.trainer.finetune import IGNORE_INDEX, Tokenised, collate, tokenise_example
 
 
@@ -24,10 +25,11 @@ def test_example_without_answer_is_refused():
 
 @pytest.mark.slow
 def test_masked_positions_equal_the_prompt_the_engine_sends():
+    from transformers import AutoTokenizer
+
     from crit.engine.model import embedded_model_dir
     from crit.engine.prompts import messages
     from crit.engine.questions import make_question
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     q = make_question("creat", "numeric", "creatinine", order="highest", unit="mg/dL")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from crit.engine.prompts import messages
 from crit.engine.questions import make_question
 from crit.trainer.finetune import TrainConfig, finetune

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.engine.plan import check_source, load_plan
 from crit.grammar import ast
 from crit.grammar.parse import parse_text
-
-from crit.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERIA = sorted((ROOT / "criteria").rglob("*.crit"))

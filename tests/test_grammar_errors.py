@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.engine.plan import check_source
 from crit.grammar.errors import CritError, render
 from crit.grammar.parse import read_source
-
-from crit.cli import cli
 
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 

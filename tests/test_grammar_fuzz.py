@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from crit.engine.plan import check_source
-from crit.grammar.errors import render
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from crit.engine.plan import check_source
+from crit.grammar.errors import render
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [p.read_text() for p in sorted((ROOT / "criteria").glob("*.crit"))]

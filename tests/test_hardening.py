@@ -10,14 +10,14 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from crit.engine.backends.registry import RulesFactory
-from crit.engine.plan import load_plan
-from crit.engine.rules import rules_sql
-from crit.engine.run import run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crit.cli import cli
+from crit.engine.backends.registry import RulesFactory
+from crit.engine.plan import load_plan
+from crit.engine.rules import rules_sql
+from crit.engine.run import run
 
 INJECTION = r"x\nCOPY (SELECT note_id, text FROM notes) TO '{leak}';\nCREATE TABLE pwned AS SELECT 1 AS x; --"
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crit.trainer.metrics import (
     accuracy,
     balanced_accuracy,
@@ -17,8 +20,6 @@ from crit.trainer.metrics import (
     numeric_match,
     sensitivity_specificity,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 P, A, N = "present", "absent", "not mentioned"
 BOOLEAN_LABELS = (P, A, N)

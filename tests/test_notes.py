@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from crit.engine.notes import NoteReader, read_notes
 from crit.grammar.errors import CritError
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from crit.engine.answers import Answer, locate_source
 from crit.engine.backends.base import answer_key
 from crit.engine.notes import Note

@@ -14,12 +14,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.engine.plan import Plan, check_source, load_plan
 from crit.engine.rules import _Compiler, evaluate, rules_sql
 from crit.grammar import ast
 from crit.grammar.errors import CritError
-
-from crit.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.engine.backends.registry import TransformersFactory
 from crit.engine.plan import load_plan
 from crit.engine.run import run
-
-from crit.cli import cli
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from crit.engine.backends.base import answer_key
 from crit.engine.backends.payloads import to_answer
 from crit.engine.notes import read_notes

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from crit.engine.answers import Answer
 from crit.engine.backends.base import answer_key
 from crit.engine.notes import Note

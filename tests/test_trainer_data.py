@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import duckdb
 import jsonschema
 import pytest
+
 from crit.engine.prompts import messages
 from crit.grammar.errors import CritError
 from crit.trainer.select import SelectConfig, pair_question, select, split_notes

@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+
+from crit.cli import cli
 from crit.trainer.finetune import TrainConfig, finetune
 from crit.trainer.select import SelectConfig, select
 from crit.trainer.synth import SynthConfig, _answer_fits, synth
-
-from crit.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "tests" / "fixtures" / "trainer" / "notes.jsonl"

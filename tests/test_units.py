@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from crit.grammar.units import (
     Conversion,
     Linear,
@@ -12,7 +14,6 @@ from crit.grammar.units import (
     linear,
     normalise_unit,
 )
-from pydantic import ValidationError
 
 # --- spelling ---------------------------------------------------------------------
 

@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from crit.grammar.errors import CritError
 from crit.trainer import metrics
-from pydantic import BaseModel, ConfigDict, Field
 
 BooleanSchema = Literal["enum", "truefalse"]
 ERROR = "error"  # the boolean label of an error row or a missing answer
@@ -160,9 +161,10 @@ Predictions = dict[tuple[str, str], Any]  # (note_id, question) -> boolean label
 
 
 def _run_model(spec: ModelSpec, notes: list[tuple[str, str]], questions: list[Any], device: str) -> tuple[Predictions, str, list[dict[str, Any]]]:
+    from rich.progress import Progress
+
     from crit.engine.backends.transformers import TransformersBackend
     from crit.engine.model import load_model
-    from rich.progress import Progress
 
     loaded = load_model(spec.model, spec.adapter, device)
     backend = TransformersBackend(loaded)

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crit.grammar.errors import CritError
 from pydantic import BaseModel, ConfigDict, Field
+
+from crit.grammar.errors import CritError
 
 IGNORE_INDEX = -100  # positions with this label do not count in the loss (torch cross_entropy default)
 
@@ -127,10 +128,11 @@ def finetune(cfg: TrainConfig) -> Path:
         crit train --base models/llama --data data/ --out adapters/q --qlora --max-steps 500
     """
     import torch
-    from crit.engine.model import embedded_model_dir, model_dir, resolve_device, set_threads
     from peft import LoraConfig, get_peft_model
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from crit.engine.model import embedded_model_dir, model_dir, resolve_device, set_threads
 
     # 1. Seed, device, data.
     t0 = time.perf_counter()

@@ -25,9 +25,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from crit.grammar.errors import CritError
 from crit.trainer.synth import PAIR_TYPES, PairType
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class SelectConfig(BaseModel):

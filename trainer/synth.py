@@ -246,9 +246,10 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     import duckdb
     import outlines
     import torch
+    from rich.progress import Progress
+
     from crit.engine.backends.constraints import generation_regex
     from crit.engine.model import load_model
-    from rich.progress import Progress
 
     t0 = time.perf_counter()
     notes, bad_rows = read_notes(cfg.notes)

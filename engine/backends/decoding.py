@@ -117,8 +117,9 @@ def decode_layout(
     Guesses are checked against the model's own greedy choice, so they change the speed,
     never the answer (up to floating-point rounding)."""
     import torch
-    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
     from outlines_core import Guide
+
+    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
 
     if len(rows) != len(skeletons):
         raise ValueError("one skeleton per row")

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
 from crit.engine.answers import Answer
 from crit.engine.backends.base import Request
 from crit.engine.backends.payloads import (
