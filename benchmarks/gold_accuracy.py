@@ -127,15 +127,16 @@ def gate_recall(notes: dict[str, str], gold: list[dict], questions: dict[str, Qu
 
 
 _MODEL = None
+ADAPTER: str | None = None  # --adapter: a LoRA adapter on the embedded model
 
 
 def _model():
-    """The embedded model's transformers backend, loaded once."""
+    """The embedded model's transformers backend (with --adapter, if given), loaded once."""
     global _MODEL
     if _MODEL is None:
         from crit.engine.backends.registry import TransformersFactory
 
-        _MODEL = TransformersFactory().create()
+        _MODEL = TransformersFactory(adapter=ADAPTER).create()
     return _MODEL
 
 
@@ -167,7 +168,10 @@ def main() -> None:
     ap.add_argument("--gold", type=Path, default=GOLD,
                     help="a folder with notes.jsonl and aristotle_gold.jsonl; other than tests/gold, every note "
                          "counts as split 'fresh' (tests/gold/fresh: labelled after tuning was frozen)")
+    ap.add_argument("--adapter", help="run the model answerers with this LoRA adapter (e.g. engine/student)")
     args = ap.parse_args()
+    global ADAPTER
+    ADAPTER = args.adapter
     fresh = args.gold.resolve() != GOLD.resolve()
     split_of = (lambda nid: "fresh") if fresh else gold_split
     if fresh:

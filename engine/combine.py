@@ -116,7 +116,7 @@ def over_passages(q: Question, quotes: Sequence[str]) -> Question:
     return q.model_copy(update={"answer_schema": evidence_schema(q.kind, list(quotes), numbers)})
 
 
-def _model_request(note_text: str, ask: Sequence[Question], evidence: dict[str, list[Passage]]
+def model_request(note_text: str, ask: Sequence[Question], evidence: dict[str, list[Passage]]
                    ) -> tuple[str, list[tuple[int, int, int]], list[Question]]:
     """What the model reads for these questions of one note: one view of all their passages (so they
     share its prefix), with each question's schema over its own passages; a `gate off` question
@@ -181,7 +181,7 @@ class EvidenceEngine:
             else:
                 ask = []
             if ask:
-                view, pieces, asked = _model_request(r.text, ask, evidence)
+                view, pieces, asked = model_request(r.text, ask, evidence)
                 to_model.append(Request(r.note_id, view, asked))
                 mapping.append((len(staged), pieces, asked))
             staged.append((r, evidence, final, open_questions, rules))

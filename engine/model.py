@@ -158,6 +158,21 @@ def model_dir(model: str) -> Path:
     return path
 
 
+# The student distilled for the embedded model (trainer/build_student.sh), shipped with crit:
+# the default adapter of the embedded model. Its manifest.json says how it was made.
+STUDENT_DIR = Path(__file__).resolve().parent / "student"
+
+
+def default_adapter(model: str | None, adapter: str | None) -> str | None:
+    """The adapter a run of `model` uses: "none" is none; "student" (the default) is the shipped student
+    on the embedded model, and nothing on any other model (it was trained for SmolLM2-135M only)."""
+    if adapter is None or adapter.lower() == "none":
+        return None
+    if adapter == "student":
+        return str(STUDENT_DIR) if model is None else None
+    return adapter
+
+
 def _adapter_dir(adapter: str) -> Path:
     path = Path(adapter).expanduser()
     if not (path / "adapter_config.json").exists():

@@ -95,7 +95,7 @@ def _synth_db(path, n_notes=12):
         for kind, q, a, unit, src, diff in rows:
             start = NOTE.find(src) if src else None
             con.execute(
-                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'S', 'e', ?, 't', 'v', ?)",
+                "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'S', 'e', ?, 't', 'v', ?, NULL)",
                 [nid, kind, q, a, unit, src, start, None if start is None else start + len(src), diff, now],
             )
     con.close()

@@ -11,29 +11,81 @@ import json
 import click
 from rich.console import Console
 
+from crit.trainer.synth import PAIR_TYPES
+
 out = Console(highlight=False, soft_wrap=True)
 
 
 @click.command(name="synth")
-@click.argument("notes")
-@click.option("--teacher", default=None, help="Teacher model folder (default: the embedded SmolLM2-135M-Instruct).")
+@click.argument("notes", required=False)
+@click.option("--teacher", default=None,
+              help="Teacher model folder (default: the embedded SmolLM2-135M-Instruct), or 'programmatic': "
+                   "synthetic notes with answers known by construction.")
 @click.option("--db", default="synth.duckdb", show_default=True, help="DuckDB file for the pairs; reruns resume.")
-@click.option("--limit", type=int, default=None, help="Only the first N notes.")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Generation limit per pair.")
+@click.option("--limit", type=int, default=None, help="Only the first N notes (model teacher).")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Generation limit per pair (model teacher).")
+@click.option("--criteria", default="criteria/aristotle.crit", show_default=True,
+              help="Programmatic teacher: the .crit file whose questions it writes about.")
+@click.option("--count", type=int, default=2000, show_default=True, help="Programmatic teacher: notes to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Programmatic teacher: the seed.")
+@click.option("--real-share", type=float, default=0.5, show_default=True,
+              help="Programmatic teacher: share of notes built on a real note from NOTES.")
+@click.option("--exclude", "exclude", multiple=True,
+              help="Programmatic teacher: a notes file whose note ids are never used (evaluation notes); repeatable.")
+@click.option("--backend", default=None,
+              help="Any `crit run` backend as teacher (transformers, openai, vllm, ...): it answers --criteria's "
+                   "questions over NOTES through the engine, exactly as the student will be asked.")
+@click.option("--model", default=None, help="With --backend: the teacher model (a folder, or the server's model name).")
+@click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--response-format", default=None, help="With --backend openai: json_schema or json_object.")
+@click.option("--concurrency", type=int, default=None, help="With --backend openai: requests in flight.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def synth_command(notes: str, teacher: str | None, db: str, limit: int | None, max_new_tokens: int, device: str) -> None:
-    """Have a teacher model write question/answer pairs (four types) about each note.
+def synth_command(notes: str | None, teacher: str | None, db: str, limit: int | None, max_new_tokens: int,
+                  criteria: str, count: int, seed: int, real_share: float, exclude: tuple[str, ...], backend: str | None,
+                  model: str | None, base_url: str | None, response_format: str | None, concurrency: int | None,
+                  device: str) -> None:
+    """Have a teacher write question/answer pairs (four types) about notes.
 
-    Pairs whose quote is not verbatim in the note, whose answer does not fit its
-    type, or that repeat a question of the same note are dropped and counted.
+    A model teacher reads each note of NOTES; pairs whose quote is not verbatim in the
+    note, whose answer does not fit its type, or that repeat a question of the same note
+    are dropped and counted. The programmatic teacher writes its own notes for the
+    questions of --criteria (inserting facts into real notes of NOTES, when given).
 
     \b
-    Example:
+    Examples:
         crit synth notes.jsonl --db synth.duckdb --limit 20
+        crit synth ../shared/data/mtsamples.jsonl --teacher programmatic --count 2000 \\
+            --exclude tests/gold/notes.jsonl --db synth.duckdb
+        crit synth notes.jsonl --backend openai --base-url http://127.0.0.1:8000/v1 --model llama-70b
     """
-    from crit.trainer.synth import SynthConfig, synth
+    if backend is not None:
+        if notes is None:
+            raise click.UsageError("give NOTES: the notes the teacher answers questions over")
+        if teacher is not None:
+            raise click.UsageError("--teacher and --backend are two kinds of teacher: give one")
+        from crit.engine.backends.registry import BACKENDS
+        from crit.engine.backends.scale import factory_for
+        from crit.trainer.teach import synth_from_backend
 
-    s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device))
+        if backend not in BACKENDS:
+            raise click.UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        factory = factory_for(BACKENDS, backend, model=model, base_url=base_url, response_format=response_format,
+                              concurrency=concurrency, device=device if device != "auto" else None)
+        s = synth_from_backend(criteria, notes, factory, db, limit)
+    elif teacher == "programmatic":
+        from crit.trainer.generate import GenerateConfig, synth_programmatic
+        from crit.trainer.synth import read_notes
+
+        excluded = tuple(nid for path in exclude for nid, _ in read_notes(path)[0])
+        cfg = GenerateConfig(criteria=criteria, notes=count, seed=seed, real_notes=notes, real_share=real_share,
+                             exclude=excluded)
+        s = synth_programmatic(cfg, db)
+    else:
+        if notes is None:
+            raise click.UsageError("give NOTES: the notes the teacher model reads")
+        from crit.trainer.synth import SynthConfig, synth
+
+        s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device))
     out.print(
         f"{s.notes_done} note(s) done, {s.notes_skipped} skipped; {s.pairs_kept} pair(s) kept, "
         f"dropped {json.dumps(s.pairs_dropped)}; {s.seconds:.0f} s -> {db}"
@@ -47,7 +99,12 @@ def synth_command(notes: str, teacher: str | None, db: str, limit: int | None, m
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of notes held out.")
 @click.option("--layout", type=click.Choice(["evidence", "note"]), default="evidence", show_default=True,
               help="What the student reads: a few sentences with the quote first (as `crit run` asks), or the whole note.")
-def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, layout: str) -> None:
+@click.option("--types", default=",".join(PAIR_TYPES), show_default=True, help="Pair types kept, comma-separated.")
+@click.option("--verify", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="The label check: auto = on for a model teacher, counted only for the programmatic one.")
+@click.option("--no-quote", is_flag=True, help="Targets without the supporting quote (ablation).")
+def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, layout: str, types: str, verify: str,
+                   no_quote: bool) -> None:
     """Keep the hardest pairs per type, split 90/10 by note, export chat-format JSONL.
 
     \b
@@ -56,8 +113,14 @@ def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, la
     """
     from crit.trainer.select import SelectConfig, select
 
-    s = select(SelectConfig(db=db, out=out_dir, per_type=per_type, val_fraction=val_fraction, layout=layout))
-    out.print(f"train {s.train} example(s) from {s.train_notes} note(s), val {s.val} from {s.val_notes}; per type {s.per_type} -> {s.out}")
+    kinds = tuple(t.strip() for t in types.split(",") if t.strip())
+    unknown = [t for t in kinds if t not in PAIR_TYPES]
+    if unknown:
+        raise click.UsageError(f"unknown pair type(s) {', '.join(unknown)}: use {', '.join(PAIR_TYPES)}")
+    s = select(SelectConfig(db=db, out=out_dir, per_type=per_type, val_fraction=val_fraction, layout=layout,
+                            types=kinds, verify=verify, quote=not no_quote))  # type: ignore[arg-type]
+    out.print(f"train {s.train} example(s) from {s.train_notes} note(s), val {s.val} from {s.val_notes}; per type {s.per_type}; "
+              f"label check dropped {json.dumps(s.dropped)}, disagreed {json.dumps(s.disagreements)} -> {s.out}")
 
 
 @click.command(name="train")
@@ -97,7 +160,9 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
 @click.argument("gold")
 @click.option("--db", "dbs", multiple=True, help="Results store from `crit run` (repeat to compare).")
 @click.option("--model", "models", multiple=True, help="Model folder to run over the gold notes ('embedded' for the built-in one).")
-@click.option("--adapter", "adapters", multiple=True, help="Adapter to run with the embedded model (or with --model, pairwise).")
+@click.option("--adapter", "adapters", multiple=True,
+              help="Adapter to run with the embedded model (or with --model, pairwise); default: the shipped "
+                   "student on the embedded model, 'none' for the raw model.")
 @click.option("--boolean-schema", "schemas", multiple=True, type=click.Choice(["enum", "truefalse"]),
               help="Answer schema(s) for boolean questions in direct runs (repeat to compare; default enum).")
 @click.option("--notes", default=None, help="Gold notes (default: notes.jsonl beside GOLD).")
@@ -122,7 +187,11 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
         bases = [None] * len(adapters)
     if adapters and len(adapters) != len(bases):
         raise click.UsageError("give one --adapter per --model, or only --adapter (with the embedded model)")
-    pairs = list(zip(bases, adapters)) if adapters else [(b, None) for b in bases]
+    from crit.engine.model import default_adapter
+
+    # The shipped student is the embedded model's default, as in `crit run`; --adapter none is the raw model.
+    pairs = list(zip(bases, adapters)) if adapters else [(b, "student") for b in bases]
+    pairs = [(b, default_adapter(b, a)) for b, a in pairs]
     specs = [ModelSpec(model=b, adapter=a, boolean_schema=s) for b, a in pairs for s in (schemas or ("enum",))]
     cfg = EvalConfig(gold=gold, notes=notes, criteria=criteria, dbs=list(dbs), models=specs,
                      questions=list(questions) or None, limit=limit, out=out, device=device)

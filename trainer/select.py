@@ -43,12 +43,18 @@ class SelectConfig(BaseModel):
     types: tuple[PairType, ...] = PAIR_TYPES
     layout: Literal["evidence", "note"] = Field(default="evidence", description="what the student reads (module docstring)")
     distractors: int = Field(default=3, ge=0, le=12, description="evidence layout: other sentences of the note shown")
+    verify: Literal["auto", "on", "off"] = Field(
+        default="auto", description="the label check (crit.trainer.verify): auto = on for a model teacher's pairs, "
+        "off for the programmatic teacher's, whose labels hold by construction (its disagreements are still counted)")
+    quote: bool = Field(default=True, description="False: targets carry no supporting quote (the paper's no-S ablation)")
 
 
 class SelectSummary(BaseModel):
     train: int
     val: int
     per_type: dict[str, int]
+    dropped: dict[str, int] = {}  # by the label check, by reason
+    disagreements: dict[str, int] = {}  # the label check's objections to pairs kept by construction
     train_notes: int
     val_notes: int
     out: str
@@ -142,6 +148,39 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
     return {"messages": msgs, "note_id": row["note_id"], "type": row["type"]}
 
 
+def engine_example(note_text: str, row: dict[str, Any], quote: bool = True) -> dict[str, Any] | None:
+    """One example exactly as `crit run` asks the pair's engine question (row["question_json"]): the
+    passages the engine finds, the schema over them (crit.engine.combine.model_request), and as the
+    answer the passage holding the pair's quote, then the label. None when the engine could not
+    answer it this way (the quote is not among the passages the schema offers)."""
+    from crit.engine.combine import model_request
+    from crit.engine.evidence import find_passages
+    from crit.engine.prompts import messages
+    from crit.trainer.verify import question_of
+
+    q = question_of(row)
+    assert q is not None
+    passages = find_passages(note_text, q)
+    if not passages:
+        return None
+    view, _, asked = model_request(note_text, [q], {q.name: passages})
+    schema = asked[0].answer_schema["properties"]
+    source = ""
+    if row["span_start"] is not None:
+        holding = [p for p in passages if p.start <= row["span_start"] and row["span_end"] <= p.end]
+        if not holding:
+            return None
+        source = holding[0].text(note_text)
+    target = json.loads(target_json(row["type"], row["answer"], row["unit"], source if quote else ""))
+    if source not in schema["source"]["enum"] or ("answer" in schema and "enum" in schema["answer"]
+                                                   and target["answer"] not in schema["answer"]["enum"]):
+        return None
+    ordered = {k: target[k] for k in schema}
+    msgs = messages(view, asked[0])
+    msgs.append({"role": "assistant", "content": json.dumps(ordered, ensure_ascii=False)})
+    return {"messages": msgs, "note_id": row["note_id"], "type": row["type"]}
+
+
 def select(cfg: SelectConfig) -> SelectSummary:
     """Pick the hardest pairs per type, split by note, write train.jsonl and val.jsonl.
 
@@ -153,8 +192,10 @@ def select(cfg: SelectConfig) -> SelectSummary:
         raise CritError(f"{cfg.db}: no such synth database; run `crit synth` first")
     con = duckdb.connect(cfg.db, read_only=True)
     try:
+        has_question = "question_json" in {r[0] for r in con.execute("DESCRIBE pairs").fetchall()}
         cur = con.execute(
-            "SELECT p.note_id, p.type, p.question, p.answer, p.unit, p.source, p.difficulty, n.text"
+            "SELECT p.note_id, p.type, p.question, p.answer, p.unit, p.source, p.span_start, p.span_end,"
+            f" p.difficulty, p.teacher, {'p.question_json' if has_question else 'NULL AS question_json'}, n.text"
             " FROM pairs p JOIN notes n USING (note_id)"
         )
         cols = [d[0] for d in cur.description]
@@ -163,6 +204,23 @@ def select(cfg: SelectConfig) -> SelectSummary:
         raise CritError(f"{cfg.db}: has no pairs/notes tables; is it a database written by `crit synth`?") from None
     finally:
         con.close()
+
+    # The label check, before any choice, so a dropped pair never takes a place.
+    from crit.trainer.verify import check_label
+
+    dropped: dict[str, int] = {}
+    disagreements: dict[str, int] = {}
+    checked = []
+    for r in rows:
+        reason = check_label(r, r["text"]) if cfg.verify != "off" else None
+        by_construction = str(r["teacher"]).startswith("programmatic@")
+        if reason is not None and (cfg.verify == "on" or not by_construction):
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        if reason is not None:
+            disagreements[reason] = disagreements.get(reason, 0) + 1
+        checked.append(r)
+    rows = checked
 
     chosen: list[dict[str, Any]] = []
     per_type: dict[str, int] = {}
@@ -179,15 +237,25 @@ def select(cfg: SelectConfig) -> SelectSummary:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {"train": 0, "val": 0}
+    unfit = 0
     with (out / "train.jsonl").open("w", encoding="utf-8") as ftrain, (out / "val.jsonl").open("w", encoding="utf-8") as fval:
         for r in sorted(chosen, key=lambda r: (r["note_id"], r["type"], r["question"])):
             side = "val" if r["note_id"] in val_ids else "train"
-            ex = evidence_example(r["text"], r, cfg.distractors) if cfg.layout == "evidence" else example(r["text"], r)
+            if cfg.layout == "note":
+                ex = example(r["text"], r)
+            elif r["question_json"]:
+                ex = engine_example(r["text"], r, cfg.quote)
+            else:
+                ex = evidence_example(r["text"], r, cfg.distractors)
+            if ex is None:
+                unfit += 1
+                continue
             (fval if side == "val" else ftrain).write(json.dumps(ex, ensure_ascii=False) + "\n")
             counts[side] += 1
     summary = SelectSummary(
         train=counts["train"], val=counts["val"], per_type=per_type,
         train_notes=len(train_ids), val_notes=len(val_ids), out=str(out),
+        dropped={**dropped, **({"not_in_engine_schema": unfit} if unfit else {})}, disagreements=disagreements,
     )
     (out / "select.json").write_text(json.dumps({"config": cfg.model_dump(), "summary": summary.model_dump()}, indent=2))
     if counts["train"] == 0:

@@ -93,6 +93,9 @@ class Pair(BaseModel):
     teacher: str
     prompt_version: str
     created_at: datetime
+    # The engine Question the pair asks, when the teacher asked one from a .crit file: the
+    # trainer then writes the example exactly as the engine asks it (crit.trainer.select).
+    question_json: str | None = None
 
 
 class SynthSummary(BaseModel):
@@ -232,10 +235,41 @@ CREATE TABLE IF NOT EXISTS notes (note_id VARCHAR PRIMARY KEY, text VARCHAR, tex
     teacher VARCHAR, prompt_version VARCHAR, done_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS pairs (note_id VARCHAR, type VARCHAR, question VARCHAR, answer VARCHAR,
     unit VARCHAR, source VARCHAR, span_start INTEGER, span_end INTEGER, section VARCHAR,
-    explanation VARCHAR, difficulty INTEGER, teacher VARCHAR, prompt_version VARCHAR, created_at TIMESTAMPTZ);
+    explanation VARCHAR, difficulty INTEGER, teacher VARCHAR, prompt_version VARCHAR, created_at TIMESTAMPTZ,
+    question_json VARCHAR);
 CREATE TABLE IF NOT EXISTS dropped (note_id VARCHAR, type VARCHAR, reason VARCHAR, raw VARCHAR,
     teacher VARCHAR, prompt_version VARCHAR, created_at TIMESTAMPTZ);
 """
+
+
+def open_db(path: str) -> Any:
+    """The synth database, its tables created (an older one gains the question_json column)."""
+    import duckdb
+
+    con = duckdb.connect(path)
+    con.execute(_SCHEMA_SQL)
+    con.execute("ALTER TABLE pairs ADD COLUMN IF NOT EXISTS question_json VARCHAR")
+    return con
+
+
+def store_note(con: Any, note_id: str, text: str, rows: list[dict[str, Any]], drops: list[tuple[str, str, str]],
+               teacher: str, now: datetime, prompt_version: str = SYNTH_PROMPT_VERSION) -> None:
+    """One note with its pairs and dropped pairs, in one transaction: a note is either fully stored
+    and marked done, or not at all."""
+    con.execute("BEGIN")
+    for r in rows:
+        con.execute(
+            "INSERT INTO pairs VALUES ($note_id, $type, $question, $answer, $unit, $source, $span_start,"
+            " $span_end, $section, $explanation, $difficulty, $teacher, $prompt_version, $created_at, $question_json)",
+            r,
+        )
+    for kind, reason, raw in drops:
+        con.execute("INSERT INTO dropped VALUES (?, ?, ?, ?, ?, ?, ?)", [note_id, kind, reason, raw, teacher, prompt_version, now])
+    con.execute(
+        "INSERT INTO notes VALUES (?, ?, ?, ?, ?, ?)",
+        [note_id, text, hashlib.sha256(text.encode()).hexdigest(), teacher, prompt_version, now],
+    )
+    con.execute("COMMIT")
 
 
 def synth(cfg: SynthConfig) -> SynthSummary:
@@ -243,7 +277,6 @@ def synth(cfg: SynthConfig) -> SynthSummary:
 
     Example (shell): ``crit synth notes.jsonl --db synth.duckdb --limit 20``
     """
-    import duckdb
     import outlines
     import torch
     from rich.progress import Progress
@@ -260,8 +293,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     # generation_regex bounds numbers to 7 digits (the model otherwise writes runaway digits).
     generators = {k: outlines.Generator(om, outlines.regex(generation_regex(pair_schema(k)))) for k in cfg.types}
 
-    con = duckdb.connect(cfg.db)
-    con.execute(_SCHEMA_SQL)
+    con = open_db(cfg.db)
     done = {r[0] for r in con.execute("SELECT note_id FROM notes").fetchall()}
     kept = 0
     dropped: Counter[str] = Counter({"bad_row": bad_rows} if bad_rows else {})
@@ -307,24 +339,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
                         prompt_version=SYNTH_PROMPT_VERSION, created_at=now, **fields,
                     ).model_dump()
                 )
-            # One transaction per note: a note is either fully stored and marked done, or not at all.
-            con.execute("BEGIN")
-            for r in rows:
-                con.execute(
-                    "INSERT INTO pairs VALUES ($note_id, $type, $question, $answer, $unit, $source, $span_start,"
-                    " $span_end, $section, $explanation, $difficulty, $teacher, $prompt_version, $created_at)",
-                    r,
-                )
-            for kind, reason, raw in drops:
-                con.execute(
-                    "INSERT INTO dropped VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [note_id, kind, reason, raw, loaded.identity, SYNTH_PROMPT_VERSION, now],
-                )
-            con.execute(
-                "INSERT INTO notes VALUES (?, ?, ?, ?, ?, ?)",
-                [note_id, text, hashlib.sha256(text.encode()).hexdigest(), loaded.identity, SYNTH_PROMPT_VERSION, now],
-            )
-            con.execute("COMMIT")
+            store_note(con, note_id, text, rows, drops, loaded.identity, now)
             kept += len(rows)
             dropped.update(reason for _, reason, _ in drops)
             new += 1

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rebuild the student that backs `crit run` (engine/student/) from a seed, on CPU.
+#
+#   bash trainer/build_student.sh            # seed 0: the shipped adapter
+#   SEED=1 OUT=build/student-1 bash trainer/build_student.sh
+#
+# 1. the programmatic teacher writes 2,000 notes for aristotle.crit's questions, half of
+#    them real MTSamples notes with facts inserted (the gold notes are never used);
+# 2. select keeps the hardest 150 pairs of each of the four types, split 90/10 by note,
+#    in the engine's exact prompt and answer layout;
+# 3. LoRA r=8 on every linear layer, 60 steps of 8 examples, loss on the answer only.
+# The adapter's manifest.json records the data hashes, steps, loss curve and wall time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=${SEED:-0}
+OUT=${OUT:-engine/student}
+WORK=${WORK:-build/student-work-$SEED}
+MTSAMPLES=${MTSAMPLES:-../shared/data/mtsamples.jsonl}
+SELECT_ARGS=${SELECT_ARGS:-}
+
+mkdir -p "$WORK"
+rm -f "$WORK/synth.duckdb"
+crit synth "$MTSAMPLES" --teacher programmatic --criteria criteria/aristotle.crit --count 2000 --seed "$SEED" \
+  --exclude tests/gold/notes.jsonl --exclude tests/gold/fresh/notes.jsonl --db "$WORK/synth.duckdb"
+# shellcheck disable=SC2086
+crit select --db "$WORK/synth.duckdb" --out "$WORK/data" --per-type 150 $SELECT_ARGS
+crit train --data "$WORK/data" --out "$OUT" --max-steps 60 --batch-size 8 --lr 5e-4 --r 8 --alpha 16 --seed "$SEED"

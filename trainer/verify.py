@@ -1,0 +1,90 @@
+"""The label check before training: a pair whose quote does not support its answer is dropped.
+
+As in the label-correction step of 2403.19511, every teacher's pairs are checked by an
+independent reader before a student learns from them. The reader here is the engine's own
+rules answerer (crit.engine.backends.rules, with NegEx and the context cues), run over the
+pair's quote alone and over the whole note. Reasons, in the order they are tried:
+
+- ``quote_not_verbatim``: the quote is not the note's text at the pair's span;
+- ``number_not_in_quote``: a numeric answer its quote does not write;
+- ``quote_denies``: answer "present", but the quote reads as a denial ("denies CP");
+- ``quote_not_about_patient``: answer "present", but the quote is only family history or
+  a hypothetical ("mother w/ DM", "r/o MI");
+- ``quote_affirms``: answer "absent", but the quote affirms it and denies nothing;
+- ``na_contradicted``: an NA answer, where the rules are sure the note answers it;
+- ``off_question``: the quote never names the question (no term of it, no word of it).
+
+The rules only speak where they are sure (`confident`), so an unsure reading never drops a
+pair. Pairs from a teacher that did not ask an engine question (no question_json) get the
+checks that need no terms: verbatim, number and off_question by the question's words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from crit.engine.backends.rules import decide
+from crit.engine.combine import numbers_written
+from crit.engine.evidence import find_passages
+from crit.engine.questions import Question
+
+REASONS = ("quote_not_verbatim", "number_not_in_quote", "quote_denies", "quote_not_about_patient", "quote_affirms",
+           "na_contradicted", "off_question")
+_STOP = frozenset("the a an of in on is are was does did what note document documents patient any which how".split())
+
+
+def question_of(row: dict[str, Any]) -> Question | None:
+    raw = row.get("question_json")
+    return Question.model_validate_json(raw) if raw else None
+
+
+def check_label(row: dict[str, Any], note_text: str) -> str | None:
+    """Why the pair's label is not supported by its quote, or None when it is (module docstring)."""
+    q = question_of(row)
+    na = row["type"].startswith("na-")
+    source = row.get("source") or ""
+    if not na:
+        start, end = row.get("span_start"), row.get("span_end")
+        if not source or start is None or note_text[start:end] != source:
+            return "quote_not_verbatim"
+        if row["type"] == "numeric" and row.get("answer") is not None:
+            value = float(row["answer"])
+            if not any(abs(value - n) < 1e-9 for n in numbers_written(source)):
+                return "number_not_in_quote"
+    if q is None:
+        words = {w for w in re.findall(r"[a-z0-9]+", row["question"].lower()) if w not in _STOP and len(w) > 2}
+        if not na and words and not words & set(re.findall(r"[a-z0-9]+", source.lower())):
+            return "off_question"
+        return None
+    passages = find_passages(note_text, q)
+    if na:
+        whole = decide(q, note_text, passages)
+        return "na_contradicted" if whole.get("confident") and whole["label"] != "not mentioned" else None
+    quoted = [p for p in passages if p.start <= row["span_start"] and row["span_end"] <= p.end]
+    if not quoted:
+        return "off_question"
+    reading = decide(q, note_text, quoted)
+    if q.kind == "boolean" and q.phrase != "age":
+        if row["answer"] == "present" and reading["label"] == "absent" and reading["confident"]:
+            return "quote_denies"
+        if row["answer"] == "present" and reading["label"] == "not mentioned":
+            return "quote_not_about_patient"
+        if row["answer"] == "absent" and reading["label"] == "present" and reading["confident"]:
+            return "quote_affirms"
+    return None
+
+
+def verify(rows: list[dict[str, Any]], texts: dict[str, str]) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """(the pairs kept, counts of those dropped by reason); `texts` maps note_id to its text."""
+    kept: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    for r in rows:
+        reason = check_label(r, texts[r["note_id"]])
+        if reason is None:
+            kept.append(r)
+        else:
+            dropped[reason] += 1
+    return kept, dropped
+
