@@ -255,3 +255,35 @@ def test_ray_data_pipeline_against_a_local_server(flaky):
     assert all(a.error is None and a.value == 1.0 and a.prompt_tokens == 123 for b in batches for a in b)
     assert batches[0][0].grounded and not batches[1][0].grounded  # the quote is only in the first note
     assert len(Flaky.seen) == 4 and Flaky.seen[0]["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.slow
+def test_a_teacher_served_over_http_writes_pairs(llama_server, tmp_path):
+    """Any backend as teacher (crit.trainer.teach): the llama.cpp server answers the .crit questions
+    through the engine; its answers are stored as pairs with their engine questions, and select
+    turns them into training examples."""
+    import duckdb
+
+    from crit.engine.backends.scale import OpenAIFactory
+    from crit.trainer.select import SelectConfig, select
+    from crit.trainer.teach import synth_from_backend
+
+    crit_file = tmp_path / "t.crit"
+    crit_file.write_text('boolean af "atrial fibrillation"\nboolean htn "hypertension"\n'
+                         'numeric creat highest "creatinine" in mg/dL\ninclude "af": af\n')
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"note_id": nid, "text": text}) + "\n" for nid, text in NOTES))
+    factory = OpenAIFactory(model="smollm2", base_url=llama_server, response_format="json_object", concurrency=2)
+    db = str(tmp_path / "synth.duckdb")
+    summary = synth_from_backend(str(crit_file), str(notes), factory, db)
+    assert summary.notes_done == 2
+    # n1 mentions all three questions, n2 none: only n1's three are asked (the gate), each kept or dropped.
+    assert summary.pairs_kept + sum(summary.pairs_dropped.values()) == 3
+    con = duckdb.connect(db, read_only=True)
+    rows = con.execute("SELECT note_id, type, teacher, question_json FROM pairs").fetchall()
+    con.close()
+    assert rows and all(r[0] == "n1" and "smollm2@openai" in r[2] and r[3] for r in rows)
+    again = synth_from_backend(str(crit_file), str(notes), factory, db)
+    assert again.notes_done == 0 and again.notes_skipped == 2  # a rerun resumes
+    s = select(SelectConfig(db=db, out=str(tmp_path / "data"), verify="off", val_fraction=0.5))
+    assert s.train + s.val >= 1

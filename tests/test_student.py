@@ -1,0 +1,62 @@
+"""The student shipped with crit (engine/student): it loads, it is what its manifest says, and the
+documented command rebuilds its training data bit for bit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from crit.engine.backends.registry import TransformersFactory
+from crit.engine.model import EMBEDDED_NAME, STUDENT_DIR, locate_embedded_gguf, model_identity
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = json.loads((STUDENT_DIR / "manifest.json").read_text())
+MTSAMPLES = ROOT.parent / "shared" / "data" / "mtsamples.jsonl"
+
+
+def test_the_student_is_small_and_its_config_matches_the_manifest():
+    config = json.loads((STUDENT_DIR / "adapter_config.json").read_text())
+    params = MANIFEST["parameters"]
+    assert config["r"] == params["r"] <= 16 and config["lora_alpha"] == params["alpha"]
+    gguf = locate_embedded_gguf()  # trained on this very base: its converted folder is named by the GGUF
+    assert MANIFEST["base_name"] == f"{gguf.stem}-{gguf.stat().st_size}" and EMBEDDED_NAME in MANIFEST["base_name"]
+    weights = STUDENT_DIR / "adapter_model.safetensors"
+    assert weights.stat().st_size < 12 * 2**20
+    metrics = MANIFEST["metrics"]
+    assert metrics["steps"] == params["max_steps"] == len(metrics["loss_per_step"])
+    assert metrics["val_loss_after"] < metrics["val_loss_before"]
+
+
+def test_the_student_is_the_default_and_none_is_the_raw_model():
+    assert TransformersFactory().adapter == str(STUDENT_DIR)
+    assert TransformersFactory(adapter="none").adapter is None
+    assert TransformersFactory().identity() != TransformersFactory(adapter="none").identity() == model_identity(None)
+    assert f"+{STUDENT_DIR.name}@" in TransformersFactory().identity()
+
+
+@pytest.mark.slow
+def test_the_student_loads_with_the_parameter_count_of_its_manifest():
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from crit.engine.model import embedded_model_dir
+
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir())
+    model = PeftModel.from_pretrained(base, str(STUDENT_DIR))
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert lora == MANIFEST["trainable_parameters"]
+
+
+@pytest.mark.skipif(not MTSAMPLES.is_file(), reason="needs ../shared/data/mtsamples.jsonl, the rebuild's real notes")
+def test_the_documented_command_rebuilds_the_training_data(tmp_path):
+    env = {**os.environ, "DATA_ONLY": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "never")}
+    subprocess.run(["bash", str(ROOT / "trainer" / "build_student.sh")], check=True, env=env, cwd=ROOT,
+                   capture_output=True)
+    for name, key in (("train.jsonl", "train_sha256"), ("val.jsonl", "val_sha256")):
+        digest = hashlib.sha256((tmp_path / "work" / "data" / name).read_bytes()).hexdigest()
+        assert digest == MANIFEST["data"][key], name
