@@ -134,7 +134,19 @@ def _checked(a: Answer, q: Question, pieces: list[tuple[int, int, int]], note_te
     if a.error is None and not value_in_quote(a, q):
         # The schema allows any number of the passages; one its own quote does not write is no evidence.
         a = a.model_copy(update={"error": f"not_in_quote: {a.value:g} is not written in the quote", "value": None})
+    if a.error is None and not unit_fits(a, q):
+        # "Hgb A1c 6.4 %" for hemoglobin in g/dL: a number of another quantity, never a reading of this one.
+        a = a.model_copy(update={"error": f"unit: {a.unit} is not a unit of {q.unit}", "value": None})
     return a
+
+
+def unit_fits(a: Answer, q: Question) -> bool:
+    """A numeric answer's unit must convert to the question's (no unit written is the question's own)."""
+    if q.kind == "boolean" or a.value is None or not a.unit or not q.unit:
+        return True
+    from crit.grammar import units
+
+    return units.convert(a.value, a.unit, q.unit, units.analyte_of(q.phrase, q.aka)) is not None
 
 
 class EvidenceEngine:

@@ -158,18 +158,21 @@ def model_dir(model: str) -> Path:
     return path
 
 
-# The student distilled for the embedded model (trainer/build_student.sh), shipped with crit:
-# the default adapter of the embedded model. Its manifest.json says how it was made.
+# The student distilled for the embedded model (trainer/build_student.sh), shipped with crit and
+# asked for by name (`--adapter student`). Its manifest.json says how it was made. It is not the
+# default: on the gold dev split it lowers the default engine's accuracy (benchmarks/RESULTS.md).
 STUDENT_DIR = Path(__file__).resolve().parent / "student"
 
 
-def default_adapter(model: str | None, adapter: str | None) -> str | None:
-    """The adapter a run of `model` uses: "none" is none; "student" (the default) is the shipped student
-    on the embedded model, and nothing on any other model (it was trained for SmolLM2-135M only)."""
+def resolve_adapter(model: str | None, adapter: str | None) -> str | None:
+    """The adapter folder a run uses: None or "none" is none (the raw model); "student" is the shipped
+    student, which exists for the embedded model only; anything else is a folder."""
     if adapter is None or adapter.lower() == "none":
         return None
     if adapter == "student":
-        return str(STUDENT_DIR) if model is None else None
+        if model is not None:
+            raise CritError("--adapter student is the student of the embedded model; with --model give your own adapter")
+        return str(STUDENT_DIR)
     return adapter
 
 

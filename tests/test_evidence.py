@@ -20,6 +20,7 @@ from crit.engine.backends.rules import RulesBackend
 from crit.engine.combine import EvidenceEngine, evidence_view
 from crit.engine.evidence import find_passages, phrase_terms, sentences, term_regex
 from crit.engine.plan import load_plan
+from crit.engine.questions import make_question
 from crit.engine.run import run
 from crit.trainer.evaluate import gold_split
 
@@ -327,3 +328,20 @@ def test_sex_equals_female_reads_the_corpus_column_or_the_notes(tmp_path):
                              "WHERE label = 'women'").fetchall())
     con.close()
     assert women == {"a": "met/value", "b": "not met/value", "c": "unknown/sex", "d": "met/value"}
+
+
+def test_a_model_number_in_a_unit_of_another_quantity_is_not_kept():
+    """"Hemoglobin A1c 6.4 %" for hemoglobin in g/dL: the number is in the quote, but a percentage is no
+    reading of g/dL, so the rules' answer stands (here: not stated)."""
+    q = make_question("hgb", "numeric", "hemoglobin", order="lowest", unit="g/dL")
+    note = "LABS: The hemoglobin A1c was 6.4 % last month."
+
+    def script(text, question):
+        return json.dumps({"source": text.splitlines()[0], "status": "stated", "answer": 6.4, "unit": unit})
+
+    for unit, kept in (("%", False), ("g/dl", True), (None, True)):
+        engine = EvidenceEngine(ScriptedBackend(script), policy="model")
+        [a] = engine.answer("n1", note, [q])[0]
+        assert (a.value == 6.4) is kept, (unit, a)
+        if not kept:
+            assert a.error.startswith("unit:")

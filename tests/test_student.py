@@ -13,6 +13,7 @@ import pytest
 
 from crit.engine.backends.registry import TransformersFactory
 from crit.engine.model import EMBEDDED_NAME, STUDENT_DIR, locate_embedded_gguf, model_identity
+from crit.grammar.errors import CritError
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((STUDENT_DIR / "manifest.json").read_text())
@@ -32,11 +33,14 @@ def test_the_student_is_small_and_its_config_matches_the_manifest():
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
 
 
-def test_the_student_is_the_default_and_none_is_the_raw_model():
-    assert TransformersFactory().adapter == str(STUDENT_DIR)
-    assert TransformersFactory(adapter="none").adapter is None
-    assert TransformersFactory().identity() != TransformersFactory(adapter="none").identity() == model_identity(None)
-    assert f"+{STUDENT_DIR.name}@" in TransformersFactory().identity()
+def test_the_student_is_asked_for_by_name_and_named_in_the_identity():
+    student = TransformersFactory(adapter="student")
+    assert student.adapter == str(STUDENT_DIR)
+    assert TransformersFactory().adapter is None and TransformersFactory(adapter="none").adapter is None
+    assert student.identity() != TransformersFactory().identity() == model_identity(None)
+    assert f"+{STUDENT_DIR.name}@" in student.identity()  # answers of the two never share a cache key
+    with pytest.raises(CritError, match="student of the embedded model"):
+        TransformersFactory(model="some/folder", adapter="student")
 
 
 @pytest.mark.slow

@@ -39,9 +39,9 @@ class TransformersFactory:
     """The embedded SmolLM2 (or a local HF model folder, optional LoRA adapter) run by transformers."""
 
     model: str | None = None
-    # "student": the shipped student on the embedded model (crit.engine.model.default_adapter);
-    # "none" or None: the raw model; else a LoRA adapter folder.
-    adapter: str | None = "student"
+    # None or "none": the raw model; "student": the student shipped with crit
+    # (crit.engine.model.resolve_adapter); else a LoRA adapter folder.
+    adapter: str | None = None
     device: str = "auto"
     # Questions of a note decoded together. Measured on 2 CPU cores, aristotle.crit's 26
     # questions over 2 sample notes: batch 9 -> 78.6 s, 13 -> 59.4 s, 26 -> 59.7 s.
@@ -55,9 +55,9 @@ class TransformersFactory:
             raise CritError(f"unknown device '{self.device}': use auto, cpu or cuda")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise CritError("--batch-size and max_new_tokens must be at least 1")
-        from crit.engine.model import default_adapter
+        from crit.engine.model import resolve_adapter
 
-        self.adapter = default_adapter(self.model, self.adapter)
+        self.adapter = resolve_adapter(self.model, self.adapter)
 
     def identity(self) -> str:
         from crit.engine.model import model_identity
