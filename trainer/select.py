@@ -11,11 +11,17 @@ as the assistant turn, the answer in the exact JSON the engine's schema asks for
 (crit.engine.questions), so the student learns the format it is later constrained to.
 
 Two layouts (`layout`):
-- "evidence" (the default: what `crit run` asks, crit.engine.combine): the model reads a few
-  sentences of the note, one per line; the sentence that holds the pair's quote is among them
-  (for an NA pair, none does), the others are distractors drawn from the same note; the answer
-  quotes that whole sentence first (evidence_schema), then answers.
+- "evidence" (the default: what `crit run` asks, crit.engine.combine). A pair that carries its
+  engine Question (the programmatic teacher's, or a backend teacher's: `question_json`) is
+  written exactly as the engine asks it: the passages the engine finds, the schema over them,
+  and as the answer the passage holding the pair's quote, then the label. Other pairs (a
+  model teacher's free questions) read a few sentences of the note, one per line, the one
+  holding the quote among them and the others distractors from the same note.
 - "note": the whole note and the whole-note schema (the engine before evidence-first).
+
+Before any choice, the label check (crit.trainer.verify) reads every pair's quote; `verify`
+says whether its objections drop the pair (a model teacher's) or are only counted (the
+programmatic teacher's, right by construction).
 """
 
 from __future__ import annotations
