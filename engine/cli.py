@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from crit.engine.options import device_option, note_columns
 from crit.grammar.errors import CritError, render
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -185,10 +186,9 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
 @click.option("--adapter", default=None, help="LoRA adapter folder (from `crit train`), merged into the model; "
               "'student' for the student shipped with crit (engine/student).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option
 @click.option("--limit", type=int, default=None, help="Only the first N notes (a quick try).")
-@click.option("--id-column", default=None, help="Column with the note id. Default: note_id, id, row_id, ... (first present).")
-@click.option("--text-column", default=None, help="Column with the note text. Default: text, note, note_text, ... (first present).")
+@note_columns
 @click.option("--sex-column", default=None, help="Column with the patient's sex. Default: sex or gender when present.")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Notes per committed batch: after a crash at most this many notes are asked again.")

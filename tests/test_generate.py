@@ -153,3 +153,29 @@ def test_relations_and_the_sex_question_are_not_written():
     names = {p.question.name for n in _notes(1, 100) for p in n.pairs}
     assert "af_reversible" not in names and "sex" not in names
     assert {"af", "creat", "age", "aspirin", "ablation"} <= names
+
+
+def test_synth_names_the_columns_of_a_real_notes_table(tmp_path):
+    """The shared --id-column/--text-column options (crit.engine.options) reach the programmatic teacher."""
+    import csv
+
+    import duckdb
+    from click.testing import CliRunner
+
+    from crit.cli import cli
+
+    table = tmp_path / "notes.csv"
+    with table.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["doc", "body"])
+        w.writerows([[nid, text] for nid, text in REAL])
+    db = tmp_path / "synth.duckdb"
+    args = ["synth", str(table), "--teacher", "programmatic", "--count", "30", "--real-share", "1",
+            "--db", str(db), "--criteria", str(ROOT / "criteria" / "aristotle.crit")]
+    assert CliRunner().invoke(cli, args).exit_code != 0  # no note_id/text column: a clear error
+    result = CliRunner().invoke(cli, [*args, "--id-column", "doc", "--text-column", "body"])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    ids = [r[0] for r in con.execute("SELECT note_id FROM notes").fetchall()]
+    con.close()
+    assert ids and all(i.split("-on-")[1] in ("real-1", "real-2") for i in ids)

@@ -11,6 +11,7 @@ import json
 import click
 from rich.console import Console
 
+from crit.engine.options import columns, device_option, note_columns
 from crit.trainer.synth import PAIR_TYPES
 
 out = Console(highlight=False, soft_wrap=True)
@@ -39,11 +40,12 @@ out = Console(highlight=False, soft_wrap=True)
 @click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--response-format", default=None, help="With --backend openai: json_schema or json_object.")
 @click.option("--concurrency", type=int, default=None, help="With --backend openai: requests in flight.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@note_columns
+@device_option
 def synth_command(notes: str | None, teacher: str | None, db: str, limit: int | None, max_new_tokens: int,
                   criteria: str, count: int, seed: int, real_share: float, exclude: tuple[str, ...], backend: str | None,
                   model: str | None, base_url: str | None, response_format: str | None, concurrency: int | None,
-                  device: str) -> None:
+                  id_column: str | None, text_column: str | None, device: str) -> None:
     """Have a teacher write question/answer pairs (four types) about notes.
 
     A model teacher reads each note of NOTES; pairs whose quote is not verbatim in the
@@ -71,21 +73,22 @@ def synth_command(notes: str | None, teacher: str | None, db: str, limit: int | 
             raise click.UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
         factory = factory_for(BACKENDS, backend, model=model, base_url=base_url, response_format=response_format,
                               concurrency=concurrency, device=device if device != "auto" else None)
-        s = synth_from_backend(criteria, notes, factory, db, limit)
+        s = synth_from_backend(criteria, notes, factory, db, limit, columns(id_column, text_column))
     elif teacher == "programmatic":
         from crit.trainer.generate import GenerateConfig, synth_programmatic
         from crit.trainer.synth import read_notes
 
         excluded = tuple(nid for path in exclude for nid, _ in read_notes(path)[0])
         cfg = GenerateConfig(criteria=criteria, notes=count, seed=seed, real_notes=notes, real_share=real_share,
-                             exclude=excluded)
+                             exclude=excluded, columns=columns(id_column, text_column))
         s = synth_programmatic(cfg, db)
     else:
         if notes is None:
             raise click.UsageError("give NOTES: the notes the teacher model reads")
         from crit.trainer.synth import SynthConfig, synth
 
-        s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device))
+        s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device,
+                              columns=columns(id_column, text_column)))
     out.print(
         f"{s.notes_done} note(s) done, {s.notes_skipped} skipped; {s.pairs_kept} pair(s) kept, "
         f"dropped {json.dumps(s.pairs_dropped)}; {s.seconds:.0f} s -> {db}"
@@ -136,7 +139,7 @@ def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, la
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--max-length", type=int, default=2048, show_default=True, help="Longer examples are skipped.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option
 def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None, max_steps: int | None, lr: float,
                   epochs: float, rank: int, alpha: int, batch_size: int, max_length: int, seed: int, device: str) -> None:
     """Fine-tune a LoRA adapter (QLoRA with --qlora); loss on the answer tokens only.
@@ -170,9 +173,11 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
 @click.option("--question", "questions", multiple=True, help="Only this gold question (repeatable).")
 @click.option("--limit", type=int, default=None, help="Only the first N gold notes.")
 @click.option("--out", default="eval.duckdb", show_default=True, help="DuckDB file the eval table is appended to.")
-@click.option("--device", default="auto", show_default=True)
+@note_columns
+@device_option
 def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapters: tuple[str, ...], schemas: tuple[str, ...],
-                 notes: str | None, criteria: str, questions: tuple[str, ...], limit: int | None, out: str, device: str) -> None:
+                 notes: str | None, criteria: str, questions: tuple[str, ...], limit: int | None, out: str,
+                 id_column: str | None, text_column: str | None, device: str) -> None:
     """Score answers against a gold set: balanced accuracy, micro-F1, numeric match, 95% CIs.
 
     \b
@@ -187,12 +192,12 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
         bases = [None] * len(adapters)
     if adapters and len(adapters) != len(bases):
         raise click.UsageError("give one --adapter per --model, or only --adapter (with the embedded model)")
-    from crit.engine.model import resolve_adapter
+    from crit.engine.model import resolve_adapter  # "student": the student shipped with crit
 
     pairs = list(zip(bases, adapters)) if adapters else [(b, None) for b in bases]
-    pairs = [(b, resolve_adapter(b, a)) for b, a in pairs]  # "student": the student shipped with crit
+    pairs = [(b, resolve_adapter(b, a)) for b, a in pairs]
     specs = [ModelSpec(model=b, adapter=a, boolean_schema=s) for b, a in pairs for s in (schemas or ("enum",))]
-    cfg = EvalConfig(gold=gold, notes=notes, criteria=criteria, dbs=list(dbs), models=specs,
+    cfg = EvalConfig(gold=gold, notes=notes, columns=columns(id_column, text_column), criteria=criteria, dbs=list(dbs), models=specs,
                      questions=list(questions) or None, limit=limit, out=out, device=device)
     out_console = Console(highlight=False)
     out_console.print(table(evaluate(cfg)))

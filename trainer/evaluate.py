@@ -62,6 +62,7 @@ class EvalConfig(BaseModel):
 
     gold: str = Field(description="gold labels JSONL (tests/gold/aristotle_gold.jsonl)")
     notes: str | None = Field(default=None, description="gold notes; default notes.jsonl beside the gold file")
+    columns: dict[str, str] = Field(default_factory=dict, description="id_column / text_column of the gold notes")
     criteria: str = Field(default="criteria/aristotle.crit", description=".crit file that defines the gold questions")
     dbs: list[str] = Field(default_factory=list, description="results stores written by `crit run`")
     models: list[ModelSpec] = Field(default_factory=list)
@@ -289,7 +290,7 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
 
     gold = read_gold(cfg.gold)
     notes_path = cfg.notes or str(Path(cfg.gold).with_name("notes.jsonl"))
-    notes, _ = read_notes(notes_path)
+    notes, _ = read_notes(notes_path, cfg.columns)
     if cfg.limit is not None:
         notes = notes[: cfg.limit]
     note_ids = {n for n, _ in notes}

@@ -183,6 +183,7 @@ class GenerateConfig(BaseModel):
     real_share: float = Field(default=0.5, ge=0, le=1, description="share of notes built on a real note")
     exclude: tuple[str, ...] = Field(default=(), description="note ids of real notes never used (evaluation notes)")
     questions_per_note: tuple[int, int] = (3, 6)
+    columns: dict[str, str] = Field(default_factory=dict, description="id_column / text_column of the real notes")
 
 
 @dataclass
@@ -467,7 +468,7 @@ def synth_programmatic(cfg: GenerateConfig, db: str) -> SynthSummary:
 
     t0 = time.perf_counter()
     plan = load_plan(cfg.criteria)
-    real = read_notes(cfg.real_notes)[0] if cfg.real_notes else []
+    real = read_notes(cfg.real_notes, cfg.columns)[0] if cfg.real_notes else []
     notes, skipped = generate(plan.questions, cfg, real)
     teacher = teacher_identity(cfg, plan.source_hash)
     con = open_db(db)

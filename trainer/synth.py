@@ -72,6 +72,7 @@ class SynthConfig(BaseModel):
     types: tuple[PairType, ...] = PAIR_TYPES
     max_new_tokens: int = Field(default=256, description="generation limit per pair; the schema bounds keep pairs below it")
     max_note_chars: int = Field(default=6000, description="longer notes are skipped (counted), not cut")
+    columns: dict[str, str] = Field(default_factory=dict, description="id_column / text_column of the notes table")
 
 
 class Pair(BaseModel):
@@ -222,11 +223,12 @@ def _answer_fits(answer: Any, kind: PairType) -> bool:
     return answer is None
 
 
-def read_notes(path: str) -> tuple[list[tuple[str, str]], int]:
-    """(note_id, text) pairs of every good note (any source crit.engine.notes reads), and the bad-row count."""
+def read_notes(path: str, columns: dict[str, str] | None = None) -> tuple[list[tuple[str, str]], int]:
+    """(note_id, text) pairs of every good note (any source crit.engine.notes reads, with the id and
+    text columns named in `columns`, crit.engine.options.columns), and the bad-row count."""
     from crit.engine.notes import read_notes as engine_read_notes
 
-    notes, bad = engine_read_notes(path)
+    notes, bad = engine_read_notes(path, **(columns or {}))
     return [(n.note_id, n.text) for n in notes], len(bad)
 
 
@@ -285,7 +287,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     from crit.engine.model import load_model
 
     t0 = time.perf_counter()
-    notes, bad_rows = read_notes(cfg.notes)
+    notes, bad_rows = read_notes(cfg.notes, cfg.columns)
     if cfg.limit is not None:
         notes = notes[: cfg.limit]
     loaded = load_model(cfg.teacher, None, cfg.device)

@@ -49,7 +49,8 @@ def pair_of(a: Answer, q: Question, passages: int) -> tuple[dict[str, Any] | Non
     return fields, None
 
 
-def synth_from_backend(criteria: str, notes_path: str, factory: Any, db: str, limit: int | None = None) -> Any:
+def synth_from_backend(criteria: str, notes_path: str, factory: Any, db: str, limit: int | None = None,
+                       columns: dict[str, str] | None = None) -> Any:
     """Ask the teacher (a backend factory, crit.engine.backends.registry) every gated-in question of
     `criteria` over the notes; store pairs in `db`. Notes already in `db` are skipped (a rerun resumes).
 
@@ -60,7 +61,7 @@ def synth_from_backend(criteria: str, notes_path: str, factory: Any, db: str, li
 
     t0 = time.perf_counter()
     plan = load_plan(criteria)
-    notes, bad_rows = read_notes(notes_path)
+    notes, bad_rows = read_notes(notes_path, columns)
     if limit is not None:
         notes = notes[:limit]
     teacher = f"{factory.identity()}|{TEACH_VERSION}"
