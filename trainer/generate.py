@@ -187,6 +187,18 @@ class GenerateConfig(BaseModel):
 
 
 @dataclass
+class Draft:
+    """One sentence to write about a question, before it has a place in a note."""
+
+    question: Question
+    mention: Mention
+    sentence: str
+    readings: list[tuple[float, str]]  # (value, as written), in the order written
+    unit: str | None  # as written
+    hardness: int  # added to the pair's difficulty
+
+
+@dataclass
 class Written:
     """One mention written into a note: which question, what it says, where it is."""
 
@@ -354,17 +366,16 @@ class _Writer:
         rng = random.Random(f"{self.cfg.seed}:{i}")
         chosen = rng.sample(self.questions, min(len(self.questions), rng.randint(*self.cfg.questions_per_note)))
         use_real = bool(self.real) and rng.random() < self.cfg.real_share
-        mentions: list[tuple[Question, Mention, str, list[tuple[float, str]], str | None, int]] = []
+        mentions: list[Draft] = []
         for q in chosen:
             for mention, readings in _plan_mentions(q, rng):
-                sentence, values, unit, extra = _mention_sentence(q, mention, rng, readings)
-                mentions.append((q, mention, sentence, values, unit, extra))
+                mentions.append(Draft(q, mention, *_mention_sentence(q, mention, rng, readings)))
         if use_real:
             base_id, base = self.real[rng.randrange(len(self.real))]
             # Only questions the real note never mentions: their passages are then only ours.
             silent = {q.name for q in chosen if not find_passages(base, q)}
-            mentions = [m for m in mentions if m[0].name in silent]
-            text, placed = _insert(base, [m[2] for m in mentions], rng)
+            mentions = [m for m in mentions if m.question.name in silent]
+            text, placed = _insert(base, [m.sentence for m in mentions], rng)
             note_id = f"gen-{self.cfg.seed}-{i}-on-{base_id}"
         else:
             text, placed = self._whole(mentions, rng)
@@ -372,7 +383,8 @@ class _Writer:
         if not mentions:
             return None
         written: dict[str, list[Written]] = {}
-        for (q, mention, _sentence, values, unit, _extra), (start, end) in zip(mentions, placed):
+        for m, (start, end) in zip(mentions, placed):
+            q, mention, values, unit = m.question, m.mention, m.readings, m.unit
             ws = written.setdefault(q.name, [])
             if values and len(values) == 2:
                 # Two readings in one sentence: both are candidates, the order picks one.
@@ -389,7 +401,8 @@ class _Writer:
                 self.skipped["other_passage"] += 1  # the engine would read a sentence we did not write
                 continue
             kind, answer, unit, w, why = _label(q, ws, text)
-            difficulty = 3 + max(m[5] for m in mentions if m[0].name == name) + len(ws) - 1 + (1 if use_real else 0)
+            hardness = max(m.hardness for m in mentions if m.question.name == name)
+            difficulty = 3 + hardness + len(ws) - 1 + (1 if use_real else 0)
             source = text[w.start:w.end] if w is not None else ""
             out.pairs.append(GeneratedPair(
                 note_id=note_id, question=q, type=kind, answer=answer, unit=unit, source=source,
@@ -398,7 +411,7 @@ class _Writer:
             ))
         return out if out.pairs else None
 
-    def _whole(self, mentions: list, rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
+    def _whole(self, mentions: list[Draft], rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
         """A note written whole: sections of filler, each mention in a section where it belongs."""
         by_section: dict[str, list[tuple[int | None, str]]] = {s: [] for s in SECTIONS}
         for s in SECTIONS:
@@ -406,9 +419,10 @@ class _Writer:
             for f in rng.sample(pool, min(len(pool), rng.randint(1, 3))):
                 by_section[s].append((None, _messy(f, rng)))
         for k, m in enumerate(mentions):
-            section = rng.choice(HOME[m[1]]) if m[0].phrase != "age" else "HPI"
-            at = rng.randint(0, len(by_section[section])) if m[0].phrase != "age" else 0
-            by_section[section].insert(at, (k, m[2]))
+            age = m.question.phrase == "age"  # "72 y/o M ..." opens the HPI
+            section = "HPI" if age else rng.choice(HOME[m.mention])
+            at = 0 if age else rng.randint(0, len(by_section[section]))
+            by_section[section].insert(at, (k, m.sentence))
         text, placed = "", [(0, 0)] * len(mentions)
         telegraphic = rng.random() < 0.5
         for s in SECTIONS:
