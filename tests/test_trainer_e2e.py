@@ -43,7 +43,7 @@ def _pairs_from_gold(db: Path) -> None:
             kind = "na-numeric" if g["answer"] is None else "numeric"
             answer = None if g["answer"] is None else str(g["answer"])
         con.execute(
-            "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'gold', 'gold label', 5, 'gold', 'gold', ?)",
+            "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'gold', 'gold label', 5, 'gold', 'gold', ?, NULL)",
             [g["note_id"], kind, f"Does the note say anything about {g['question']}?", answer, g["unit"],
              g["source"] or "", g["span_start"], g["span_end"], now],
         )
