@@ -38,7 +38,7 @@ def _pattern(template: str, term: str) -> re.Pattern[str]:
 def _sentences(quote: str) -> list[str]:
     parts: list[str] = []
     for piece in re.split(r"(?<=\.)\s+", quote.strip()):
-        if parts and re.search(r"(?:^|\s)[A-Z]\.$", parts[-1]) and piece[:1].islower():
+        if parts and re.search(r"(?<![A-Za-z])[A-Z]\.$", parts[-1]) and piece[:1].islower():
             parts[-1] += " " + piece  # "A. fib" is one term, not two sentences
         else:
             parts.append(piece)
