@@ -102,7 +102,12 @@ def value_in_quote(a: Answer, q: Question) -> bool:
     """A numeric answer must be a number its quote writes ("Hgb 9.8" for 9.8); a boolean has no number."""
     if q.kind == "boolean" or a.value is None:
         return True
-    return any(abs(n - a.value) < 1e-9 for n in numbers_written(a.source or ""))
+    return number_in(a.value, a.source or "")
+
+
+def number_in(value: float, text: str) -> bool:
+    """Whether `text` writes the number `value` ("126,000" writes 126000)."""
+    return any(abs(n - value) < 1e-9 for n in numbers_written(text))
 
 
 MAX_QUOTES = 12  # passages a model may choose among for one question (the first ones, in note order)

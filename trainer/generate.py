@@ -35,15 +35,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from crit.trainer.synth import SynthSummary
-
 from crit.engine.evidence import find_passages, question_terms, term_regex
 from crit.engine.questions import SEX_PHRASE, Question
+from crit.trainer.synth import SynthSummary, answer_text, open_db, read_notes, store_note
 
 GENERATOR_VERSION = "crit-gen-1"
 
@@ -339,13 +337,8 @@ def _label(q: Question, written: list[Written], text: str) -> tuple[str, str | N
         return "na-numeric", None, None, None, "named with no value"
     pick = {"highest": max(readings, key=lambda w: w.value or 0), "lowest": min(readings, key=lambda w: w.value or 0),
             "first": readings[0]}.get(q.order or "", readings[-1])
-    return "numeric", _fmt_answer(pick.value), pick.unit, pick, f"{q.order or 'only'} of {len(readings)} reading(s)"
-
-
-def _fmt_answer(v: float | None) -> str | None:
-    if v is None:
-        return None
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+    assert pick.value is not None
+    return "numeric", answer_text(pick.value), pick.unit, pick, f"{q.order or 'only'} of {len(readings)} reading(s)"
 
 
 def _sentence_ends(text: str) -> list[int]:
@@ -478,7 +471,6 @@ def synth_programmatic(cfg: GenerateConfig, db: str) -> SynthSummary:
     from datetime import datetime, timezone
 
     from crit.engine.plan import load_plan
-    from crit.trainer.synth import SynthSummary, open_db, read_notes, store_note
 
     t0 = time.perf_counter()
     plan = load_plan(cfg.criteria)

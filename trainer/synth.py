@@ -197,7 +197,7 @@ def check_pair(data: Any, kind: PairType, note_text: str) -> tuple[dict[str, Any
             return None, "numeric_not_in_source"
     answer = data["answer"]
     if kind == "numeric":
-        answer = repr(float(answer)) if not float(answer).is_integer() else str(int(answer))
+        answer = answer_text(float(answer))
     unit = data.get("unit")
     unit = unit.strip() or None if isinstance(unit, str) else None
     return {
@@ -211,6 +211,11 @@ def check_pair(data: Any, kind: PairType, note_text: str) -> tuple[dict[str, Any
         "explanation": data["explanation"].strip(),
         "difficulty": int(data["difficulty"]),
     }, None
+
+
+def answer_text(value: float) -> str:
+    """A numeric answer as the pairs table stores it: "12" for 12.0, "1.4" for 1.4."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _answer_fits(answer: Any, kind: PairType) -> bool:

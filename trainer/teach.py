@@ -24,6 +24,7 @@ from crit.engine.answers import Answer
 from crit.engine.backends.base import Request
 from crit.engine.combine import EvidenceEngine
 from crit.engine.questions import Question
+from crit.trainer.synth import answer_text
 
 TEACH_VERSION = "crit-teach-1"
 
@@ -41,7 +42,7 @@ def pair_of(a: Answer, q: Question, passages: int) -> tuple[dict[str, Any] | Non
         if q.kind == "boolean":
             answer = "present" if a.value == 1.0 else "absent"
         else:
-            answer = str(int(a.value)) if float(a.value).is_integer() else repr(float(a.value))
+            answer = answer_text(a.value)
         source, start, end, unit = a.source or "", a.span_start, a.span_end, a.unit
     fields = {"type": kind, "question": q.text, "answer": answer, "unit": unit, "source": source,
               "span_start": start, "span_end": end, "section": "", "explanation": f"teacher answer over {passages} passage(s)",

@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 from crit.engine.backends.rules import decide
-from crit.engine.combine import numbers_written
+from crit.engine.combine import number_in
 from crit.engine.evidence import find_passages
 from crit.engine.questions import Question
 
@@ -51,7 +51,7 @@ def check_label(row: dict[str, Any], note_text: str) -> str | None:
             return "quote_not_verbatim"
         if row["type"] == "numeric" and row.get("answer") is not None:
             value = float(row["answer"])
-            if not any(abs(value - n) < 1e-9 for n in numbers_written(source)):
+            if not number_in(value, source):
                 return "number_not_in_quote"
     if q is None:
         words = {w for w in re.findall(r"[a-z0-9]+", row["question"].lower()) if w not in _STOP and len(w) > 2}
@@ -66,7 +66,7 @@ def check_label(row: dict[str, Any], note_text: str) -> str | None:
     if not quoted:
         return "off_question"
     reading = decide(q, note_text, quoted)
-    if q.kind == "boolean" and q.phrase != "age":
+    if q.kind == "boolean":
         if row["answer"] == "present" and reading["label"] == "absent" and reading["confident"]:
             return "quote_denies"
         if row["answer"] == "present" and reading["label"] == "not mentioned":
