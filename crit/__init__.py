@@ -40,7 +40,8 @@ def run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path, backend: 
 
     `backend` is a `--backend` choice ("transformers", "rules", "openai", "vllm", "ray"); `options`
     are the backend's own (model=, adapter=, device=, base_url=, ...) and run's (limit=, gate=,
-    policy=, id_column=, text_column=, sex_column=, batch_notes=, shard=)."""
+    policy=, id_column=, text_column=, sex_column=, patient_column=, date_column=, index_date_column=,
+    batch_notes=, shard=)."""
     from crit.engine.backends.registry import BACKENDS
     from crit.engine.backends.scale import factory_for
     from crit.engine.run import run as run_plan
@@ -51,7 +52,8 @@ def run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path, backend: 
         from crit.grammar.errors import CritError
 
         raise CritError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    run_options = {"limit", "gate", "policy", "id_column", "text_column", "sex_column", "batch_notes", "shard",
+    run_options = {"limit", "gate", "policy", "id_column", "text_column", "sex_column", "patient_column",
+                   "date_column", "index_date_column", "batch_notes", "shard",
                    "on_progress"}
     factory = factory_for(BACKENDS, backend, **{k: v for k, v in options.items() if k not in run_options})
     return run_plan(plan, notes, db, factory, **{k: v for k, v in options.items() if k in run_options})

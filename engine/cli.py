@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from crit.engine.options import device_option, note_columns
+from crit.engine.options import device_option, note_columns, patient_columns
 from crit.grammar.errors import CritError, render
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -190,6 +190,7 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.option("--limit", type=int, default=None, help="Only the first N notes (a quick try).")
 @note_columns
 @click.option("--sex-column", default=None, help="Column with the patient's sex. Default: sex or gender when present.")
+@patient_columns
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Notes per committed batch: after a crash at most this many notes are asked again.")
 @click.option("--no-gate", is_flag=True, help="Answer every question over every note, even where no passage "
@@ -199,7 +200,7 @@ def report(db: str, output: str, run_id: str | None) -> None:
               "only where they are not sure; the rules alone; or the model always.")
 def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, adapter: str | None, device: str,
             limit: int | None, id_column: str | None, text_column: str | None, sex_column: str | None,
-            batch_size: int, base_url: str | None, api_key_env: str | None, concurrency: int | None,
+            patient_column: str | None, date_column: str | None, index_date_column: str | None, batch_size: int, base_url: str | None, api_key_env: str | None, concurrency: int | None,
             response_format: str | None, shard: str | None, dry_run: bool, no_gate: bool, policy: str) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
@@ -241,7 +242,9 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
 
         keys = answer_keys(plan, factory, gate=not no_gate, policy=policy)
         report = check_corpus(notes, keys, db, shard=part,
-                              reader_options=dict(id_column=id_column, text_column=text_column, sex_column=sex_column))
+                              reader_options=dict(id_column=id_column, text_column=text_column, sex_column=sex_column,
+                                                  patient_column=patient_column, date_column=date_column,
+                                                  index_date_column=index_date_column))
         for line in report.lines():
             out.print(line, markup=False)
         return
@@ -259,7 +262,8 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
             bar.update(task, total=p.notes_total, completed=done, rates=rates)
 
         summary = run(plan, notes, db, factory, limit=limit, batch_notes=batch_size, id_column=id_column,
-                      text_column=text_column, sex_column=sex_column, on_progress=on_progress, shard=part,
+                      text_column=text_column, sex_column=sex_column, patient_column=patient_column,
+                      date_column=date_column, index_date_column=index_date_column, on_progress=on_progress, shard=part,
                       gate=not no_gate, policy=policy)
     for bad in summary.bad_rows[:20]:
         err.print(f"skipped {bad.describe()}", markup=False)
@@ -269,8 +273,16 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
     table = Table(title=f"{plan.trial_id or file}: {summary.notes_done} notes in {summary.seconds:.1f} s", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
+    screened = ()
+    if ev.by_patient is not None:  # the corpus names patients: eligibility is theirs, over all their notes
+        p = ev.by_patient
+        screened = (("patients", p.patients), ("patients eligible", p.eligible),
+                    ("patients ineligible", p.ineligible), ("patients unknown", p.unknown))
     for label, value in (
-        ("eligible", ev.eligible), ("ineligible", ev.ineligible), ("unknown", ev.unknown),
+        *screened,
+        ("eligible" if not screened else "notes eligible alone", ev.eligible),
+        ("ineligible" if not screened else "notes ineligible alone", ev.ineligible),
+        ("unknown" if not screened else "notes unknown alone", ev.unknown),
         ("answers new", summary.answers_new), ("answers cached", summary.answers_cached),
         ("errors", summary.errors), ("ungrounded quotes", summary.ungrounded), ("rows skipped", len(summary.bad_rows)),
         *((f"answered by {m}", n) for m, n in sorted(summary.by_method.items())),
@@ -278,7 +290,8 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
     ):
         table.add_row(label, str(value))
     out.print(table)
-    out.print(f"stored in {db} (run {summary.run_id}); try: crit sql {db} \"select * from eligibility\"", markup=False)
+    table_name = "patient_eligibility" if screened else "eligibility"
+    out.print(f"stored in {db} (run {summary.run_id}); try: crit sql {db} \"select * from {table_name}\"", markup=False)
 
 
 @cli.command()

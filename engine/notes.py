@@ -1,8 +1,10 @@
 """Notes in: read a corpus of clinical notes, in batches, and set aside the rows that cannot run.
 
 Sources: JSONL (.jsonl/.ndjson), a JSON array (.json), CSV (.csv/.tsv), Parquet,
-a folder of .txt files (note_id = file stem), or a table in a DuckDB file written
-`file.duckdb:table`. Everything is streamed (DuckDB record-batch cursors; CSV and
+a folder of .txt files (note_id = file stem), n2c2 2018 patient files (.xml, one
+per patient, or a folder of them: crit.engine.n2c2), or a table in a DuckDB file
+written `file.duckdb:table`. Besides its id and text, a note may carry its sex, its
+patient's id, its date and the patient's index date (ATTRIBUTES). Everything is streamed (DuckDB record-batch cursors; CSV and
 JSONL line by line), so a corpus larger than memory never sits in Python at once.
 CSV and JSONL are read by Python with a declared format rather than guessed by a
 sniffer, so one odd row cannot change how the others are read.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,18 @@ from crit.grammar.errors import CritError
 ID_COLUMNS = ("note_id", "id", "row_id", "document_id", "doc_id", "hadm_id")
 TEXT_COLUMNS = ("text", "note", "note_text", "body", "content")
 SEX_COLUMNS = ("sex", "gender")
+PATIENT_COLUMNS = ("patient_id", "subject_id", "person_id", "mrn")
+DATE_COLUMNS = ("note_date", "date", "chartdate", "record_date")
+INDEX_DATE_COLUMNS = ("index_date",)
+
+# What a note may carry besides its id and text: attribute -> (default columns, option naming it).
+ATTRIBUTES: dict[str, tuple[tuple[str, ...], str]] = {
+    "sex": (SEX_COLUMNS, "--sex-column"),
+    "patient_id": (PATIENT_COLUMNS, "--patient-column"),
+    "note_date": (DATE_COLUMNS, "--date-column"),
+    "index_date": (INDEX_DATE_COLUMNS, "--index-date-column"),
+}
+_DATE_ATTRIBUTES = ("note_date", "index_date")
 
 # Longer texts are almost always a broken export (a whole file in one cell), not a note.
 MAX_CHARS = 1_000_000
@@ -47,6 +62,9 @@ class Note(BaseModel):
     note_id: str
     text: str
     sex: str | None = None
+    patient_id: str | None = None  # the patient the note is about; None: the note stands alone
+    note_date: date | None = None  # when it was written; windows read it, the model never does
+    index_date: date | None = None  # the patient's index date, where the corpus gives one
     row: int  # 1-based record number in the source (for a folder: position in name order)
 
 
@@ -80,6 +98,24 @@ def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], wha
     return None
 
 
+def parse_date(value: object) -> date | None:
+    """A note date as a corpus writes it: YYYY-MM-DD, optionally with a time after it. ValueError otherwise
+    (03/04/2019 is refused: day and month cannot be told apart)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"is a {_json_kind(value)}, not a date")
+    text = value.strip()
+    try:
+        return date.fromisoformat(text[:10]) if len(text) == 10 or text[10] in "T " else date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a date written YYYY-MM-DD") from None
+
+
 def _json_kind(value: object) -> str:
     return {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}.get(type(value), "value")
 
@@ -100,6 +136,10 @@ def _json_path(name: str) -> str:
     return "$." + '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# (row, note id, text, text length, attributes, problem, where) for one source record.
+_Row = tuple[int, str | None, str | None, int | None, dict[str, Any], str | None, str]
+
+
 class NoteReader:
     """Streams the good notes of one source; `bad_rows` fills in as they are met.
 
@@ -115,6 +155,9 @@ class NoteReader:
         id_column: str | None = None,
         text_column: str | None = None,
         sex_column: str | None = None,
+        patient_column: str | None = None,
+        date_column: str | None = None,
+        index_date_column: str | None = None,
         max_chars: int = MAX_CHARS,
     ):
         self.source = str(source)
@@ -123,14 +166,24 @@ class NoteReader:
         self._con = duckdb.connect()  # in memory; only reads the source
         self._folder_files: list[Path] = []
         self._kind, self._from = self._resolve(self.source)
+        # attribute -> the source column holding it (absent: the notes do not carry it)
+        self.attribute_columns: dict[str, str] = {}
+        if self._kind == "n2c2":  # one patient per file, dated records (crit.engine.n2c2)
+            self.id_column = self.text_column = None
+            self.attribute_columns = {"patient_id": "file name", "note_date": "Record date"}
+            return
         if self._kind == "folder":
             self.id_column = self.text_column = None
-            self.sex_column = None
             return
         columns = self._columns()
         self.id_column = _pick(columns, id_column, ID_COLUMNS, "note id", "--id-column")
         self.text_column = _pick(columns, text_column, TEXT_COLUMNS, "note text", "--text-column")
-        self.sex_column = _pick(columns, sex_column, SEX_COLUMNS, "sex", "--sex-column")
+        wanted = {"sex": sex_column, "patient_id": patient_column, "note_date": date_column,
+                  "index_date": index_date_column}
+        for attribute, (defaults, option) in ATTRIBUTES.items():
+            column = _pick(columns, wanted[attribute], defaults, attribute, option)
+            if column is not None and column not in (self.id_column, self.text_column):
+                self.attribute_columns[attribute] = column
         if self.id_column is None:
             raise CritError(
                 f"no note id column in {self.source}: looked for {', '.join(ID_COLUMNS)}; "
@@ -166,9 +219,16 @@ class NoteReader:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
             if not files:
-                raise CritError(f"notes folder '{source}' holds no .txt files")
+                files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+                if files:
+                    self._folder_files = files
+                    return "n2c2", ""
+                raise CritError(f"notes folder '{source}' holds no .txt files (nor n2c2 .xml files)")
             self._folder_files = files
             return "folder", ""
+        if path.is_file() and path.suffix.lower() == ".xml":
+            self._folder_files = [path]
+            return "n2c2", ""
         if not path.exists() and ":" in source:
             db, _, table = source.rpartition(":")
             if Path(db).is_file():
@@ -240,13 +300,14 @@ class NoteReader:
         return [r[0] for r in rel if r[0] != "file_row_number"]
 
     def _select(self) -> str:
-        """SELECT giving (row_hint, id, text, text_length, sex, problem) per source row, text NULL when too long."""
+        """SELECT giving (row_hint, id, text, text_length, problem, a_<attribute>...) per source row, text NULL
+        when too long."""
         assert self.id_column and self.text_column
         if self._kind == "json":
             id_path, text_path = _sql_text(_json_path(self.id_column)), _sql_text(_json_path(self.text_column))
             ident = f"json ->> {id_path}"
             raw_text = f"json ->> {text_path}"
-            sex = f"json ->> {_sql_text(_json_path(self.sex_column))}" if self.sex_column else "NULL"
+            attributes = [f"json ->> {_sql_text(_json_path(c))}" for c in self.attribute_columns.values()]
             problem = (
                 "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' "
                 f"WHEN json_type(json, {text_path}) NOT IN ('VARCHAR', 'NULL') "
@@ -257,13 +318,15 @@ class NoteReader:
         else:
             ident = f"CAST({_quote(self.id_column)} AS VARCHAR)"
             raw_text = f"CAST({_quote(self.text_column)} AS VARCHAR)"
-            sex = f"CAST({_quote(self.sex_column)} AS VARCHAR)" if self.sex_column else "NULL"
+            attributes = [f"CAST({_quote(c)} AS VARCHAR)" for c in self.attribute_columns.values()]
             problem = "NULL"
         row = "file_row_number + 1" if self._kind == "parquet" else "NULL"
         return (
             f"SELECT {row} AS row_hint, {ident} AS note_id, "
             f"CASE WHEN length({raw_text}) <= {int(self.max_chars)} THEN {raw_text} END AS text, "
-            f"length({raw_text}) AS text_length, {sex} AS sex, {problem} AS problem FROM {self._from}"
+            f"length({raw_text}) AS text_length, {problem} AS problem"
+            + "".join(f", {sql} AS {_quote('a_' + name)}" for sql, name in zip(attributes, self.attribute_columns))
+            + f" FROM {self._from}"
         )
 
     @contextlib.contextmanager
@@ -340,27 +403,27 @@ class NoteReader:
                     continue
                 yield line_no, obj, None
 
-    def _jsonl_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+    def _jsonl_rows(self) -> Iterator[_Row]:
         assert self.id_column and self.text_column
         for record, (line, obj, problem) in enumerate(self._jsonl_records(), 1):
             where = f"row {record}" if record == line else f"row {record} (line {line})"
             if obj is None:
-                yield record, None, None, None, None, problem, where
+                yield record, None, None, None, {}, problem, where
                 continue
             note_id, text = obj.get(self.id_column), obj.get(self.text_column)
-            sex = obj.get(self.sex_column) if self.sex_column else None
+            attributes = {name: obj.get(column) for name, column in self.attribute_columns.items()}
             if isinstance(note_id, bool) or not isinstance(note_id, (str, int, type(None))):
-                yield record, None, None, None, None, f"note id is a {_json_kind(note_id)}, not text or a whole number", where
+                yield record, None, None, None, {}, f"note id is a {_json_kind(note_id)}, not text or a whole number", where
                 continue
             if not isinstance(text, (str, type(None))):
-                yield record, str(note_id), None, None, None, f"note text is a {_json_kind(text)}, not text", where
+                yield record, str(note_id), None, None, {}, f"note text is a {_json_kind(text)}, not text", where
                 continue
             length = len(text) if text is not None else None
             yield (record, None if note_id is None else str(note_id),
                    text if length is not None and length <= self.max_chars else None, length,
-                   sex if isinstance(sex, str) else None, None, where)
+                   attributes, None, where)
 
-    def _csv_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+    def _csv_rows(self) -> Iterator[_Row]:
         columns: list[str] | None = None
         record = 0
         for line, fields, problem in self._csv_records():
@@ -371,20 +434,20 @@ class NoteReader:
             record += 1
             where = f"row {record} (line {line})"
             if fields is None:
-                yield record, None, None, None, None, problem, where
+                yield record, None, None, None, {}, problem, where
                 continue
             if fields == [] or fields == [""]:
                 record -= 1  # a blank line is no record
                 continue
             if len(fields) != len(columns):
-                yield record, None, None, None, None, f"has {len(fields)} fields, the header has {len(columns)}", where
+                yield record, None, None, None, {}, f"has {len(fields)} fields, the header has {len(columns)}", where
                 continue
             assert self.id_column and self.text_column
             text = fields[index[self.text_column]]
-            sex = fields[index[self.sex_column]] if self.sex_column else None
+            attributes = {name: fields[index[column]] for name, column in self.attribute_columns.items()}
             length = len(text)
             yield (record, fields[index[self.id_column]], text if length <= self.max_chars else None, length,
-                   sex, None, where)
+                   attributes, None, where)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -392,6 +455,8 @@ class NoteReader:
         """Rows in the source, good and bad (for a progress bar's total)."""
         if self._kind == "folder":
             return len(self._folder_files)
+        if self._kind == "n2c2":
+            return sum(1 for _ in self._n2c2_rows())
         if self._kind == "csv":
             return sum(1 for _ in self._csv_records()) - 1  # the header is no row
         if self._kind == "jsonl":
@@ -410,23 +475,43 @@ class NoteReader:
         seen: set[str] = set()
         batch: list[Note] = []
         good = 0
-        for row, note_id, text, length, sex, problem, where in self._rows():
+        for row, note_id, text, length, raw, problem, where in self._rows():
             if limit is not None and good >= limit:
                 break
             reason = self._problem(note_id, text, length, problem, seen)
-            if reason:
-                self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason, where=where))
+            attributes, reason = (None, reason) if reason else self._attributes(raw)
+            if reason or attributes is None:
+                self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason or "", where=where))
                 continue
             seen.add(note_id)
             if keep is not None and not keep(note_id):
                 continue
             good += 1
-            batch.append(Note(note_id=note_id, text=text, sex=sex or None, row=row))
+            batch.append(Note(note_id=note_id, text=text, row=row, **attributes))
             if len(batch) >= size:
                 yield batch
                 batch = []
         if batch:
             yield batch
+
+    def _attributes(self, raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """A record's sex, patient id and dates, checked; (None, reason) when one is unusable."""
+        found: dict[str, Any] = {}
+        for name, value in raw.items():
+            column = self.attribute_columns[name]
+            if name in _DATE_ATTRIBUTES:
+                try:
+                    found[name] = parse_date(value)
+                except ValueError as e:
+                    return None, f"{name.replace('_', ' ')} (column '{column}') {e}"
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
+                return None, f"{name.replace('_', ' ')} (column '{column}') is a {_json_kind(value)}, not text"
+            text = None if value is None else str(value).strip()
+            if name == "patient_id" and not text:
+                return None, f"no patient id (column '{column}' is empty)"
+            found[name] = text or None
+        return found, None
 
     def _problem(
         self, note_id: str | None, text: str | None, length: int | None, problem: str | None, seen: set[str]
@@ -443,9 +528,12 @@ class NoteReader:
             return "empty text"
         return None
 
-    def _rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+    def _rows(self) -> Iterator[_Row]:
         if self._kind == "folder":
             yield from self._folder_rows()
+            return
+        if self._kind == "n2c2":
+            yield from self._n2c2_rows()
             return
         if self._kind == "csv":
             yield from self._csv_rows()
@@ -458,16 +546,18 @@ class NoteReader:
             reader = self._con.sql(self._select(), params=self._params() or None).to_arrow_reader(1024)
         except duckdb.Error as e:
             raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
+        names = list(self.attribute_columns)
         for rb in reader:
             cols = rb.to_pydict()
-            for hint, note_id, text, length, sex, problem in zip(
-                cols["row_hint"], cols["note_id"], cols["text"], cols["text_length"], cols["sex"], cols["problem"]
-            ):
+            attributes = [cols["a_" + name] for name in names]
+            for i, (hint, note_id, text, length, problem) in enumerate(zip(
+                cols["row_hint"], cols["note_id"], cols["text"], cols["text_length"], cols["problem"]
+            )):
                 record += 1
                 row = int(hint) if hint is not None else record
-                yield row, note_id, text, length, sex, problem, f"row {row}"
+                yield row, note_id, text, length, {n: a[i] for n, a in zip(names, attributes)}, problem, f"row {row}"
 
-    def _folder_rows(self) -> Iterator[tuple[int, str | None, str | None, int | None, str | None, str | None, str]]:
+    def _folder_rows(self) -> Iterator[_Row]:
         # read_blob, not read_text: a file that is not UTF-8 becomes one bad row instead of a failed query.
         chunk = 256
         for start in range(0, len(self._folder_files), chunk):
@@ -490,7 +580,25 @@ class NoteReader:
                 length = len(text) if text is not None else None
                 if length is not None and length > self.max_chars:
                     text = None
-                yield i, f.stem, text, length, None, problem, f.name
+                yield i, f.stem, text, length, {}, problem, f.name
+
+    def _n2c2_rows(self) -> Iterator[_Row]:
+        from crit.engine import n2c2
+
+        row = 0
+        for f in self._folder_files:
+            try:
+                found = n2c2.records(f)
+            except (n2c2.N2c2Error, OSError) as e:
+                row += 1
+                yield row, None, None, None, {}, f"not an n2c2 patient file: {e}", f.name
+                continue
+            for record in found:
+                row += 1
+                length = len(record.text)
+                text = record.text if length <= self.max_chars else None
+                attributes = {"patient_id": f.stem, "note_date": record.date}
+                yield row, f"{f.stem}-{record.number}", text, length, attributes, None, f"{f.name} record {record.number}"
 
     def close(self) -> None:
         self._con.close()

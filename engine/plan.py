@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,29 @@ class RangeRule(BaseModel):
     female_high: float | None
 
 
+class WindowSpec(BaseModel):
+    """A window some rule reads: a question's answers from the notes dated at most `amount` `unit`s
+    before the index date (and not after it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str
+    amount: int
+    unit: units.TimeUnit
+
+    @property
+    def label(self) -> str:
+        return f"{self.amount} {self.unit}{'' if self.amount == 1 else 's'}"
+
+
+def window_spec(node: ast.Window) -> WindowSpec:
+    """The window a checked `NAME within N UNIT` reads."""
+    assert isinstance(node.operand, ast.Name)
+    unit = units.time_unit(node.unit)
+    assert unit is not None  # resolve has checked it
+    return WindowSpec(question=node.operand.name, amount=int(node.amount), unit=unit)
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +85,8 @@ class Plan(BaseModel):
     criteria: list[ast.CriterionDecl]
     ranges: dict[str, RangeRule]
     conversions: list[units.Conversion]
+    windows: list[WindowSpec] = []  # in the order rules first use them
+    index: Literal["first note", "last note"] = "last note"  # what a patient's windows end at
     rules_fingerprint: str
 
     def question(self, name: str) -> Question:
@@ -122,6 +148,12 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
     if needs_sex:
         questions.append(SEX_QUESTION)
     lets = [symbols.lets[name] for name in symbols.let_order]
+    windows: list[WindowSpec] = []
+    for expr in [l.expr for l in lets] + [c.expr for c in file.criteria]:
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Window) and window_spec(node) not in windows:
+                windows.append(window_spec(node))
+    index = file.of(ast.IndexDecl)[0].anchor if file.of(ast.IndexDecl) else "last note"
     rules = {
         "lets": [l.meaning() for l in lets],
         "criteria": [c.meaning() for c in file.criteria],
@@ -129,6 +161,7 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
         "conversions": [c.model_dump() for c in symbols.conversions],
         "caps": {q.name: q.cap for q in questions if q.cap is not None},
         "units": {q.name: q.unit for q in questions if q.unit is not None},
+        "index": index,
     }
     trial = file.trial
     return Plan(
@@ -143,6 +176,8 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
         criteria=file.criteria,
         ranges=ranges,
         conversions=symbols.conversions,
+        windows=windows,
+        index=index,
         rules_fingerprint=hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16],
     )
 

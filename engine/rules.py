@@ -46,15 +46,15 @@ from typing import Any, Literal, NamedTuple
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.plan import Plan, RangeRule
+from crit.engine.plan import Plan, RangeRule, WindowSpec, window_spec
 from crit.engine.questions import SEX_PHRASE, Question
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 
-__all__ = ["EvaluationSummary", "evaluate", "rules_sql"]
+__all__ = ["EvaluationSummary", "PatientCounts", "evaluate", "rules_sql"]
 
 Status = Literal["met", "not met", "unknown"]
-Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy"]
+Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy", "window"]
 
 # Spellings of the notes' sex column that we accept (compared lower-cased, trimmed).
 MALE = ("male", "m", "man")
@@ -64,12 +64,29 @@ FEMALE = ("female", "f", "woman")
 ANSWER_COLUMNS = ("note_id", "question", "answer_key", "value", "unit", "na", "error")
 
 # Helper tables `evaluate` loads before running the script (the script's inputs besides the store).
+_ANSWERS = "_crit_answers"  # a view of the store's answers: ANSWER_COLUMNS, with spans where it has them
 _QUESTIONS = "_crit_questions"  # question, kind, cap, ord (the question's order)
 _KEYS = "_crit_keys"  # question, answer_key: the answers to read
 _UNITS = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
-_NOTES = "_crit_notes"  # note_id, sex (as the notes table has it)
+_NOTES = "_crit_notes"  # note_id, sex, patient_id, note_date, index_date, source_row (as the notes table has them)
 # note_id, question, answer_key, value, unit, span_start: every value an answer lists (Answer.candidates)
 _CANDIDATES = "_crit_candidates"
+
+# Tables the script itself makes on the way (dropped with the inputs).
+_NOTE_SEX = "_crit_note_sex"  # note_id, sex: the notes' column, else the built-in question
+_PATIENT_SEX = "_crit_patient_sex"  # patient_id, sex: the sex the patient's notes agree on
+_NOTE_ANSWERS = "_crit_note_answers"  # a view: note_id, question, window_id, converted, reason
+
+
+class PatientCounts(BaseModel):
+    """Eligibility per patient (notes that carry a patient id, combined)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patients: int
+    eligible: int
+    ineligible: int
+    unknown: int
 
 
 class EvaluationSummary(BaseModel):
@@ -85,6 +102,7 @@ class EvaluationSummary(BaseModel):
     unknown: int
     criteria: int
     seconds: float
+    by_patient: PatientCounts | None = None  # None when no note names a patient
 
 
 # ---- compiling expressions ----------------------------------------------------------
@@ -192,7 +210,9 @@ class _Compiler:
             ast.Aggregate: self._aggregate,
             ast.RangeTest: self._range_test,
             ast.BoundRef: self._bound,
+            ast.Window: self._window,
         }
+        self.windows = {w: k for k, w in enumerate(plan.windows, 1)}
 
     def expr(self, node: ast.Node, target: str | None = None) -> _Sql:
         """`target`: the question whose unit a bare quantity here is compared in (for conversion)."""
@@ -233,6 +253,12 @@ class _Compiler:
         if q is None:
             raise CritError(f"unknown name '{node.name}' in the rules")
         return _Sql(_qcol(q.name), "bool" if q.kind == "boolean" else "num", ((_qcol(q.name), _rcol(q.name)),))
+
+    def _window(self, node: ast.Window, target: str | None) -> _Sql:
+        k = self.windows[window_spec(node)]
+        q = self.questions[window_spec(node).question]
+        name = _column_name(q.name, k)
+        return _Sql(_qcol(name), "bool" if q.kind == "boolean" else "num", ((_qcol(name), _rcol(name)),))
 
     # -- arithmetic and comparison
 
@@ -340,10 +366,11 @@ class _Compiler:
         return f"(CASE sex WHEN 'male' THEN {male} WHEN 'female' THEN {female} END)", True
 
     def _range_test(self, node: ast.RangeTest, target: str | None) -> _Sql:
-        if not isinstance(node.operand, ast.Name):
+        ref = node.operand.operand if isinstance(node.operand, ast.Window) else node.operand
+        if not isinstance(ref, ast.Name):
             raise CritError(f"'{node.side} range' applies to a numeric question by name")
         value = self.expr(node.operand)
-        rule = self._range(node.operand.name)
+        rule = self._range(ref.name)
         v = value.sql
 
         def test(low: float | None, high: float | None) -> str:
@@ -405,7 +432,7 @@ def _measured(node: ast.Node, questions: Mapping[str, Question]) -> str | None:
         return node.name if node.name in questions else None
     if isinstance(node, ast.BoundRef):
         return node.name
-    if isinstance(node, ast.Neg):
+    if isinstance(node, (ast.Neg, ast.Window)):
         return _measured(node.operand, questions)
     if isinstance(node, ast.Arith):
         return _measured(node.left, questions) or _measured(node.right, questions)
@@ -424,19 +451,24 @@ def _answer_values_sql() -> str:
     return f"""CREATE OR REPLACE TABLE answer_values AS
 WITH chosen AS (
     SELECT a.note_id, a.question,
-        arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key}},
+        arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key,
+                  'span_start': a.span_start, 'span_end': a.span_end}},
                 (a.error IS NULL, a.answer_key)) AS p
-    FROM answers a
+    FROM {_ANSWERS} a
     JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
     GROUP BY a.note_id, a.question
 ),
 ordered AS (
     SELECT c.note_id, c.question,
         CASE q.ord
-            WHEN 'highest' THEN arg_max({{'value': c.value, 'unit': c.unit}}, c.value * u.factor + u."offset")
-            WHEN 'lowest' THEN arg_min({{'value': c.value, 'unit': c.unit}}, c.value * u.factor + u."offset")
-            WHEN 'last' THEN arg_max({{'value': c.value, 'unit': c.unit}}, c.span_start)
-            ELSE arg_min({{'value': c.value, 'unit': c.unit}}, c.span_start)
+            WHEN 'highest' THEN arg_max({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
+                                        c.value * u.factor + u."offset")
+            WHEN 'lowest' THEN arg_min({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
+                                       c.value * u.factor + u."offset")
+            WHEN 'last' THEN arg_max({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
+                                     c.span_start)
+            ELSE arg_min({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
+                         c.span_start)
         END AS best
     FROM {_CANDIDATES} c
     JOIN chosen ch ON ch.note_id = c.note_id AND ch.question = c.question AND ch.p.key = c.answer_key
@@ -448,6 +480,8 @@ picked AS (
     SELECT ch.note_id, ch.question,
         CASE WHEN o.best IS NULL THEN ch.p.value ELSE o.best.value END AS value,
         CASE WHEN o.best IS NULL THEN ch.p.unit ELSE o.best.unit END AS unit,
+        CASE WHEN o.best IS NULL THEN ch.p.span_start ELSE o.best.span_start END AS span_start,
+        CASE WHEN o.best IS NULL THEN ch.p.span_end ELSE o.best.span_end END AS span_end,
         ch.p.na AS na, ch.p.error AS error
     FROM chosen ch
     LEFT JOIN ordered o ON o.note_id = ch.note_id AND o.question = ch.question
@@ -468,38 +502,165 @@ SELECT
         WHEN p.error IS NOT NULL THEN 'error'
         WHEN p.na IS TRUE OR p.value IS NULL THEN 'na'
         WHEN q.kind = 'numeric' AND u.factor IS NULL THEN 'unit'
-    END AS reason
+    END AS reason,
+    p.span_start,
+    p.span_end
 FROM {_NOTES} n
 CROSS JOIN {_QUESTIONS} q
 LEFT JOIN picked p ON p.note_id = n.note_id AND p.question = q.question
 LEFT JOIN {_UNITS} u ON u.question = q.question AND u.unit_key = COALESCE(p.unit, '')"""
 
 
-def _note_sex_sql(plan: Plan) -> str:
+class _Level(NamedTuple):
+    """Who is screened: each note alone, or each patient over all their notes.
+
+    Both levels compile the same lets and criteria; they differ only in where the
+    answers come from (`values`: one row per subject, question and window) and in
+    the names of the tables they write.
+    """
+
+    subject: str  # the key column: note_id or patient_id
+    values: str  # the long table of answers per subject, question and window
+    sex: str  # (subject, sex)
+    criteria: str
+    eligibility: str
+    attrition: str
+    subjects: str  # SQL listing every subject once
+
+
+_NOTE_LEVEL = _Level("note_id", _NOTE_ANSWERS, _NOTE_SEX, "criteria", "eligibility", "attrition",
+                     f"SELECT note_id FROM {_NOTES}")
+_PATIENT_LEVEL = _Level("patient_id", "patient_answers", _PATIENT_SEX, "patient_criteria", "patient_eligibility",
+                        "patient_attrition", f"SELECT DISTINCT patient_id FROM {_NOTES} WHERE patient_id IS NOT NULL")
+
+
+def _interval(w: WindowSpec) -> str:
+    return {"day": f"INTERVAL {w.amount} DAY", "week": f"INTERVAL {7 * w.amount} DAY",
+            "month": f"INTERVAL {w.amount} MONTH", "year": f"INTERVAL {w.amount} YEAR"}[w.unit]
+
+
+def _inside(w: WindowSpec, index: str) -> str:
+    # Dated inside [index - window, index]; an undated note is never inside (NULL, read as outside).
+    return f"(n.note_date BETWEEN {index} - {_interval(w)} AND {index})"
+
+
+def _sex_sql(plan: Plan) -> str:
+    """Each note's sex: the notes' column, else the built-in question (present = female, absent = male)."""
     male = ", ".join(map(_text, MALE))
     female = ", ".join(map(_text, FEMALE))
     from_notes = (
         f"CASE WHEN lower(trim(n.sex)) IN ({male}) THEN 'male' "
         f"WHEN lower(trim(n.sex)) IN ({female}) THEN 'female' END"
     )
-    if not plan.needs_sex:
-        return from_notes
-    # The corpus's sex column first; else the built-in question (present = female, absent = male).
-    q = _qcol("sex")
-    return f"COALESCE({from_notes}, CASE WHEN {q} THEN 'female' WHEN NOT {q} THEN 'male' END)"
+    if plan.needs_sex:
+        sex = (f"COALESCE({from_notes}, CASE WHEN a.converted = 1 THEN 'female' WHEN a.converted = 0 THEN 'male' END)")
+        joined = f"{_NOTES} n LEFT JOIN answer_values a ON a.note_id = n.note_id AND a.question = 'sex'"
+    else:
+        sex, joined = from_notes, f"{_NOTES} n"
+    return f"CREATE OR REPLACE TEMP TABLE {_NOTE_SEX} AS\nSELECT n.note_id, {sex} AS sex\nFROM {joined}"
 
 
-def _criteria_sql(plan: Plan) -> str:
+# A patient's sex: the one sex their notes agree on; notes that disagree leave it unknown.
+_PATIENT_SEX_SQL = f"""CREATE OR REPLACE TEMP TABLE {_PATIENT_SEX} AS
+SELECT n.patient_id, CASE WHEN count(DISTINCT s.sex) = 1 THEN min(s.sex) END AS sex
+FROM {_NOTES} n JOIN {_NOTE_SEX} s USING (note_id)
+WHERE n.patient_id IS NOT NULL
+GROUP BY n.patient_id"""
+
+
+def _note_answers_sql(plan: Plan) -> str:
+    """Each note's answers (window 0), and for each window the same answers where the note is dated
+    inside it (its own index date, else its own date), reason 'window' where it is not."""
+    parts = ["SELECT note_id, question, 0 AS window_id, converted, reason FROM answer_values"]
+    for k, w in enumerate(plan.windows, 1):
+        inside = _inside(w, "COALESCE(n.index_date, n.note_date)")
+        parts.append(
+            f"SELECT a.note_id, a.question, {k}, CASE WHEN {inside} THEN a.converted END,\n"
+            f"    CASE WHEN {inside} THEN a.reason ELSE 'window' END  -- {_comment(w.question)} within {w.label}\n"
+            f"FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE a.question = {_text(w.question)}"
+        )
+    return f"CREATE OR REPLACE TEMP VIEW {_NOTE_ANSWERS} AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def _patient_answers_sql(plan: Plan) -> str:
+    """Each patient's answer to each question (and window), combined over their notes:
+
+    - booleans: present if any note says present, absent if one says absent and none present;
+    - numbers: by the question's order across notes (highest, lowest; first, last and value by
+      note date, then by place in the corpus);
+    - with the note and span it came from. Without one, the reason is the worst of the notes':
+      error, then unit, then na, else 'window' (no note dated inside the window).
+    """
+    first = "first note" == plan.index
+    index = (f"COALESCE(max(index_date), {'min' if first else 'max'}(note_date))")
+    scoped = [
+        "SELECT n.patient_id, a.*, 0 AS window_id, TRUE AS inside, n.note_date, n.source_row\n"
+        f"    FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE n.patient_id IS NOT NULL"
+    ]
+    for k, w in enumerate(plan.windows, 1):
+        scoped.append(
+            f"SELECT n.patient_id, a.*, {k}, {_inside(w, 'p.index_date')}, n.note_date, n.source_row"
+            f"  -- {_comment(w.question)} within {w.label}\n"
+            f"    FROM answer_values a JOIN {_NOTES} n USING (note_id) JOIN indexed p USING (patient_id)\n"
+            f"    WHERE a.question = {_text(w.question)}"
+        )
+    labels = " ".join(f"WHEN {k} THEN {_text(w.label)}" for k, w in enumerate(plan.windows, 1))
+    window_label = f"CASE s.window_id {labels} END" if labels else "NULL::VARCHAR"
+    return f"""CREATE OR REPLACE TABLE patient_answers AS
+WITH indexed AS (
+    SELECT patient_id, {index} AS index_date
+    FROM {_NOTES} WHERE patient_id IS NOT NULL GROUP BY patient_id
+), scoped AS (
+    {(chr(10) + '    UNION ALL' + chr(10) + '    ').join(scoped)}
+), keyed AS (
+    SELECT s.*, q.kind,
+        -- what makes one note's answer the patient's: larger wins
+        {{'value': CASE WHEN q.kind = 'boolean' OR q.ord = 'highest' THEN s.converted
+                        WHEN q.ord = 'lowest' THEN -s.converted ELSE 0 END,
+          'dated': s.note_date IS NOT NULL,
+          'when': COALESCE(CASE WHEN q.ord = 'first' THEN -epoch(s.note_date) ELSE epoch(s.note_date) END, 0),
+          'row': COALESCE(CASE WHEN q.ord = 'first' THEN -s.source_row ELSE s.source_row END, 0)}} AS rank
+    FROM scoped s JOIN {_QUESTIONS} q USING (question)
+), combined AS (
+    SELECT patient_id, question, window_id,
+        arg_max({{'note_id': note_id, 'value': value, 'unit': unit, 'converted': converted,
+                 'span_start': span_start, 'span_end': span_end, 'note_date': note_date}}, rank)
+            FILTER (WHERE inside AND converted IS NOT NULL) AS pick,
+        count(*) FILTER (WHERE inside) AS notes_inside,
+        bool_or(reason = 'error') FILTER (WHERE inside) AS any_error,
+        bool_or(reason = 'unit') FILTER (WHERE inside) AS any_unit,
+        bool_or(reason = 'na') FILTER (WHERE inside) AS any_na
+    FROM keyed GROUP BY patient_id, question, window_id
+)
+SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, i.index_date,
+    s.pick.converted AS converted,
+    CASE WHEN s.pick IS NOT NULL THEN NULL
+         WHEN s.notes_inside = 0 THEN 'window'
+         WHEN s.any_error THEN 'error' WHEN s.any_unit THEN 'unit' WHEN s.any_na THEN 'na'
+         ELSE 'missing' END AS reason,
+    s.pick.value AS value, s.pick.unit AS unit,
+    s.pick.note_id AS note_id, s.pick.note_date AS note_date,
+    s.pick.span_start AS span_start, s.pick.span_end AS span_end,
+    s.notes_inside AS notes
+FROM combined s JOIN indexed i USING (patient_id)"""
+
+
+def _criteria_sql(plan: Plan, level: _Level) -> str:
     comp = _Compiler(plan)
+    subject = level.subject
     pivot = []
-    for q in plan.questions:
-        where = f"FILTER (WHERE question = {_text(q.name)})"
+    windows = [(0, q.name, q) for q in plan.questions] + [
+        (k, w.question, plan.question(w.question)) for k, w in enumerate(plan.windows, 1)
+    ]
+    for k, name, q in windows:
+        where = f"FILTER (WHERE question = {_text(name)} AND window_id = {k})"
         value = f"max(converted) {where}" if q.kind == "numeric" else f"(max(converted) {where} <> 0)"
-        pivot.append(f"{value} AS {_qcol(q.name)}")
-        pivot.append(f"max(reason) {where} AS {_rcol(q.name)}")
+        pivot.append(f"{value} AS {_qcol(_column_name(name, k))}")
+        pivot.append(f"max(reason) {where} AS {_rcol(_column_name(name, k))}")
     ctes = [
-        "wide AS (\n    SELECT note_id,\n        " + ",\n        ".join(pivot) + "\n    FROM answer_values GROUP BY note_id\n)",
-        f"sexed AS (\n    SELECT w.*, {_note_sex_sql(plan)} AS sex\n    FROM wide w JOIN {_NOTES} n USING (note_id)\n)",
+        f"wide AS (\n    SELECT {subject},\n        " + ",\n        ".join(pivot)
+        + f"\n    FROM {level.values} GROUP BY {subject}\n)",
+        f"sexed AS (\n    SELECT w.*, s.sex\n    FROM wide w LEFT JOIN {level.sex} s USING ({subject})\n)",
     ]
     previous = "sexed"
     for i, let in enumerate(plan.lets, 1):
@@ -522,66 +683,79 @@ def _criteria_sql(plan: Plan) -> str:
             f"{{'position': {pos}, 'label': {_text(c.label)}, 'type': {_text(c.type)}, "
             f"'status': {status}, 'reason': {reason}}}"
         )
-    if cols:
-        ctes.append("decided AS (\n    SELECT note_id,\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
-        body = (
-            "SELECT note_id, unnest([\n        " + ",\n        ".join(structs) + "\n    ], recursive := true)\nFROM decided"
-        )
-    else:  # no criteria: an empty table of the right shape
-        body = (
-            "SELECT NULL::VARCHAR AS note_id, NULL::INTEGER AS position, NULL::VARCHAR AS label, "
+    create = f"CREATE OR REPLACE TABLE {level.criteria} AS\n"
+    if not cols:  # no criteria: an empty table of the right shape
+        return create + (
+            f"SELECT NULL::VARCHAR AS {subject}, NULL::INTEGER AS position, NULL::VARCHAR AS label, "
             "NULL::VARCHAR AS type, NULL::VARCHAR AS status, NULL::VARCHAR AS reason WHERE FALSE"
         )
-    return "CREATE OR REPLACE TABLE criteria AS\nWITH " + ",\n".join(ctes) + "\n" + body
+    ctes.append(f"decided AS (\n    SELECT {subject},\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
+    body = f"SELECT {subject}, unnest([\n        " + ",\n        ".join(structs) + "\n    ], recursive := true)\nFROM decided"
+    return create + "WITH " + ",\n".join(ctes) + "\n" + body
 
 
-_ELIGIBILITY_SQL = f"""CREATE OR REPLACE TABLE eligibility AS
+def _column_name(question: str, window_id: int) -> str:
+    # '@' cannot occur in a name, so a window's column never meets a question's.
+    return question if window_id == 0 else f"{question}@w{window_id}"
+
+
+def _eligibility_sql(level: _Level) -> str:
+    s = level.subject
+    return f"""CREATE OR REPLACE TABLE {level.eligibility} AS
 WITH judged AS (
-    SELECT n.note_id, c.position, c.label, c.status,
+    SELECT n.{s}, c.position, c.label, c.status,
         (c.type = 'include' AND c.status = 'not met') OR (c.type = 'exclude' AND c.status = 'met') AS fails
-    FROM {_NOTES} n LEFT JOIN criteria c USING (note_id)
+    FROM ({level.subjects}) n LEFT JOIN {level.criteria} c USING ({s})
 ), counted AS (
-    SELECT note_id,
+    SELECT {s},
         count(*) FILTER (WHERE fails) AS failed,
         count(*) FILTER (WHERE status = 'unknown') AS unknown,
         list(label ORDER BY position) FILTER (WHERE fails) AS failed_labels,
         list(label ORDER BY position) FILTER (WHERE status = 'unknown') AS unknown_labels
-    FROM judged GROUP BY note_id
+    FROM judged GROUP BY {s}
 )
-SELECT note_id,
+SELECT {s},
     CASE WHEN failed > 0 THEN 'ineligible' WHEN unknown > 0 THEN 'unknown' ELSE 'eligible' END AS status,
     CASE WHEN failed > 0 THEN failed_labels WHEN unknown > 0 THEN unknown_labels ELSE []::VARCHAR[] END AS deciding
 FROM counted"""
 
-_ATTRITION_SQL = """CREATE OR REPLACE VIEW attrition AS
+
+def _attrition_sql(level: _Level) -> str:
+    s = level.subject
+    return f"""CREATE OR REPLACE VIEW {level.attrition} AS
 WITH judged AS (
-    SELECT note_id, position, label, type, status,
+    SELECT {s}, position, label, type, status,
         (type = 'include' AND status = 'not met') OR (type = 'exclude' AND status = 'met') AS fails
-    FROM criteria
+    FROM {level.criteria}
 ), first_fail AS (
-    SELECT note_id, min(position) FILTER (WHERE fails) AS at FROM judged GROUP BY note_id
+    SELECT {s}, min(position) FILTER (WHERE fails) AS at FROM judged GROUP BY {s}
 )
 SELECT j.position, j.label, j.type,
     count(*) FILTER (WHERE f.at IS NULL OR f.at >= j.position) AS remaining_before,
     count(*) FILTER (WHERE f.at = j.position) AS removed,
     count(*) FILTER (WHERE f.at IS NULL OR f.at > j.position) AS remaining_after,
     count(*) FILTER (WHERE (f.at IS NULL OR f.at >= j.position) AND j.status = 'unknown') AS unknown
-FROM judged j JOIN first_fail f USING (note_id)
+FROM judged j JOIN first_fail f USING ({s})
 GROUP BY j.position, j.label, j.type
 ORDER BY j.position"""
 
 
 def _statements(plan: Plan) -> list[str]:
-    return [_answer_values_sql(), _criteria_sql(plan), _ELIGIBILITY_SQL, _ATTRITION_SQL]
+    notes = [_note_answers_sql(plan), _criteria_sql(plan, _NOTE_LEVEL), _eligibility_sql(_NOTE_LEVEL),
+             _attrition_sql(_NOTE_LEVEL)]
+    patients = [_patient_answers_sql(plan), _PATIENT_SEX_SQL, _criteria_sql(plan, _PATIENT_LEVEL),
+                _eligibility_sql(_PATIENT_LEVEL), _attrition_sql(_PATIENT_LEVEL)]
+    return [_answer_values_sql(), _sex_sql(plan), *notes, *patients]
 
 
 def rules_sql(plan: Plan) -> str:
     """The SQL script that evaluates `plan` (what `crit compile --json` shows).
 
-    It reads the store's `answers`, plus small tables `evaluate` loads first:
+    It reads the store's `answers` (through the view `_crit_answers`), plus small tables `evaluate` loads first:
     `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key), `_crit_units`
     (question, unit_key, factor, offset: one row per reported unit, factor NULL when
-    it does not convert), `_crit_notes` (note_id, sex) and `_crit_candidates` (every value an
+    it does not convert), `_crit_notes` (note_id, sex, patient_id, note_date, index_date, source_row)
+    and `_crit_candidates` (every value an
     answer lists, with its unit and position).
     """
     header = (
@@ -623,7 +797,7 @@ def _needed(plan: Plan) -> list[str]:
                 names.add(node.name)
             elif isinstance(node, ast.BoundRef):
                 names.add(node.name)
-    return [q.name for q in plan.questions if q.name in names]
+    return [q.name for q in plan.questions if q.name in names and q.phrase != SEX_PHRASE]
 
 
 def _describe(q: Question) -> str:
@@ -641,16 +815,30 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
 
     note_cols = _columns(con, "notes")
     if note_cols is None:
-        notes_sql = "SELECT DISTINCT note_id, NULL::VARCHAR AS sex FROM answers"
+        note_cols = set()
+        source = "(SELECT DISTINCT note_id FROM answers)"
     elif "note_id" not in note_cols:
         raise CritError("the store's notes table has no note_id column")
     else:
-        sex = "CAST(sex AS VARCHAR)" if "sex" in note_cols else "NULL::VARCHAR"
-        notes_sql = f"SELECT CAST(note_id AS VARCHAR) AS note_id, {sex} AS sex FROM notes"
+        source = "notes"
+
+    def column(name: str, sql_type: str) -> str:
+        # A store of schema 1 or 2 has no patients or dates: every note is its own, undated.
+        return f"CAST({_ident(name)} AS {sql_type}) AS {name}" if name in note_cols else f"NULL::{sql_type} AS {name}"
+
+    notes_sql = (
+        "SELECT CAST(note_id AS VARCHAR) AS note_id, "
+        + ", ".join(column(c, t) for c, t in (("sex", "VARCHAR"), ("patient_id", "VARCHAR"), ("note_date", "DATE"),
+                                              ("index_date", "DATE"), ("source_row", "BIGINT")))
+        + f" FROM {source}"
+    )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_NOTES} AS {notes_sql}")
     dup = con.execute(f"SELECT note_id FROM {_NOTES} GROUP BY note_id HAVING count(*) > 1 LIMIT 1").fetchone()
     if dup:
         raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
+
+    spans = ", ".join(c if c in answer_cols else f"NULL::BIGINT AS {c}" for c in ("span_start", "span_end"))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {_ANSWERS} AS SELECT {', '.join(ANSWER_COLUMNS)}, {spans} FROM answers")
 
     use_all = answer_keys is None
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_QUESTIONS} (question VARCHAR, kind VARCHAR, cap DOUBLE, ord VARCHAR)")
@@ -693,13 +881,14 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     # Every value an answer lists (stores before schema 2 have no candidates column: none).
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_CANDIDATES} (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, "
-        "value DOUBLE, unit VARCHAR, span_start BIGINT)"
+        "value DOUBLE, unit VARCHAR, span_start BIGINT, span_end BIGINT)"
     )
     if "candidates" in answer_cols:
         con.execute(
-            f"INSERT INTO {_CANDIDATES} SELECT note_id, question, answer_key, c.value, c.unit, c.span_start FROM ("
-            "SELECT a.note_id, a.question, a.answer_key, unnest(from_json(a.candidates, "
-            """'[{"value": "DOUBLE", "unit": "VARCHAR", "span_start": "BIGINT"}]')) AS c FROM answers a """
+            f"INSERT INTO {_CANDIDATES} SELECT note_id, question, answer_key, c.value, c.unit, c.span_start, c.span_end "
+            "FROM (SELECT a.note_id, a.question, a.answer_key, unnest(from_json(a.candidates, "
+            """'[{"value": "DOUBLE", "unit": "VARCHAR", "span_start": "BIGINT", "span_end": "BIGINT"}]')) AS c """
+            "FROM answers a "
             f"JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key "
             "WHERE a.candidates IS NOT NULL AND a.error IS NULL) WHERE c.value IS NOT NULL"
         )
@@ -752,10 +941,19 @@ def evaluate(
         ).fetchone()
         assert counts is not None
         notes, eligible, ineligible, unknown = (int(x) for x in counts)
+        by_patient = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'eligible'), "
+            "count(*) FILTER (WHERE status = 'ineligible'), count(*) FILTER (WHERE status = 'unknown') "
+            "FROM patient_eligibility"
+        ).fetchone()
+        assert by_patient is not None
+        patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"), map(int, by_patient))))
         con.execute(
             "CREATE OR REPLACE TABLE evaluation AS SELECT ?::VARCHAR AS rules_fingerprint, ?::VARCHAR AS trial, "
             "?::VARCHAR AS source, ?::TIMESTAMPTZ AS evaluated_at, ?::VARCHAR AS answer_keys, "
-            "?::BIGINT AS notes, ?::BIGINT AS eligible, ?::BIGINT AS ineligible, ?::BIGINT AS unknown",
+            "?::BIGINT AS notes, ?::BIGINT AS eligible, ?::BIGINT AS ineligible, ?::BIGINT AS unknown, "
+            "?::BIGINT AS patients, ?::BIGINT AS patients_eligible, ?::BIGINT AS patients_ineligible, "
+            "?::BIGINT AS patients_unknown",
             [
                 plan.rules_fingerprint,
                 plan.trial_id,
@@ -766,9 +964,15 @@ def evaluate(
                 eligible,
                 ineligible,
                 unknown,
+                patients.patients,
+                patients.eligible,
+                patients.ineligible,
+                patients.unknown,
             ],
         )
-        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES, _CANDIDATES):
+        for view in (_ANSWERS, _NOTE_ANSWERS):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES, _CANDIDATES, _NOTE_SEX, _PATIENT_SEX):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("COMMIT")
     except BaseException:
@@ -783,4 +987,5 @@ def evaluate(
         unknown=unknown,
         criteria=len(plan.criteria),
         seconds=round(time.perf_counter() - started, 3),
+        by_patient=patients if patients.patients else None,
     )

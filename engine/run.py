@@ -89,6 +89,9 @@ def run(
     id_column: str | None = None,
     text_column: str | None = None,
     sex_column: str | None = None,
+    patient_column: str | None = None,
+    date_column: str | None = None,
+    index_date_column: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     shard: Shard | None = None,
     gate: bool = True,
@@ -104,7 +107,8 @@ def run(
         raise CritError("--batch-size must be at least 1")
     if limit is not None and limit < 1:
         raise CritError("--limit must be at least 1")
-    reader = NoteReader(notes_source, id_column=id_column, text_column=text_column, sex_column=sex_column)
+    reader = NoteReader(notes_source, id_column=id_column, text_column=text_column, sex_column=sex_column,
+                        patient_column=patient_column, date_column=date_column, index_date_column=index_date_column)
     total = reader.count()
     if limit is not None:
         total = min(total, limit)

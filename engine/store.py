@@ -32,7 +32,7 @@ from crit.engine.notes import Note
 from crit.engine.questions import Question
 from crit.grammar.errors import CritError
 
-SCHEMA_VERSION = 2  # 2: answers.method and answers.candidates; the passages table
+SCHEMA_VERSION = 3  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates
 
 RunStatus = Literal["running", "done", "interrupted", "failed"]
 
@@ -113,6 +113,10 @@ _SCHEMA = [
     "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
     # The .crit text a run compiled (schema 2): reports and merges read the plan from the store.
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS crit_source VARCHAR",
+    # Schema 3: the patient a note is about and its dates (the rules' patient layer and windows read them).
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS patient_id VARCHAR",
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS note_date DATE",
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS index_date DATE",
     # Why a question was or was not asked of a note: the sentences that mention it, with
     # spans into notes.text. A (note, answer_key) with no rows here was answered by the gate.
     """CREATE TABLE IF NOT EXISTS passages (
@@ -170,6 +174,9 @@ _NOTE_ARROW = pa.schema(
         ("text_hash", pa.string()),
         ("length", pa.int64()),
         ("source_row", pa.int64()),
+        ("patient_id", pa.string()),
+        ("note_date", pa.date32()),
+        ("index_date", pa.date32()),
     ]
 )
 
@@ -425,7 +432,8 @@ class Store:
                 )
         note_table = pa.Table.from_pylist(
             [
-                dict(note_id=n.note_id, sex=n.sex, text=n.text, text_hash=text_hash(n.text), length=len(n.text), source_row=n.row)
+                dict(note_id=n.note_id, sex=n.sex, text=n.text, text_hash=text_hash(n.text), length=len(n.text),
+                     source_row=n.row, patient_id=n.patient_id, note_date=n.note_date, index_date=n.index_date)
                 for n in notes
             ],
             schema=_NOTE_ARROW,
@@ -464,6 +472,7 @@ class Store:
         passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=_PASSAGE_ARROW)
         changed = self.changed_notes(notes)
         cols = ", ".join(f'"{c}"' for c in _ANSWER_ARROW.names)
+        note_cols = ", ".join(f'"{c}"' for c in _NOTE_ARROW.names)
         self.con.register("_crit_batch_notes", note_table)
         self.con.register("_crit_batch_answers", answer_table)
         self.con.register("_crit_batch_passages", passage_table)
@@ -476,9 +485,11 @@ class Store:
                             f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(changed)]
                         )
                 self.con.execute(
-                    "INSERT INTO notes SELECT * FROM _crit_batch_notes ON CONFLICT (note_id) DO UPDATE SET "
+                    f"INSERT INTO notes ({note_cols}) SELECT {note_cols} FROM _crit_batch_notes "
+                    "ON CONFLICT (note_id) DO UPDATE SET "
                     "sex = excluded.sex, text = excluded.text, text_hash = excluded.text_hash, "
-                    "length = excluded.length, source_row = excluded.source_row"
+                    "length = excluded.length, source_row = excluded.source_row, patient_id = excluded.patient_id, "
+                    "note_date = excluded.note_date, index_date = excluded.index_date"
                 )
                 before = self._count_answers()
                 self.con.execute(

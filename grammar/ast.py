@@ -128,8 +128,19 @@ class BoundRef(Node):
     name: str
 
 
+class Window(Node):
+    """`mi within 6 months`: a question's answer from the notes dated inside a window that ends
+    at the patient's index date. The model never sees the window; the rules read the note dates."""
+
+    kind: Literal["window"] = "window"
+    operand: Expr  # a question by name (resolve checks)
+    amount: float
+    unit: str  # as written: days, weeks, months, years (or d, wk, mo, yr ...)
+    duration_span: Span | None = Field(default=None, repr=False)  # "6 months"
+
+
 Expr = Annotated[
-    Union[Quantity, BoolLit, SexLit, Name, Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, BoundRef],
+    Union[Quantity, BoolLit, SexLit, Name, Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, BoundRef, Window],
     Field(discriminator="kind"),
 ]
 
@@ -210,8 +221,15 @@ class ConvertDecl(Node):
     target: Quantity
 
 
+class IndexDecl(Node):
+    """`index date = first note`: the date each patient's windows end at (default: the last note's)."""
+
+    kind: Literal["index"] = "index"
+    anchor: Literal["first note", "last note"]
+
+
 Statement = Annotated[
-    Union[Trial, QuestionDecl, RangeDecl, LetDecl, CriterionDecl, ConvertDecl],
+    Union[Trial, QuestionDecl, RangeDecl, LetDecl, CriterionDecl, ConvertDecl, IndexDecl],
     Field(discriminator="kind"),
 ]
 
@@ -238,7 +256,7 @@ class CritFile(Node):
         return self.of(CriterionDecl)
 
 
-for _cls in (Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, LetDecl, CriterionDecl):
+for _cls in (Neg, Arith, Compare, And, Or, Not, Aggregate, RangeTest, Window, LetDecl, CriterionDecl):
     _cls.model_rebuild()
 
 
@@ -250,7 +268,7 @@ def walk(expr: Node) -> Iterator[Node]:
 
 
 def children(expr: Node) -> list[Node]:
-    if isinstance(expr, (Neg, Not, RangeTest)):
+    if isinstance(expr, (Neg, Not, RangeTest, Window)):
         return [expr.operand]
     if isinstance(expr, (Arith, Compare)):
         return [expr.left, expr.right]

@@ -196,6 +196,26 @@ class _ToAst(Transformer):
     def range_test(self, meta, items):
         return ast.RangeTest(side=str(items[1]), operand=items[0], span=_span(meta))
 
+    def window(self, meta, items):
+        operand, side, amount = items
+        if str(side) != "within":
+            raise CritError(Diagnostic(code="E002", message=f"unexpected {str(side)!r}", span=_span(side),
+                                       label="a time window is written 'within'",
+                                       hint="e.g. mi within 6 months, or creat within 30 days > 2.5 mg/dL"))
+        return ast.Window(operand=operand, amount=amount.value, unit=amount.unit or "", duration_span=amount.span,
+                          span=_join(operand.span, amount.span))
+
+    def window_compare(self, meta, items):
+        operand, side, amount, op, right = items
+        return self.compare(meta, [self.window(meta, [operand, side, amount]), op, right])
+
+    def window_range(self, meta, items):
+        operand, side, amount, range_side = items
+        return self.range_test(meta, [self.window(meta, [operand, side, amount]), range_side])
+
+    def index(self, meta, items):
+        return ast.IndexDecl(anchor=" ".join(str(items[0]).split()), span=_span(meta))
+
     def arith(self, meta, items):
         result = items[0]
         for op, right in zip(items[1::2], items[2::2]):
@@ -239,9 +259,9 @@ _HUMAN = {
     "SEX": "male, female or any", "COMP_OP": "a comparison (>, >=, <, <=, =, !=)", "COLON": "':'",
     "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='", "MISSING_POLICY": "met, not met or unknown",
     "CRITERION_KIND": "include or exclude", "__ANON_0": "'..'", "TRIAL_ID": "a trial id (e.g. NCT00412984)",
-    "BOOL": "true or false", "MINUS": "'-'", "AGGREGATE": "any, all or count", "BOUND_FN": "uln or lln",
+    "BOOL": "true or false", "INDEX_ANCHOR": "first note or last note", "RANGE_SIDE": "above, below or within", "MINUS": "'-'", "AGGREGATE": "any, all or count", "BOUND_FN": "uln or lln",
 }
-_STATEMENT_STARTS = {"TRIAL", "QTYPE", "RANGE", "LET", "CRITERION_KIND", "CONVERT"}
+_STATEMENT_STARTS = {"TRIAL", "QTYPE", "RANGE", "LET", "CRITERION_KIND", "CONVERT", "INDEX"}
 
 
 def _expected_text(expected: set[str]) -> str:

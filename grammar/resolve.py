@@ -60,6 +60,9 @@ class _Checker:
         trials = self.file.of(ast.Trial)
         for extra in trials[1:]:
             self.error("E101", "more than one trial header", extra.span, "a file describes one trial")
+        for extra in self.file.of(ast.IndexDecl)[1:]:
+            self.error("E101", "more than one index date", extra.span, "a file has one index date",
+                       "keep one line: index date = first note (or last note)")
         for stmt in self.file.statements:
             if isinstance(stmt, ast.ConvertDecl):
                 self.declare_conversion(stmt)
@@ -121,7 +124,8 @@ class _Checker:
             return
         if q.unit is not None and not self.unit_known(q.unit):
             self.error("E107", f"unknown unit '{q.unit}'", q.unit_span or q.span, "not a unit crit knows",
-                       hint="use a lab unit such as mg/dL, g/dL, umol/L, 10^3/uL, %, years, or add a `convert` line")
+                       hint=_unit_hint(q.unit, "use a lab unit such as mg/dL, g/dL, umol/L, 10^3/uL, %, years, "
+                                               "or add a `convert` line"))
 
     def declare_ranges(self) -> None:
         for r in self.file.of(ast.RangeDecl):
@@ -153,6 +157,9 @@ class _Checker:
         close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
         self.error("E102", f"unknown name '{name}'", span, "not declared",
                    f"did you mean '{close[0]}'?" if close else "declare it with `boolean`, `numeric` or `let`")
+
+    def is_builtin_sex(self, expr: ast.Node) -> bool:
+        return isinstance(expr, ast.Name) and expr.name == SEX_NAME and SEX_NAME not in self.sym.types
 
     def check_convertible(self, unit: str, name: str, span: Span | None) -> None:
         target = self.sym.unit_of_name(name)
@@ -205,12 +212,18 @@ class _Checker:
                 self.need(arg, "bool", f"{expr.func}()")
             return "num" if expr.func == "count" else "bool"
         if isinstance(expr, ast.RangeTest):
-            if not isinstance(expr.operand, ast.Name):
+            operand = expr.operand
+            if isinstance(operand, ast.Window):
+                self.check_window(operand)
+                operand = operand.operand
+            if not isinstance(operand, ast.Name):
                 self.error("E109", f"'{expr.side} range' applies to a numeric question by name", expr.operand.span,
                            hint="e.g. creat above range")
                 return "bool"
-            self.check_range_name(expr.operand.name, expr.operand.span, f"'{expr.side} range'")
+            self.check_range_name(operand.name, operand.span, f"'{expr.side} range'")
             return "bool"
+        if isinstance(expr, ast.Window):
+            return self.check_window(expr)
         raise TypeError(f"unhandled node {type(expr).__name__}")  # a bug, not user input
 
     def need(self, expr: ast.Node, want: Type, where: str) -> None:
@@ -228,6 +241,32 @@ class _Checker:
         else:
             self.error("E106", f"{where} needs a number, but this is a condition", expr.span, "a condition")
 
+    def check_window(self, expr: ast.Window) -> Type | None:
+        """`NAME within N days|weeks|months|years`: a window on one question; its type is the question's."""
+        if expr.amount <= 0 or not float(expr.amount).is_integer():
+            self.error("E113", f"a window is a whole number of days, weeks, months or years, not {expr.amount:g}",
+                       expr.duration_span or expr.span, "not a whole number", "e.g. within 6 months, within 90 days")
+        if units.time_unit(expr.unit) is None:
+            what = f"'{expr.unit}' is not a unit of time" if expr.unit else "a window needs a unit of time"
+            self.error("E113", what, expr.duration_span or expr.span, "expected days, weeks, months or years",
+                       "e.g. mi within 6 months")
+        operand = expr.operand
+        if not isinstance(operand, ast.Name):
+            self.error("E113", "a window applies to one question by name", operand.span,
+                       "not a question", "e.g. mi within 6 months; window each question inside an expression")
+            self.type_of(operand)
+            return None
+        if operand.name in self.sym.lets:
+            self.error("E113", f"a window applies to a question, and '{operand.name}' is a let", operand.span,
+                       "a let has no note dates of its own",
+                       f"put the window on the questions '{operand.name}' reads, inside its definition")
+            return None
+        if operand.name == SEX_NAME and operand.name not in self.sym.questions:
+            self.error("E113", "sex has no window: it is the patient's, whatever the date", operand.span,
+                       hint="write sex = female without a window")
+            return None
+        return self.type_of(operand)
+
     def check_range_name(self, name: str, span: Span | None, what: str) -> None:
         if name not in self.sym.types:
             self.unknown_name(name, span, numeric_only=True)
@@ -238,6 +277,13 @@ class _Checker:
                        f"add one, e.g. range {name} male 0.7..1.3 female 0.6..1.1")
 
     def check_compare(self, expr: ast.Compare) -> Type:
+        for side, other in ((expr.left, expr.right), (expr.right, expr.left)):
+            if (self.is_builtin_sex(side) and isinstance(other, ast.Name)
+                    and other.name not in self.sym.types and other.name not in self.sym.lets):
+                # `sex = other`: a word that is neither male nor female, not a name the user forgot to declare.
+                self.error("E106", f"sex is male or female, not '{other.name}'", other.span, "not a sex",
+                           "write sex = female or sex = male (a note whose sex is unknown makes the criterion unknown)")
+                return "bool"
         left, right = self.type_of(expr.left), self.type_of(expr.right)
         if "sex" in (left, right):
             if left and right and (left != right or expr.op not in ("=", "!=")):
@@ -265,7 +311,8 @@ class _Checker:
                     continue
                 if not self.unit_known(q.unit):
                     self.error("E107", f"unknown unit '{q.unit}'", q.span, "not a unit crit knows",
-                               hint="use a lab unit such as mg/dL, g/dL, umol/L, 10^3/uL, %, or add a `convert` line")
+                               hint=_unit_hint(q.unit, "use a lab unit such as mg/dL, g/dL, umol/L, 10^3/uL, %, "
+                                                       "or add a `convert` line"))
                 elif name is not None:
                     self.check_convertible(q.unit, name, q.span)
 
@@ -323,6 +370,12 @@ class _Checker:
         return self.sym
 
 
+def _unit_hint(unit: str, general: str) -> str:
+    if unit.lstrip("°").lower() in ("k", "degk", "kelvin") and unit.lower() not in ("k",):
+        return "temperatures are °C or °F (degC, degF); kelvin is no clinical unit"
+    return general
+
+
 def _describe(expr: ast.Node) -> str:
     return expr.name if isinstance(expr, ast.Name) else expr.kind
 
@@ -344,7 +397,7 @@ def _measured_name(expr: ast.Node) -> str | None:
         return expr.name
     if isinstance(expr, ast.BoundRef):
         return expr.name
-    if isinstance(expr, ast.Neg):
+    if isinstance(expr, (ast.Neg, ast.Window)):
         return _measured_name(expr.operand)
     if isinstance(expr, ast.Arith):
         return _measured_name(expr.left) or _measured_name(expr.right)

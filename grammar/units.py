@@ -56,7 +56,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -591,3 +591,20 @@ def convert(
     """``value`` in ``from_unit`` expressed in ``to_unit``; None when it cannot (see ``linear``)."""
     lin = linear(from_unit, to_unit, analyte, extra)
     return None if lin is None else lin.apply(value)
+
+
+# ---- time, for windows ---------------------------------------------------------------
+
+TimeUnit = Literal["day", "week", "month", "year"]
+
+_TIME_UNITS: dict[str, TimeUnit] = {
+    **dict.fromkeys(("d", "day", "days"), "day"),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), "week"),
+    **dict.fromkeys(("mo", "mos", "mon", "month", "months"), "month"),
+    **dict.fromkeys(("y", "yr", "yrs", "year", "years"), "year"),
+}
+
+
+def time_unit(text: str | None) -> TimeUnit | None:
+    """The calendar unit a window is written in (`6 months`, `30 d`, `1 yr`), None when it is not one."""
+    return _TIME_UNITS.get((text or "").strip().lower())

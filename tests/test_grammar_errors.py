@@ -35,6 +35,12 @@ CASES = [
     ("range_on_boolean",         "E105", 3, 1),
     ("range_dash",               "E002", 3, 21),
     ("no_range",                 "E109", 3, 15),
+    ("window_on_let",            "E113", 4, 19),
+    ("window_unit",              "E113", 3, 29),
+    ("window_fraction",          "E113", 3, 32),
+    ("window_side",              "E002", 3, 22),
+    ("sex_other",                "E106", 3, 24),
+    ("kelvin",                   "E107", 2, 44),
 ]
 
 

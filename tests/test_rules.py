@@ -333,7 +333,11 @@ def test_threshold_edit_reevaluates_from_stored_answers_only() -> None:
     assert con.execute("SELECT rules_fingerprint FROM evaluation").fetchone() == (edited.rules_fingerprint,)
     assert con.execute("SELECT * FROM answers ORDER BY ALL").fetchall() == answers_before
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert tables == {"answers", "notes", "answer_values", "criteria", "eligibility", "evaluation", "attrition"}
+    assert tables == {"answers", "notes", "answer_values", "criteria", "eligibility", "evaluation", "attrition",
+                      "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition"}
+    # No note names a patient: the patient layer is there, and empty.
+    assert con.execute("SELECT count(*) FROM patient_eligibility").fetchone() == (0,)
+    assert second.by_patient is None
 
 
 def test_answer_values_table() -> None:
@@ -486,13 +490,19 @@ def test_shipped_files_evaluate(name: str) -> None:
     n = len(plan.criteria)
     assert con.execute("SELECT count(*), count(DISTINCT note_id) FROM criteria").fetchone() == (300 * n, 300)
     statuses = {r[0] for r in con.execute("SELECT DISTINCT status FROM criteria").fetchall()}
-    assert statuses <= {"met", "not met", "unknown"} and len(statuses) == 3
+    # n2c2 reads "not documented" as not met (`if missing: not met` on every line).
+    policy_only = all(c.if_missing == "not met" for c in plan.criteria)
+    assert statuses == ({"met", "not met"} if policy_only else {"met", "not met", "unknown"})
     attrition = con.execute("SELECT remaining_before, removed, remaining_after FROM attrition").fetchall()
     assert [r[0] for r in attrition][0] == 300
     assert all(before - removed == after for before, removed, after in attrition)
     assert all(attrition[i][2] == attrition[i + 1][0] for i in range(n - 1))
     assert attrition[-1][2] == summary.eligible + summary.unknown
     # Unknown criteria say why, and only with the reasons the language defines.
+    if policy_only:
+        reasons = {r[0] for r in con.execute("SELECT DISTINCT reason FROM criteria").fetchall()}
+        assert reasons == {"value", "missing-policy"}
+        return
     reasons = {r[0] for r in con.execute("SELECT DISTINCT reason FROM criteria WHERE status = 'unknown'").fetchall()}
     assert reasons <= {"na", "unit", "sex", "error", "missing"} and {"na", "missing"} <= reasons
 
@@ -505,7 +515,7 @@ def test_n2c2_hba1c_matches_the_answers() -> None:
         "SELECT note_id, status FROM criteria WHERE label = 'HBA1C' ORDER BY note_id"
     ).fetchall()
     by_hand = con.execute(
-        "SELECT note_id, CASE WHEN converted IS NULL THEN 'unknown' WHEN converted BETWEEN 6.5 AND 9.5 THEN 'met' "
+        "SELECT note_id, CASE WHEN converted IS NULL THEN 'not met' WHEN converted BETWEEN 6.5 AND 9.5 THEN 'met' "
         "ELSE 'not met' END FROM answer_values WHERE question = 'hba1c' ORDER BY note_id"
     ).fetchall()
     assert by_rule == by_hand

@@ -1,0 +1,256 @@
+"""Patients, note dates and time windows: the patient layer of the rules, end to end and in small.
+
+The corpus (tests/fixtures/patients) groups MTSamples notes and hand-written notes into
+seven synthetic patients with dates; expected.json holds each patient's status and
+criteria, written by hand from the notes. The n2c2 fixture (tests/fixtures/n2c2) is three
+patients in the n2c2 2018 layout with their gold tags. All of it runs through the rules
+answerer: no model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from crit.cli import cli
+from crit.engine import n2c2
+from crit.engine.backends.registry import RulesFactory
+from crit.engine.notes import parse_date, read_notes
+from crit.engine.plan import load_plan, plan_from_text
+from crit.engine.rules import evaluate
+from crit.engine.run import run
+from tests.conftest import ScriptedFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+PATIENTS = ROOT / "tests" / "fixtures" / "patients"
+N2C2 = ROOT / "tests" / "fixtures" / "n2c2"
+FORMS = ROOT / "tests" / "fixtures" / "forms"
+
+
+def screen(tmp_path: Path, name: str, **columns: str):
+    db = tmp_path / f"{name}.duckdb"
+    summary = run(load_plan(PATIENTS / "screen.crit"), PATIENTS / "notes.jsonl", db, RulesFactory(), **columns)
+    return summary, duckdb.connect(str(db))
+
+
+def test_patient_statuses_match_the_hand_labels(tmp_path: Path) -> None:
+    expected = {k: v for k, v in json.loads((PATIENTS / "expected.json").read_text()).items() if not k.startswith("_")}
+    summary, con = screen(tmp_path, "patients", patient_column="patient")
+    statuses = dict(con.execute("SELECT patient_id, status FROM patient_eligibility").fetchall())
+    assert statuses == {p: e["status"] for p, e in expected.items()}
+    criteria = {(p, label): status for p, label, status in
+                con.execute("SELECT patient_id, label, status FROM patient_criteria").fetchall()}
+    assert criteria == {(p, label): s for p, e in expected.items() for label, s in e["criteria"].items()}
+    assert summary.evaluation.by_patient is not None
+    assert summary.evaluation.by_patient.model_dump() == {"patients": 7, "eligible": 3, "ineligible": 2, "unknown": 2}
+
+
+def test_every_patient_answer_names_its_note_and_span(tmp_path: Path) -> None:
+    _, con = screen(tmp_path, "spans", patient_column="patient")
+    # P3's bleeding inside 6 months comes from the consult moved into the window, and its span says so.
+    row = con.execute(
+        "SELECT a.note_id, a.note_date, a.span_start, a.span_end, n.text FROM patient_answers a JOIN notes n USING (note_id) "
+        "WHERE a.patient_id = 'P3' AND a.question = 'bleeding' AND a.time_window = '6 months'"
+    ).fetchone()
+    note_id, note_date, start, end, text = row
+    assert (note_id, note_date) == ("mts-2208-p3", date(2024, 2, 20))
+    assert "rectal bleeding" in text[start:end].lower()
+    # Outside the window P2's same consult does not count, and inside it the clinic note's denial does.
+    row = con.execute("SELECT note_id, converted FROM patient_answers WHERE patient_id = 'P2' AND question = 'bleeding' "
+                      "AND time_window = '6 months'").fetchone()
+    assert row == ("p2-clinic", 0.0)
+    # Every decided answer keeps a note; only undecided ones lack it.
+    orphans = con.execute("SELECT count(*) FROM patient_answers WHERE converted IS NOT NULL AND note_id IS NULL").fetchone()
+    assert orphans == (0,)
+    # The undated note of P6: the windows have nothing dated inside them.
+    assert con.execute("SELECT DISTINCT reason FROM patient_answers WHERE patient_id = 'P6' AND time_window IS NOT NULL"
+                       ).fetchall() == [("window",)]
+
+
+def test_patients_change_only_the_patient_layer(tmp_path: Path) -> None:
+    """Same file, same notes: the per-note answers and criteria are the same with and without --patient-column."""
+    _, alone = screen(tmp_path, "alone")
+    _, grouped = screen(tmp_path, "grouped", patient_column="patient")
+    answers = "SELECT note_id, question, value, unit, na, span_start, span_end, method FROM answers ORDER BY ALL"
+    assert alone.execute(answers).fetchall() == grouped.execute(answers).fetchall()
+    per_note = "SELECT note_id, label, status, reason FROM criteria ORDER BY ALL"
+    assert alone.execute(per_note).fetchall() == grouped.execute(per_note).fetchall()
+    assert alone.execute("SELECT count(*) FROM patient_eligibility").fetchone() == (0,)
+    assert grouped.execute("SELECT count(*) FROM patient_eligibility").fetchone() == (7,)
+
+
+def test_a_window_edit_asks_no_model(tmp_path: Path) -> None:
+    crit = tmp_path / "screen.crit"
+    shutil.copy(PATIENTS / "screen.crit", crit)
+    notes, db = PATIENTS / "notes.jsonl", tmp_path / "edit.duckdb"
+    first = ScriptedFactory()
+    run(load_plan(crit), notes, db, first, policy="model", patient_column="patient")
+    assert first.asked(), "the first run asks the scripted model"
+    crit.write_text(crit.read_text().replace("stroke within 1 month", "stroke within 18 months"))
+    again = ScriptedFactory()
+    summary = run(load_plan(crit), notes, db, again, policy="model", patient_column="patient")
+    assert again.asked() == [] and summary.answers_new == 0
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT DISTINCT time_window FROM patient_answers WHERE question = 'stroke' "
+                       "AND time_window IS NOT NULL").fetchall() == [("18 months",)]
+
+
+def window_store(notes: list[tuple[str, str | None, str | None, str | None]], answers: dict[str, float | None]):
+    """A store by hand: notes (note_id, patient_id, note_date, index_date) and one boolean answer per note."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE notes (note_id VARCHAR, sex VARCHAR, patient_id VARCHAR, note_date DATE, index_date DATE, "
+                "source_row BIGINT)")
+    for i, (note_id, patient, when, index) in enumerate(notes, 1):
+        con.execute("INSERT INTO notes VALUES (?, NULL, ?, ?, ?, ?)", [note_id, patient, when, index, i])
+    con.execute("CREATE TABLE answers (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, value DOUBLE, "
+                "unit VARCHAR, na BOOLEAN, error VARCHAR)")
+    for note_id, value in answers.items():
+        con.execute("INSERT INTO answers VALUES (?, 'mi', 'k', ?, NULL, ?, NULL)", [note_id, value, value is None])
+    return con
+
+
+MI = 'boolean mi "a myocardial infarction"\nexclude "recent MI": mi within 6 months\n'
+
+
+def mi_status(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    return {p: (s, r) for p, s, r in con.execute("SELECT patient_id, status, reason FROM patient_criteria").fetchall()}
+
+
+def test_window_edges_are_inclusive_and_end_at_the_last_note() -> None:
+    con = window_store(
+        [("a1", "A", "2023-07-01", None), ("a2", "A", "2024-01-01", None),  # exactly 6 months: inside
+         ("b1", "B", "2023-06-30", None), ("b2", "B", "2024-01-01", None),  # a day more: outside
+         ("c1", "C", "2024-03-01", None), ("c2", "C", "2024-01-01", None)],  # the last note is not the last row
+        {"a1": 1.0, "a2": None, "b1": 1.0, "b2": 0.0, "c1": 1.0, "c2": None},
+    )
+    evaluate(con, plan_from_text(MI))
+    assert mi_status(con) == {"A": ("met", "value"), "B": ("not met", "value"), "C": ("met", "value")}
+
+
+def test_index_date_first_note_and_an_index_column() -> None:
+    notes = [("a1", "A", "2020-01-01", None), ("a2", "A", "2020-03-01", None), ("a3", "A", "2024-01-01", None)]
+    answers = {"a1": 0.0, "a2": 1.0, "a3": None}
+    con = window_store(notes, answers)
+    evaluate(con, plan_from_text(MI))  # from the last note (2024): nothing dated inside says anything
+    assert mi_status(con) == {"A": ("unknown", "na")}
+    evaluate(con, plan_from_text("index date = first note\n" + MI))  # from 2020-01-01: only a1, which says absent
+    assert mi_status(con) == {"A": ("not met", "value")}
+    con = window_store([(n, p, d, "2020-04-01") for n, p, d, _ in notes], answers)
+    evaluate(con, plan_from_text(MI))  # the corpus's index date: a1 and a2 inside, a2 says present
+    assert mi_status(con) == {"A": ("met", "value")}
+
+
+def test_numbers_across_notes_follow_the_order() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE notes AS SELECT * FROM (VALUES ('n1', 'P', DATE '2024-01-01', 1), "
+                "('n2', 'P', DATE '2024-03-01', 2), ('n3', 'P', DATE '2024-02-01', 3)) t(note_id, patient_id, note_date, source_row)")
+    con.execute("CREATE TABLE answers AS SELECT note_id, q AS question, q AS answer_key, v AS value, 'mg/dL' AS unit, "
+                "FALSE AS na, NULL::VARCHAR AS error FROM (VALUES ('n1', 2.0), ('n2', 1.0), ('n3', 3.0)) t(note_id, v), "
+                "(VALUES ('hi'), ('lo'), ('first'), ('last'), ('plain')) q(q)")
+    text = ("\n".join(f'numeric {q} {o} "creatinine" in mg/dL' for q, o in
+                      (("hi", "highest"), ("lo", "lowest"), ("first", "first"), ("last", "last"), ("plain", "value")))
+            + "\ninclude hi + lo + first + last + plain > 0\n")
+    evaluate(con, plan_from_text(text))
+    picked = dict(con.execute("SELECT question, note_id FROM patient_answers").fetchall())
+    # highest 3.0 (n3), lowest 1.0 (n2), first by date n1, last by date n2, a plain value is the latest.
+    assert picked == {"hi": "n3", "lo": "n2", "first": "n1", "last": "n2", "plain": "n2"}
+
+
+def test_a_patient_sex_is_the_one_their_notes_agree_on() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE notes AS SELECT * FROM (VALUES ('a1', 'A', 'F'), ('a2', 'A', 'woman'), ('b1', 'B', 'female'), "
+                "('b2', 'B', 'male')) t(note_id, patient_id, sex)")
+    con.execute("CREATE TABLE answers AS SELECT note_id, 'af' AS question, 'k' AS answer_key, 1.0 AS value, NULL AS unit, "
+                "FALSE AS na, NULL::VARCHAR AS error FROM notes")
+    evaluate(con, plan_from_text('boolean af "atrial fibrillation"\ninclude "women": sex = female\n'))
+    assert dict(con.execute("SELECT patient_id, status FROM patient_criteria").fetchall()) == {"A": "met", "B": "unknown"}
+
+
+# ---- reading patients and dates ---------------------------------------------------------------
+
+
+def test_dates_are_read_or_the_row_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text("note_id,patient_id,date,text\n"
+                    "n1,P1,2024-01-02,a note\n"
+                    "n2,P1,2024-01-03T10:30:00,a note\n"
+                    "n3,P2,03/04/2024,a note\n"
+                    "n4,,2024-01-05,a note\n"
+                    "n5,P2,,a note\n")
+    notes, bad = read_notes(path)
+    assert [(n.note_id, n.patient_id, n.note_date) for n in notes] == [
+        ("n1", "P1", date(2024, 1, 2)), ("n2", "P1", date(2024, 1, 3)), ("n5", "P2", None)]
+    assert [(b.note_id, b.reason) for b in bad] == [
+        ("n3", "note date (column 'date') '03/04/2024' is not a date written YYYY-MM-DD"),
+        ("n4", "no patient id (column 'patient_id' is empty)"),
+    ]
+    with pytest.raises(ValueError):
+        parse_date("2024-13-01")
+
+
+def test_n2c2_files_split_into_dated_records() -> None:
+    records = n2c2.records(N2C2 / "p02.xml")
+    assert [(r.number, r.date) for r in records] == [(1, "2066-02-10"), (2, "2068-11-01"), (3, "2069-05-01")]
+    assert records[1].text.startswith("Record date: 2068-11-01") and "*****" not in records[1].text
+    assert n2c2.tags(N2C2 / "p02.xml")["MI-6MOS"] == "not met"
+    notes, bad = read_notes(N2C2)
+    assert bad == [] and [(n.note_id, n.patient_id) for n in notes][:2] == [("p01-1", "p01"), ("p01-2", "p01")]
+
+
+def test_an_n2c2_file_with_entities_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "evil.xml").write_text('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+                                       "<PatientMatching><TEXT>&a;</TEXT></PatientMatching>")
+    shutil.copy(N2C2 / "p01.xml", tmp_path / "p01.xml")
+    notes, bad = read_notes(tmp_path)
+    assert [n.patient_id for n in notes] == ["p01", "p01"]
+    assert [(b.where, b.reason) for b in bad] == [
+        ("evil.xml", "not an n2c2 patient file: declares a DOCTYPE or entities, which the n2c2 layout never does")]
+
+
+def test_the_n2c2_fixture_runs_and_matches_its_tags(tmp_path: Path) -> None:
+    db = tmp_path / "n2c2.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(ROOT / "criteria" / "n2c2_2018.crit"), str(N2C2), "--db", str(db),
+                                      "--backend", "rules"])
+    assert result.exit_code == 0, result.output
+    assert "patients" in result.output
+    con = duckdb.connect(str(db))
+    got = {(p, label): status for p, label, status in
+           con.execute("SELECT patient_id, label, status FROM patient_criteria").fetchall()}
+    gold = {(f.stem, label): met for f in sorted(N2C2.glob("*.xml")) for label, met in n2c2.tags(f).items()}
+    assert len(gold) == 3 * 13
+    assert got == gold
+
+
+# ---- the language ------------------------------------------------------------------------------
+
+
+def test_every_new_form_checks_and_compiles_to_its_pinned_sql() -> None:
+    """tests/fixtures/forms/patients.crit uses every form of the patient layer; its SQL is pinned beside it.
+    Regenerate after a deliberate change: CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_patients.py -k new_form"""
+    import os
+
+    from crit.engine.rules import rules_sql
+
+    result = CliRunner().invoke(cli, ["check", str(FORMS / "patients.crit")])
+    assert result.exit_code == 0, result.output
+    plan = load_plan(FORMS / "patients.crit")
+    assert [w.label for w in plan.windows] == ["6 months", "1 year", "30 days", "2 weeks"]
+    assert plan.index == "first note"
+    sql = rules_sql(plan).replace(str(FORMS), "tests/fixtures/forms")
+    golden = FORMS / "patients.sql"
+    if os.environ.get("CRIT_UPDATE_GOLDEN") == "1":
+        golden.write_text(sql)
+    assert sql == golden.read_text()
+
+
+def test_a_window_edit_changes_the_rules_not_the_questions() -> None:
+    before = load_plan(PATIENTS / "screen.crit")
+    after = plan_from_text((PATIENTS / "screen.crit").read_text().replace("within 6 months", "within 3 months"))
+    assert after.rules_fingerprint != before.rules_fingerprint
+    assert [q.fingerprint for q in after.questions] == [q.fingerprint for q in before.questions]
