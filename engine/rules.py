@@ -66,7 +66,7 @@ ANSWER_COLUMNS = ("note_id", "question", "answer_key", "value", "unit", "na", "e
 # Helper tables `evaluate` loads before running the script (the script's inputs besides the store).
 _ANSWERS = "_crit_answers"  # a view of the store's answers: ANSWER_COLUMNS, with spans where it has them
 _QUESTIONS = "_crit_questions"  # question, kind, cap, ord (the question's order)
-_KEYS = "_crit_keys"  # question, answer_key: the answers to read
+_KEYS = "_crit_keys"  # question, answer_key, only_key: the answers to read
 _UNITS = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
 _NOTES = "_crit_notes"  # note_id, sex, patient_id, note_date, index_date, source_row (as the notes table has them)
 # note_id, question, answer_key, value, unit, span_start: every value an answer lists (Answer.candidates)
@@ -75,7 +75,6 @@ _CANDIDATES = "_crit_candidates"
 # Tables the script itself makes on the way (dropped with the inputs).
 _NOTE_SEX = "_crit_note_sex"  # note_id, sex: the notes' column, else the built-in question
 _PATIENT_SEX = "_crit_patient_sex"  # patient_id, sex: the sex the patient's notes agree on
-_NOTE_ANSWERS = "_crit_note_answers"  # a view: note_id, question, window_id, converted, reason
 
 
 class PatientCounts(BaseModel):
@@ -448,14 +447,20 @@ def _answer_values_sql() -> str:
     # Where the answer lists every value it found (the rules answerer's candidates), the question's
     # order picks among them here, in the question's unit: highest / lowest by converted value,
     # first / last (and value) by position in the note. Order is a rule, never asked of a model.
+    answer = ("{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key, "
+              "'span_start': a.span_start, 'span_end': a.span_end}")
     return f"""CREATE OR REPLACE TABLE answer_values AS
 WITH chosen AS (
-    SELECT a.note_id, a.question,
-        arg_max({{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key,
-                  'span_start': a.span_start, 'span_end': a.span_end}},
-                (a.error IS NULL, a.answer_key)) AS p
+    -- A question read under one answer_key has one answer per note (the store's key): no choice to make.
+    SELECT a.note_id, a.question, {answer} AS p
     FROM {_ANSWERS} a
     JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
+    WHERE k.only_key
+    UNION ALL
+    SELECT a.note_id, a.question, arg_max({answer}, (a.error IS NULL, a.answer_key)) AS p
+    FROM {_ANSWERS} a
+    JOIN {_KEYS} k ON a.question = k.question AND a.answer_key = k.answer_key
+    WHERE NOT k.only_key
     GROUP BY a.note_id, a.question
 ),
 ordered AS (
@@ -520,17 +525,19 @@ class _Level(NamedTuple):
     """
 
     subject: str  # the key column: note_id or patient_id
-    values: str  # the long table of answers per subject, question and window
+    values: str  # the long table of answers per subject and question (and window_id, when windowed_values)
+    windowed_values: bool  # values hold a row per window; else windows are drawn here from each note's date
     sex: str  # (subject, sex)
+    decided: str  # one row per subject: answers, lets and criteria as columns
     criteria: str
     eligibility: str
     attrition: str
     subjects: str  # SQL listing every subject once
 
 
-_NOTE_LEVEL = _Level("note_id", _NOTE_ANSWERS, _NOTE_SEX, "criteria", "eligibility", "attrition",
-                     f"SELECT note_id FROM {_NOTES}")
-_PATIENT_LEVEL = _Level("patient_id", "patient_answers", _PATIENT_SEX, "patient_criteria", "patient_eligibility",
+_NOTE_LEVEL = _Level("note_id", "answer_values", False, _NOTE_SEX, "_crit_note_decided", "criteria", "eligibility",
+                     "attrition", f"SELECT note_id, note_date, index_date FROM {_NOTES}")
+_PATIENT_LEVEL = _Level("patient_id", "patient_answers", True, _PATIENT_SEX, "_crit_patient_decided", "patient_criteria", "patient_eligibility",
                         "patient_attrition", f"SELECT DISTINCT patient_id FROM {_NOTES} WHERE patient_id IS NOT NULL")
 
 
@@ -539,9 +546,9 @@ def _interval(w: WindowSpec) -> str:
             "month": f"INTERVAL {w.amount} MONTH", "year": f"INTERVAL {w.amount} YEAR"}[w.unit]
 
 
-def _inside(w: WindowSpec, index: str) -> str:
+def _inside(w: WindowSpec, index: str, note_date: str = "n.note_date") -> str:
     # Dated inside [index - window, index]; an undated note is never inside (NULL, read as outside).
-    return f"(n.note_date BETWEEN {index} - {_interval(w)} AND {index})"
+    return f"({note_date} BETWEEN {index} - {_interval(w)} AND {index})"
 
 
 def _sex_sql(plan: Plan) -> str:
@@ -568,20 +575,6 @@ WHERE n.patient_id IS NOT NULL
 GROUP BY n.patient_id"""
 
 
-def _note_answers_sql(plan: Plan) -> str:
-    """Each note's answers (window 0), and for each window the same answers where the note is dated
-    inside it (its own index date, else its own date), reason 'window' where it is not."""
-    parts = ["SELECT note_id, question, 0 AS window_id, converted, reason FROM answer_values"]
-    for k, w in enumerate(plan.windows, 1):
-        inside = _inside(w, "COALESCE(n.index_date, n.note_date)")
-        parts.append(
-            f"SELECT a.note_id, a.question, {k}, CASE WHEN {inside} THEN a.converted END,\n"
-            f"    CASE WHEN {inside} THEN a.reason ELSE 'window' END  -- {_comment(w.question)} within {w.label}\n"
-            f"FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE a.question = {_text(w.question)}"
-        )
-    return f"CREATE OR REPLACE TEMP VIEW {_NOTE_ANSWERS} AS\n" + "\nUNION ALL\n".join(parts)
-
-
 def _patient_answers_sql(plan: Plan) -> str:
     """Each patient's answer to each question (and window), combined over their notes:
 
@@ -593,16 +586,12 @@ def _patient_answers_sql(plan: Plan) -> str:
     """
     first = "first note" == plan.index
     index = (f"COALESCE(max(index_date), {'min' if first else 'max'}(note_date))")
-    scoped = [
-        "SELECT n.patient_id, a.*, 0 AS window_id, TRUE AS inside, n.note_date, n.source_row\n"
-        f"    FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE n.patient_id IS NOT NULL"
-    ]
+    scoped = ["SELECT d.*, 0 AS window_id, TRUE AS inside FROM dated d"]
     for k, w in enumerate(plan.windows, 1):
         scoped.append(
-            f"SELECT n.patient_id, a.*, {k}, {_inside(w, 'p.index_date')}, n.note_date, n.source_row"
+            f"SELECT d.*, {k}, {_inside(w, 'p.index_date', 'd.note_date')}"
             f"  -- {_comment(w.question)} within {w.label}\n"
-            f"    FROM answer_values a JOIN {_NOTES} n USING (note_id) JOIN indexed p USING (patient_id)\n"
-            f"    WHERE a.question = {_text(w.question)}"
+            f"    FROM dated d JOIN indexed p USING (patient_id) WHERE d.question = {_text(w.question)}"
         )
     labels = " ".join(f"WHEN {k} THEN {_text(w.label)}" for k, w in enumerate(plan.windows, 1))
     window_label = f"CASE s.window_id {labels} END" if labels else "NULL::VARCHAR"
@@ -610,6 +599,9 @@ def _patient_answers_sql(plan: Plan) -> str:
 WITH indexed AS (
     SELECT patient_id, {index} AS index_date
     FROM {_NOTES} WHERE patient_id IS NOT NULL GROUP BY patient_id
+), dated AS (
+    SELECT n.patient_id, a.*, n.note_date, n.source_row
+    FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE n.patient_id IS NOT NULL
 ), scoped AS (
     {(chr(10) + '    UNION ALL' + chr(10) + '    ').join(scoped)}
 ), keyed AS (
@@ -627,17 +619,16 @@ WITH indexed AS (
                  'span_start': span_start, 'span_end': span_end, 'note_date': note_date}}, rank)
             FILTER (WHERE inside AND converted IS NOT NULL) AS pick,
         count(*) FILTER (WHERE inside) AS notes_inside,
-        bool_or(reason = 'error') FILTER (WHERE inside) AS any_error,
-        bool_or(reason = 'unit') FILTER (WHERE inside) AS any_unit,
-        bool_or(reason = 'na') FILTER (WHERE inside) AS any_na
+        -- the worst reason among the notes inside: error, then unit, then na, then missing
+        min(CASE reason WHEN 'error' THEN 1 WHEN 'unit' THEN 2 WHEN 'na' THEN 3 ELSE 4 END)
+            FILTER (WHERE inside) AS worst
     FROM keyed GROUP BY patient_id, question, window_id
 )
 SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, i.index_date,
     s.pick.converted AS converted,
     CASE WHEN s.pick IS NOT NULL THEN NULL
          WHEN s.notes_inside = 0 THEN 'window'
-         WHEN s.any_error THEN 'error' WHEN s.any_unit THEN 'unit' WHEN s.any_na THEN 'na'
-         ELSE 'missing' END AS reason,
+         ELSE ['error', 'unit', 'na', 'missing'][s.worst] END AS reason,
     s.pick.value AS value, s.pick.unit AS unit,
     s.pick.note_id AS note_id, s.pick.note_date AS note_date,
     s.pick.span_start AS span_start, s.pick.span_end AS span_end,
@@ -645,21 +636,37 @@ SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, i.i
 FROM combined s JOIN indexed i USING (patient_id)"""
 
 
-def _criteria_sql(plan: Plan, level: _Level) -> str:
+def _decided_sql(plan: Plan, level: _Level) -> str:
+    """One row per subject: every answer a rule reads as a column (q_*, r_*), then the lets, then each
+    criterion's value (c_*), reason (cr_*) and status (s_*). Criteria and eligibility both read it."""
     comp = _Compiler(plan)
     subject = level.subject
-    pivot = []
-    windows = [(0, q.name, q) for q in plan.questions] + [
+    # One join per question and window, not a pivot by GROUP BY: each side is one row per subject.
+    columns = [(0, q.name, q) for q in plan.questions] + [
         (k, w.question, plan.question(w.question)) for k, w in enumerate(plan.windows, 1)
     ]
-    for k, name, q in windows:
-        where = f"FILTER (WHERE question = {_text(name)} AND window_id = {k})"
-        value = f"max(converted) {where}" if q.kind == "numeric" else f"(max(converted) {where} <> 0)"
-        pivot.append(f"{value} AS {_qcol(_column_name(name, k))}")
-        pivot.append(f"max(reason) {where} AS {_rcol(_column_name(name, k))}")
+    selected, joins = [f"n.{subject}"], []
+    alias_of: dict[str, str] = {}
+    for i, (k, name, q) in enumerate(columns):
+        if level.windowed_values or k == 0:
+            alias = alias_of.setdefault(name, f"a{i}") if k == 0 else f"a{i}"
+            window = f" AND {alias}.window_id = {k}" if level.windowed_values else ""
+            joins.append(f"LEFT JOIN {level.values} {alias} ON {alias}.{subject} = n.{subject} "
+                         f"AND {alias}.question = {_text(name)}{window}")
+            converted, reason = f"{alias}.converted", f"{alias}.reason"
+        else:
+            # A note alone: its answer counts inside a window when the note is dated inside it
+            # (the corpus's index date, else the note's own date, ends the window).
+            alias, w = alias_of[name], plan.windows[k - 1]
+            inside = _inside(w, "COALESCE(n.index_date, n.note_date)")
+            converted = f"CASE WHEN {inside} THEN {alias}.converted END"
+            reason = f"CASE WHEN {inside} THEN {alias}.reason ELSE 'window' END"
+        value = converted if q.kind == "numeric" else f"({converted} <> 0)"
+        selected.append(f"{value} AS {_qcol(_column_name(name, k))}")
+        selected.append(f"{reason} AS {_rcol(_column_name(name, k))}")
     ctes = [
-        f"wide AS (\n    SELECT {subject},\n        " + ",\n        ".join(pivot)
-        + f"\n    FROM {level.values} GROUP BY {subject}\n)",
+        "wide AS (\n    SELECT " + ",\n        ".join(selected) + f"\n    FROM ({level.subjects}) n\n    "
+        + "\n    ".join(joins) + "\n)",
         f"sexed AS (\n    SELECT w.*, s.sex\n    FROM wide w LEFT JOIN {level.sex} s USING ({subject})\n)",
     ]
     previous = "sexed"
@@ -671,27 +678,35 @@ def _criteria_sql(plan: Plan, level: _Level) -> str:
         )
         comp.lets[let.name] = compiled
         previous = f"let_{i}"
-    cols, structs = [], []
+    decided = [subject]
     for pos, c in enumerate(plan.criteria, 1):
         compiled = comp.expr(c.expr)
-        cols.append(f"-- {c.type} {_comment(c.label)}\n        {compiled.sql} AS c_{pos},\n        {compiled.reason} AS cr_{pos}")
         policy = {"met": "'met'", "not met": "'not met'", "unknown": "'unknown'"}[c.if_missing]
-        status = f"CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END"
-        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cr_{pos}, 'value')"
-        reason = f"CASE WHEN c_{pos} IS NOT NULL THEN 'value' ELSE {unknown_reason} END"
-        structs.append(
-            f"{{'position': {pos}, 'label': {_text(c.label)}, 'type': {_text(c.type)}, "
-            f"'status': {status}, 'reason': {reason}}}"
+        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE({compiled.reason}, 'value')"
+        decided.append(
+            f"-- {c.type} {_comment(c.label)}\n        "
+            f"CASE WHEN {compiled.sql} THEN 'met' WHEN NOT {compiled.sql} THEN 'not met' ELSE {policy} END AS s_{pos},\n"
+            f"        CASE WHEN ({compiled.sql}) IS NOT NULL THEN 'value' ELSE {unknown_reason} END AS cr_{pos}"
         )
+    return (f"CREATE OR REPLACE TEMP TABLE {level.decided} AS\nWITH " + ",\n".join(ctes)
+            + "\nSELECT " + ",\n        ".join(decided) + f"\nFROM {previous}")
+
+
+def _criteria_sql(plan: Plan, level: _Level) -> str:
+    """The decided row unpivoted: one row per subject and criterion, with its status and reason."""
+    subject = level.subject
     create = f"CREATE OR REPLACE TABLE {level.criteria} AS\n"
-    if not cols:  # no criteria: an empty table of the right shape
+    if not plan.criteria:  # an empty table of the right shape
         return create + (
             f"SELECT NULL::VARCHAR AS {subject}, NULL::INTEGER AS position, NULL::VARCHAR AS label, "
             "NULL::VARCHAR AS type, NULL::VARCHAR AS status, NULL::VARCHAR AS reason WHERE FALSE"
         )
-    ctes.append(f"decided AS (\n    SELECT {subject},\n        " + ",\n        ".join(cols) + f"\n    FROM {previous}\n)")
-    body = f"SELECT {subject}, unnest([\n        " + ",\n        ".join(structs) + "\n    ], recursive := true)\nFROM decided"
-    return create + "WITH " + ",\n".join(ctes) + "\n" + body
+    structs = [
+        f"{{'position': {pos}, 'label': {_text(c.label)}, 'type': {_text(c.type)}, 'status': s_{pos}, 'reason': cr_{pos}}}"
+        for pos, c in enumerate(plan.criteria, 1)
+    ]
+    return create + (f"SELECT {subject}, unnest([\n        " + ",\n        ".join(structs)
+                     + f"\n    ], recursive := true)\nFROM {level.decided}")
 
 
 def _column_name(question: str, window_id: int) -> str:
@@ -699,25 +714,30 @@ def _column_name(question: str, window_id: int) -> str:
     return question if window_id == 0 else f"{question}@w{window_id}"
 
 
-def _eligibility_sql(level: _Level) -> str:
+def _eligibility_sql(plan: Plan, level: _Level) -> str:
+    """Per subject, read across its decided row: ineligible when an include is not met or an exclude
+    is met; else unknown when a criterion is unknown; else eligible. `deciding` names the criteria
+    that made it so, in file order."""
     s = level.subject
+    if not plan.criteria:
+        return (f"CREATE OR REPLACE TABLE {level.eligibility} AS\nSELECT {s}, 'eligible' AS status, "
+                f"[]::VARCHAR[] AS deciding FROM ({level.subjects}) n")
+    fails = [f"s_{pos} = {_text('not met' if c.type == 'include' else 'met')}" for pos, c in enumerate(plan.criteria, 1)]
+    unknown = [f"s_{pos} = 'unknown'" for pos in range(1, len(plan.criteria) + 1)]
+    labels = [_text(c.label) for c in plan.criteria]
+
+    def named(tests: list[str]) -> str:
+        return ("list_filter([" + ", ".join(f"CASE WHEN {t} THEN {label} END" for t, label in zip(tests, labels))
+                + "], lambda x: x IS NOT NULL)")
+
+    any_fail, any_unknown = " OR ".join(fails), " OR ".join(unknown)
     return f"""CREATE OR REPLACE TABLE {level.eligibility} AS
-WITH judged AS (
-    SELECT n.{s}, c.position, c.label, c.status,
-        (c.type = 'include' AND c.status = 'not met') OR (c.type = 'exclude' AND c.status = 'met') AS fails
-    FROM ({level.subjects}) n LEFT JOIN {level.criteria} c USING ({s})
-), counted AS (
-    SELECT {s},
-        count(*) FILTER (WHERE fails) AS failed,
-        count(*) FILTER (WHERE status = 'unknown') AS unknown,
-        list(label ORDER BY position) FILTER (WHERE fails) AS failed_labels,
-        list(label ORDER BY position) FILTER (WHERE status = 'unknown') AS unknown_labels
-    FROM judged GROUP BY {s}
-)
 SELECT {s},
-    CASE WHEN failed > 0 THEN 'ineligible' WHEN unknown > 0 THEN 'unknown' ELSE 'eligible' END AS status,
-    CASE WHEN failed > 0 THEN failed_labels WHEN unknown > 0 THEN unknown_labels ELSE []::VARCHAR[] END AS deciding
-FROM counted"""
+    CASE WHEN {any_fail} THEN 'ineligible' WHEN {any_unknown} THEN 'unknown' ELSE 'eligible' END AS status,
+    CASE WHEN {any_fail} THEN {named(fails)}
+         WHEN {any_unknown} THEN {named(unknown)}
+         ELSE []::VARCHAR[] END AS deciding
+FROM {level.decided}"""
 
 
 def _attrition_sql(level: _Level) -> str:
@@ -741,10 +761,12 @@ ORDER BY j.position"""
 
 
 def _statements(plan: Plan) -> list[str]:
-    notes = [_note_answers_sql(plan), _criteria_sql(plan, _NOTE_LEVEL), _eligibility_sql(_NOTE_LEVEL),
-             _attrition_sql(_NOTE_LEVEL)]
-    patients = [_patient_answers_sql(plan), _PATIENT_SEX_SQL, _criteria_sql(plan, _PATIENT_LEVEL),
-                _eligibility_sql(_PATIENT_LEVEL), _attrition_sql(_PATIENT_LEVEL)]
+    def decide(level: _Level) -> list[str]:
+        return [_decided_sql(plan, level), _criteria_sql(plan, level), _eligibility_sql(plan, level),
+                _attrition_sql(level)]
+
+    notes = decide(_NOTE_LEVEL)
+    patients = [_patient_answers_sql(plan), _PATIENT_SEX_SQL, *decide(_PATIENT_LEVEL)]
     return [_answer_values_sql(), _sex_sql(plan), *notes, *patients]
 
 
@@ -752,7 +774,7 @@ def rules_sql(plan: Plan) -> str:
     """The SQL script that evaluates `plan` (what `crit compile --json` shows).
 
     It reads the store's `answers` (through the view `_crit_answers`), plus small tables `evaluate` loads first:
-    `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key), `_crit_units`
+    `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key, only_key), `_crit_units`
     (question, unit_key, factor, offset: one row per reported unit, factor NULL when
     it does not convert), `_crit_notes` (note_id, sex, patient_id, note_date, index_date, source_row)
     and `_crit_candidates` (every value an
@@ -852,6 +874,9 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         )
     else:
         _insert(con, _KEYS, [(q.name, answer_keys[q.name]) for q in plan.questions if q.name in answer_keys])
+    # only_key: the question is read under this one key, so each note has at most one answer to it.
+    con.execute(f"ALTER TABLE {_KEYS} ADD COLUMN only_key BOOLEAN")
+    con.execute(f"UPDATE {_KEYS} k SET only_key = (SELECT count(*) = 1 FROM {_KEYS} o WHERE o.question = k.question)")
 
     # A question a rule reads must have answers in the store; the sex question only when some note lacks a sex.
     needed = _needed(plan)
@@ -970,9 +995,9 @@ def evaluate(
                 patients.unknown,
             ],
         )
-        for view in (_ANSWERS, _NOTE_ANSWERS):
-            con.execute(f"DROP VIEW IF EXISTS {view}")
-        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES, _CANDIDATES, _NOTE_SEX, _PATIENT_SEX):
+        con.execute(f"DROP VIEW IF EXISTS {_ANSWERS}")
+        for table in (_QUESTIONS, _KEYS, _UNITS, _NOTES, _CANDIDATES, _NOTE_SEX, _PATIENT_SEX,
+                      _NOTE_LEVEL.decided, _PATIENT_LEVEL.decided):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("COMMIT")
     except BaseException:
