@@ -1,8 +1,9 @@
 """Report: one self-contained HTML file that shows a run's evidence, note by note.
 
 `write_report` opens a store read-only, gathers the run, the rules' results
-(`eligibility`, `criteria`, `answer_values`, `attrition`) and every answer with
-its quoted span, and renders `templates/report.html.j2` with Jinja2
+(`eligibility`, `criteria`, `answer_values`, `attrition`; per patient, when the
+notes name patients, `patient_eligibility` and a timeline per patient from
+crit.engine.timeline) and every answer with its quoted span, and renders `templates/report.html.j2` with Jinja2
 (autoescaped). The file loads nothing from the network: CSS and JS are inline,
 and the per-note data is one JSON blob that the page's script filters,
 paginates and renders only when a note is opened, so 10,000 notes stay
@@ -36,6 +37,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.plan import Plan, load_plan, plan_from_text
+from crit.engine.timeline import timelines
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 
@@ -435,6 +437,11 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
             f"not from this run's rules ({run_fp})"
         )
 
+    patients, patient_total = timelines(con, plan) if "patient_eligibility" in tables else ([], 0)
+    patient_counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
+    if patient_total:
+        patient_counts.update(dict(con.execute("SELECT status, count(*) FROM patient_eligibility GROUP BY 1").fetchall()))
+
     counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
     for e in eligibility.values():
         counts[e["status"]] = counts.get(e["status"], 0) + 1
@@ -453,6 +460,9 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
         "attrition": [_plain(r) for r in attrition],
         "quality": quality_rows,
         "plots": plots,
+        "patients": patients,
+        "patient_total": patient_total,
+        "patient_counts": patient_counts,
         "blob": {"questions": questions, "criteria": [criteria[k] for k in sorted(criteria)], "notes": note_data},
     }
 

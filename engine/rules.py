@@ -595,6 +595,8 @@ def _patient_answers_sql(plan: Plan) -> str:
         )
     labels = " ".join(f"WHEN {k} THEN {_text(w.label)}" for k, w in enumerate(plan.windows, 1))
     window_label = f"CASE s.window_id {labels} END" if labels else "NULL::VARCHAR"
+    starts = " ".join(f"WHEN {k} THEN CAST(i.index_date - {_interval(w)} AS DATE)" for k, w in enumerate(plan.windows, 1))
+    window_start = f"CASE s.window_id {starts} END" if starts else "NULL::DATE"
     return f"""CREATE OR REPLACE TABLE patient_answers AS
 WITH indexed AS (
     SELECT patient_id, {index} AS index_date
@@ -624,7 +626,8 @@ WITH indexed AS (
             FILTER (WHERE inside) AS worst
     FROM keyed GROUP BY patient_id, question, window_id
 )
-SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, i.index_date,
+SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, {window_start} AS window_start,
+    i.index_date,
     s.pick.converted AS converted,
     CASE WHEN s.pick IS NOT NULL THEN NULL
          WHEN s.notes_inside = 0 THEN 'window'

@@ -254,3 +254,21 @@ def test_a_window_edit_changes_the_rules_not_the_questions() -> None:
     after = plan_from_text((PATIENTS / "screen.crit").read_text().replace("within 6 months", "within 3 months"))
     assert after.rules_fingerprint != before.rules_fingerprint
     assert [q.fingerprint for q in after.questions] == [q.fingerprint for q in before.questions]
+
+
+def test_the_report_draws_each_patient_timeline(tmp_path: Path) -> None:
+    screen(tmp_path, "report", patient_column="patient")
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "report.duckdb"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    start = html.index('data-patient="P4"')
+    p4 = html[start:html.index("</details>", start)]
+    # The window drawn (a band from its start to the index date) and the evidence that decided it.
+    assert "<title>2024-03-30 to 2024-04-30</title>" in p4
+    assert "stroke</code> within 1 month (from 2024-03-30)" in p4
+    assert "present" in p4 and "p4-admission</code> (2024-04-15): <q>She was admitted with an acute stroke.</q>" in p4
+    assert "<title>index date 2024-04-30</title>" in p4
+    # Notes by date: P4's three notes, as dots.
+    assert p4.count("<circle") == 3
+    assert 'id="patient-cards"' in html
