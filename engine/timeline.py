@@ -164,7 +164,7 @@ def _draw(t: PatientTimeline) -> Markup:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="timeline of {escape(t.patient_id)}">',
              f'<line x1="{left}" y1="20" x2="{width - right}" y2="20" stroke="#999"/>',
-             f'<text x="0" y="24" font-size="11">notes</text>']
+             '<text x="0" y="24" font-size="11">notes</text>']
     for note_id, d in t.notes:
         if d is None:
             continue
