@@ -41,18 +41,19 @@ include "creatinine known": creat < 4 mg/dL
 
 def build(con: duckdb.DuckDBPyConnection, notes: int, per_patient: int) -> int:
     """Notes with dates and patients, and their answers; returns the number of answer rows."""
-    con.execute("SELECT setseed(0.17)")
+    # Draws by hash, not random(): a parallel scan would hand random() out in another order each run.
     con.execute(
         "CREATE TABLE notes AS SELECT 'n' || i AS note_id, "
-        "'p' || (i // ?) AS patient_id, DATE '2020-01-01' + CAST(floor(random() * 1460) AS INTEGER) AS note_date, "
+        "'p' || (i // ?) AS patient_id, DATE '2020-01-01' + CAST(hash(i, 'date') % 1460 AS INTEGER) AS note_date, "
         "NULL::DATE AS index_date, i + 1 AS source_row, "
-        "CASE WHEN random() < 0.5 THEN 'female' ELSE 'male' END AS sex FROM range(?) t(i)",
+        "CASE WHEN hash(i, 'sex') % 2 = 0 THEN 'female' ELSE 'male' END AS sex FROM range(?) t(i)",
         [per_patient, notes],
     )
     con.execute(
         """CREATE TABLE answers AS
         WITH q(question) AS (VALUES ('mi'), ('stroke'), ('creat')),
-        draws AS (SELECT n.note_id, q.question, random() AS r, random() AS v FROM notes n CROSS JOIN q)
+        draws AS (SELECT n.note_id, q.question, (hash(n.note_id, q.question, 'r') % 10000) / 10000 AS r,
+                         (hash(n.note_id, q.question, 'v') % 10000) / 10000 AS v FROM notes n CROSS JOIN q)
         SELECT note_id, question, question || '-key' AS answer_key,
             CASE WHEN r < 0.6 THEN NULL
                  WHEN question = 'creat' THEN round(0.5 + v * 3.5, 2)
