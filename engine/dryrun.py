@@ -35,6 +35,8 @@ class DryRunReport(BaseModel):
     pairs_cached: int  # already answered for this note text under this backend
     pairs_left: int
     notes_left: int  # notes with at least one pair left
+    patients: int = 0  # distinct patient ids among the notes (0: the notes name none)
+    dated: int = 0  # notes with a date (windows read only these)
     bad_rows: list[BadRow]
     seconds: float
 
@@ -46,6 +48,8 @@ class DryRunReport(BaseModel):
             f"{self.questions} questions: {self.pairs_total:,} note-question pairs, {self.pairs_cached:,} answered "
             f"already, {self.pairs_left:,} left over {self.notes_left:,} notes",
         ]
+        if self.patients or self.dated:
+            out.append(f"{self.patients:,} patients; {self.dated:,} of {self.notes:,} notes dated")
         out += [f"  bad {b.describe()}" for b in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
             out.append(f"  ... and {len(self.bad_rows) - 50:,} more bad rows")
@@ -67,7 +71,8 @@ def dry_run(
     started = time.perf_counter()
     keys = sorted(set(answer_keys.values()))
     store = Store.open(db, read_only=True) if db is not None and Path(db).exists() else None
-    good = notes = cached = notes_left = 0
+    good = notes = cached = notes_left = dated = 0
+    patients: set[str] = set()
     try:
         if store is not None:
             store.con.register("_crit_keys", pa.table({"answer_key": pa.array(keys, pa.string())}))
@@ -79,6 +84,8 @@ def dry_run(
                 if not batch:
                     continue
                 notes += len(batch)
+                patients.update(n.patient_id for n in batch if n.patient_id is not None)
+                dated += sum(1 for n in batch if n.note_date is not None)
                 if store is None:
                     notes_left += len(batch)
                     continue
@@ -115,6 +122,8 @@ def dry_run(
         pairs_cached=cached,
         pairs_left=total - cached,
         notes_left=notes_left,
+        patients=len(patients),
+        dated=dated,
         bad_rows=bad,
         seconds=round(time.perf_counter() - started, 2),
     )

@@ -272,3 +272,11 @@ def test_the_report_draws_each_patient_timeline(tmp_path: Path) -> None:
     # Notes by date: P4's three notes, as dots.
     assert p4.count("<circle") == 3
     assert 'id="patient-cards"' in html
+
+
+def test_a_dry_run_counts_patients_and_dated_notes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", str(PATIENTS / "screen.crit"), str(PATIENTS / "notes.jsonl"), "--db",
+                                      str(tmp_path / "dry.duckdb"), "--dry-run", "--patient-column", "patient"])
+    assert result.exit_code == 0, result.output
+    assert "7 patients; 14 of 15 notes dated" in result.output
+    assert not (tmp_path / "dry.duckdb").exists()
