@@ -509,7 +509,10 @@ SELECT
         WHEN q.kind = 'numeric' AND u.factor IS NULL THEN 'unit'
     END AS reason,
     p.span_start,
-    p.span_end
+    p.span_end,
+    n.patient_id,
+    n.note_date,
+    n.source_row
 FROM {_NOTES} n
 CROSS JOIN {_QUESTIONS} q
 LEFT JOIN picked p ON p.note_id = n.note_id AND p.question = q.question
@@ -602,8 +605,7 @@ WITH indexed AS (
     SELECT patient_id, {index} AS index_date
     FROM {_NOTES} WHERE patient_id IS NOT NULL GROUP BY patient_id
 ), dated AS (
-    SELECT n.patient_id, a.*, n.note_date, n.source_row
-    FROM answer_values a JOIN {_NOTES} n USING (note_id) WHERE n.patient_id IS NOT NULL
+    SELECT * FROM answer_values WHERE patient_id IS NOT NULL
 ), scoped AS (
     {(chr(10) + '    UNION ALL' + chr(10) + '    ').join(scoped)}
 ), keyed AS (
