@@ -367,7 +367,7 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
 def _rules_sql(plan: Any) -> str | None:
     """The SQL the rules compile to, when the rules layer is installed with this version."""
     try:
-        from crit.engine.rules import rules_sql
+        from crit.engine.rules_sql import rules_sql
     except ImportError:
         return None
     return rules_sql(plan)

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
+from crit.engine.sql import ident, literal
 from crit.grammar.errors import CritError
 
 # Column names tried, in order, when the user names none (compared case-insensitively).
@@ -122,14 +123,6 @@ def _json_kind(value: object) -> str:
 
 def _has_surrogate(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _json_path(name: str) -> str:
@@ -238,7 +231,7 @@ class NoteReader:
                     self._con.execute("ATTACH ? AS notes_src (READ_ONLY)", [db])
                 except duckdb.Error as e:
                     raise CritError(f"cannot open '{db}' as a DuckDB file: {e}") from None
-                return "duckdb", "notes_src." + ".".join(_quote(p) for p in table.split("."))
+                return "duckdb", "notes_src." + ".".join(ident(p) for p in table.split("."))
         if not path.exists():
             raise CritError(f"notes file '{source}' not found")
         suffix = path.suffix.lower()
@@ -304,10 +297,10 @@ class NoteReader:
         when too long."""
         assert self.id_column and self.text_column
         if self._kind == "json":
-            id_path, text_path = _sql_text(_json_path(self.id_column)), _sql_text(_json_path(self.text_column))
-            ident = f"json ->> {id_path}"
+            id_path, text_path = literal(_json_path(self.id_column)), literal(_json_path(self.text_column))
+            id_sql = f"json ->> {id_path}"
             raw_text = f"json ->> {text_path}"
-            attributes = [f"json ->> {_sql_text(_json_path(c))}" for c in self.attribute_columns.values()]
+            attributes = [f"json ->> {literal(_json_path(c))}" for c in self.attribute_columns.values()]
             problem = (
                 "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' "
                 f"WHEN json_type(json, {text_path}) NOT IN ('VARCHAR', 'NULL') "
@@ -316,16 +309,16 @@ class NoteReader:
                 f"THEN 'note id is ' || lower(json_type(json, {id_path})) || ', not text or a whole number' END"
             )
         else:
-            ident = f"CAST({_quote(self.id_column)} AS VARCHAR)"
-            raw_text = f"CAST({_quote(self.text_column)} AS VARCHAR)"
-            attributes = [f"CAST({_quote(c)} AS VARCHAR)" for c in self.attribute_columns.values()]
+            id_sql = f"CAST({ident(self.id_column)} AS VARCHAR)"
+            raw_text = f"CAST({ident(self.text_column)} AS VARCHAR)"
+            attributes = [f"CAST({ident(c)} AS VARCHAR)" for c in self.attribute_columns.values()]
             problem = "NULL"
         row = "file_row_number + 1" if self._kind == "parquet" else "NULL"
         return (
-            f"SELECT {row} AS row_hint, {ident} AS note_id, "
+            f"SELECT {row} AS row_hint, {id_sql} AS note_id, "
             f"CASE WHEN length({raw_text}) <= {int(self.max_chars)} THEN {raw_text} END AS text, "
             f"length({raw_text}) AS text_length, {problem} AS problem"
-            + "".join(f", {sql} AS {_quote('a_' + name)}" for sql, name in zip(attributes, self.attribute_columns))
+            + "".join(f", {sql} AS {ident('a_' + name)}" for sql, name in zip(attributes, self.attribute_columns))
             + f" FROM {self._from}"
         )
 

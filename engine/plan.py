@@ -217,7 +217,7 @@ def check_source(text: str, path: str | None = None) -> Checked:
 def _rules_problem(plan: Plan) -> Diagnostic | None:
     """Compile the rules SQL now, so a rule that cannot run (a threshold that overflows once converted,
     `creat > 1e308 g/dL`) is an error of `crit check`, not a failure after every model call."""
-    from crit.engine.rules import rules_sql
+    from crit.engine.rules_sql import rules_sql
 
     try:
         rules_sql(plan)

@@ -27,7 +27,8 @@ from crit.engine.backends.registry import BackendFactory
 from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.notes import BadRow, Note, NoteReader
 from crit.engine.plan import Plan
-from crit.engine.rules import FEMALE, MALE, EvaluationSummary, evaluate
+from crit.engine.rules import EvaluationSummary, evaluate
+from crit.engine.rules_sql import FEMALE, MALE
 from crit.engine.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError

@@ -95,7 +95,7 @@ def test_forty_thousand_more_seeded_cases() -> None:
 def _seeded_fuzz(cases: int, seed: int) -> None:
     import random
 
-    from crit.engine.rules import rules_sql
+    from crit.engine.rules_sql import rules_sql
 
     rng = random.Random(seed)
     plans = 0

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from crit.cli import cli
 from crit.engine.backends.registry import RulesFactory
 from crit.engine.plan import load_plan
-from crit.engine.rules import rules_sql
+from crit.engine.rules_sql import rules_sql
 from crit.engine.run import run
 
 INJECTION = r"x\nCOPY (SELECT note_id, text FROM notes) TO '{leak}';\nCREATE TABLE pwned AS SELECT 1 AS x; --"

@@ -235,7 +235,7 @@ def test_every_new_form_checks_and_compiles_to_its_pinned_sql() -> None:
     Regenerate after a deliberate change: CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_patients.py -k new_form"""
     import os
 
-    from crit.engine.rules import rules_sql
+    from crit.engine.rules_sql import rules_sql
 
     result = CliRunner().invoke(cli, ["check", str(FORMS / "patients.crit")])
     assert result.exit_code == 0, result.output

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from crit.cli import cli
 from crit.engine.plan import Plan, check_source, load_plan
-from crit.engine.rules import _Compiler, evaluate, rules_sql
+from crit.engine.rules import evaluate
+from crit.engine.rules_sql import _Compiler, rules_sql
 from crit.grammar import ast
 from crit.grammar.errors import CritError
 
@@ -527,7 +528,7 @@ def test_aristotle_rules_sql_matches_its_golden_file():
     CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_rules.py -k golden, and read the diff before committing."""
     import os
 
-    from crit.engine.rules import rules_sql
+    from crit.engine.rules_sql import rules_sql
 
     root = Path(__file__).resolve().parent.parent
     golden = root / "tests" / "fixtures" / "rules" / "aristotle.sql"
