@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from pydantic import BaseModel
 
 from crit.engine.notes import BadRow, NoteReader
@@ -74,8 +73,6 @@ def dry_run(
     good = notes = cached = notes_left = dated = 0
     patients: set[str] = set()
     try:
-        if store is not None:
-            store.con.register("_crit_keys", pa.table({"answer_key": pa.array(keys, pa.string())}))
         with NoteReader(notes_source, **dict(reader_options or {})) as reader:
             for batch in reader.batches(size=batch_size):
                 good += len(batch)
@@ -89,14 +86,7 @@ def dry_run(
                 if store is None:
                     notes_left += len(batch)
                     continue
-                ids = pa.table({"note_id": pa.array([n.note_id for n in batch], pa.string())})
-                store.con.register("_crit_ids", ids)
-                stored = store.con.execute(
-                    "SELECT n.note_id, n.text_hash, count(a.answer_key) FROM _crit_ids i JOIN notes n USING (note_id)"
-                    " LEFT JOIN answers a ON a.note_id = n.note_id AND a.answer_key IN (SELECT answer_key FROM _crit_keys)"
-                    " GROUP BY n.note_id, n.text_hash"
-                ).fetchall()
-                store.con.unregister("_crit_ids")
+                stored = store.stored_answers([n.note_id for n in batch], keys)
                 # Answers count only for the same note text: a changed note is asked again. Only notes
                 # already in the store are hashed (most of a big corpus is not).
                 texts = {n.note_id: n.text for n in batch}

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.grammar.errors import CritError
@@ -91,7 +90,7 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
     exists with the same content (hash); without either, answers are merged and the rules
     are left for `crit run` or a later merge with --criteria.
     """
-    from crit.engine.store import SCHEMA_VERSION, Store
+    from crit.engine.store import Store
 
     if not shards:
         raise CritError("crit merge: name at least one shard store")
@@ -106,66 +105,14 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
     conflicting = 0
     shard_hashes: dict[str, str | None] = {}  # shard -> the crit file hash of its newest run
     with Store.open(out) as store:
-        con = store.con
-        for i, s in enumerate(shards):
-            alias = f"crit_shard_{i}"
-            try:
-                con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(s)])
-            except duckdb.Error as e:
-                raise CritError(f"cannot open shard store '{s}': {str(e).splitlines()[0]}") from None
-            try:
-                version = _shard_version(con, alias)
-                if version is None:
-                    raise CritError(f"'{s}' is not a crit store (no meta table)")
-                if version > SCHEMA_VERSION:
-                    raise CritError(f"shard store '{s}' was written by a newer crit (schema {version})")
-                conflicting += _conflicts(con, alias)
-                newest = con.execute(f"SELECT crit_hash FROM {alias}.runs ORDER BY started_at DESC LIMIT 1").fetchone()
-                shard_hashes[str(s)] = newest[0] if newest else None
-                con.execute("BEGIN TRANSACTION")
-                for table, key in MERGED_TABLES:
-                    if not _has(con, alias, table):
-                        continue  # a shard of an older schema (no passages table)
-                    before = _count(con, table)
-                    con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
-                    )
-                    added[table] += _count(con, table) - before
-                con.execute("COMMIT")
-            finally:
-                con.execute(f"DETACH {alias}")
+        for s in shards:
+            merged = store.merge_from(s, MERGED_TABLES)
+            for table, n in merged.added.items():
+                added[table] += n
+            conflicting += merged.conflicting_notes
+            shard_hashes[str(s)] = merged.newest_crit_hash
         evaluated, message = _evaluate(store, crit_file, shard_hashes)
     return MergeSummary(shards=len(shards), added=added, conflicting_notes=conflicting, evaluated=evaluated, message=message)
-
-
-def _shard_version(con: duckdb.DuckDBPyConnection, alias: str) -> int | None:
-    has_meta = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = 'meta'", [alias]
-    ).fetchone()
-    if not has_meta or not has_meta[0]:
-        return None
-    row = con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else None
-
-
-def _conflicts(con: duckdb.DuckDBPyConnection, alias: str) -> int:
-    """Notes already merged with another text: their answers are about different texts (both kept as stored)."""
-    row = con.execute(
-        f"SELECT count(*) FROM notes n JOIN {alias}.notes s USING (note_id) WHERE n.text_hash <> s.text_hash"
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _has(con: duckdb.DuckDBPyConnection, alias: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [alias, table]
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _evaluate(store: Store, crit_file: str | None, shard_hashes: dict[str, str | None]) -> tuple[bool, str | None]:
@@ -175,11 +122,10 @@ def _evaluate(store: Store, crit_file: str | None, shard_hashes: dict[str, str |
     from crit.engine.plan import load_plan, plan_from_text
     from crit.engine.rules import evaluate
 
-    con = store.con
-    latest = con.execute("SELECT run_id, crit_file, crit_source FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    latest = store.latest_run()
     if latest is None:
         return False, "no runs in the shards: nothing to evaluate"
-    run_id, run_file, run_source = latest
+    run_id, run_file, run_source = latest.run_id, latest.crit_file, latest.crit_source
     path = crit_file or run_file
     if crit_file is None and run_source:
         plan = plan_from_text(run_source, run_file)  # the plan the newest run compiled, kept in its store
@@ -194,6 +140,6 @@ def _evaluate(store: Store, crit_file: str | None, shard_hashes: dict[str, str |
                 f"{plan.source_hash} differs from the shard's {crit_hash}); answers were merged, rules not evaluated "
                 "(hint: pass --criteria with the file the shards ran)"
             )
-    keys = dict(con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
-    evaluate(con, plan, {q.name: keys[q.name] for q in plan.questions if q.name in keys})
+    keys = store.run_answer_keys(run_id)
+    evaluate(store.con, plan, {q.name: keys[q.name] for q in plan.questions if q.name in keys})
     return True, None

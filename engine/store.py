@@ -239,6 +239,20 @@ class RunInfo(BaseModel):
     crit_source: str | None = None  # the .crit text itself
 
 
+class StoredRun(BaseModel):
+    run_id: str
+    crit_file: str | None
+    crit_source: str | None  # the .crit text the run compiled
+
+
+class ShardMerge(BaseModel):
+    """What merging one shard store added: rows per table, notes whose text differs, its newest crit hash."""
+
+    added: dict[str, int]
+    conflicting_notes: int
+    newest_crit_hash: str | None
+
+
 class BatchResult(BaseModel):
     notes_changed: int  # notes whose text changed since stored: their old answers were dropped
     answers_new: int  # rows actually inserted (a row already there is left as it was)
@@ -524,8 +538,7 @@ class Store:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def _count_answers(self) -> int:
-        row = self.con.execute("SELECT count(*) FROM answers").fetchall()[0]
-        return int(row[0]) if row else 0
+        return self._count("answers")
 
     def _question_fingerprints(self, answer_keys: Mapping[str, str]) -> dict[str, str]:
         keys = list(answer_keys.values())
@@ -537,7 +550,84 @@ class Store:
         ).fetchall()
         return dict(rows)
 
+    # -- merging shards -------------------------------------------------------------------
+
+    def merge_from(self, shard: str | Path, tables: Sequence[tuple[str, str]]) -> ShardMerge:
+        """Copy the rows of `tables` ((table, key columns) pairs) from the store at `shard` into this one,
+        in one transaction; a row whose key is already here is kept as it is (so merging twice adds
+        nothing). A shard of an older schema lacks some columns (NULL here) or tables (skipped)."""
+        alias = "crit_shard"
+        try:
+            self.con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(shard)])
+        except duckdb.Error as e:
+            raise CritError(f"cannot open shard store '{shard}': {str(e).splitlines()[0]}") from None
+        try:
+            present = {r[0] for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall()}
+            if "meta" not in present:
+                raise CritError(f"'{shard}' is not a crit store (no meta table)")
+            row = self.con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else None
+            if version is None:
+                raise CritError(f"'{shard}' is not a crit store (no schema version)")
+            if version > SCHEMA_VERSION:
+                raise CritError(f"shard store '{shard}' was written by a newer crit (schema {version})")
+            # Notes already merged with another text: their answers are about different texts (both kept).
+            conflicting = self.con.execute(
+                f"SELECT count(*) FROM notes n JOIN {alias}.notes s USING (note_id) WHERE n.text_hash <> s.text_hash"
+            ).fetchone()
+            newest = self.con.execute(f"SELECT crit_hash FROM {alias}.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+            added: dict[str, int] = {}
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                for table, key in tables:
+                    if table not in present:
+                        continue  # a shard of an older schema (no passages table)
+                    before = self._count(table)
+                    self.con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
+                    )
+                    added[table] = self._count(table) - before
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        finally:
+            self.con.execute(f"DETACH {alias}")
+        return ShardMerge(added=added, conflicting_notes=int(conflicting[0]) if conflicting else 0,
+                          newest_crit_hash=newest[0] if newest else None)
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
     # -- reading ------------------------------------------------------------------------
+
+    def latest_run(self) -> StoredRun | None:
+        """The newest run: its id and the .crit file (path and text) it compiled."""
+        row = self.con.execute(
+            "SELECT run_id, crit_file, crit_source FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        return StoredRun(run_id=row[0], crit_file=row[1], crit_source=row[2]) if row else None
+
+    def run_answer_keys(self, run_id: str) -> dict[str, str]:
+        """Question name -> the answer_key a run stored its answers under."""
+        return dict(self.con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
+
+    def stored_answers(self, note_ids: Sequence[str], answer_keys: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(note_id, text_hash, answers under these keys) for each of these notes the store holds."""
+        return [(str(n), str(h), int(c)) for n, h, c in self.con.execute(
+            "SELECT n.note_id, n.text_hash, count(a.answer_key) FROM notes n "
+            "LEFT JOIN answers a ON a.note_id = n.note_id AND list_contains(?::VARCHAR[], a.answer_key) "
+            "WHERE list_contains(?::VARCHAR[], n.note_id) GROUP BY n.note_id, n.text_hash",
+            [list(answer_keys), list(note_ids)],
+        ).fetchall()]
+
+    def answers_by_backend(self) -> list[tuple[str, str, str, float | None, bool, str | None]]:
+        """(backend identity, note_id, question, value, na, error) of every stored answer."""
+        return self.con.execute(
+            "SELECT q.backend_identity, a.note_id, a.question, a.value, a.na, a.error "
+            "FROM answers a JOIN questions q USING (answer_key)"
+        ).fetchall()
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXPLAIN); (column

@@ -203,18 +203,15 @@ def _read_store(path: str, kinds: dict[str, str]) -> dict[str, Predictions]:
     """Predictions per backend identity from a `crit run` results store."""
     import duckdb
 
+    from crit.engine.store import Store
+
     if not Path(path).is_file():
         raise CritError(f"{path}: results database not found")
-    con = duckdb.connect(path, read_only=True)
-    try:
-        rows = con.execute(
-            "SELECT q.backend_identity, a.note_id, a.question, a.value, a.na, a.error"
-            " FROM answers a JOIN questions q USING (answer_key)"
-        ).fetchall()
-    except duckdb.CatalogException:
-        raise CritError(f"{path}: no answers/questions tables; is it a store written by `crit run`?") from None
-    finally:
-        con.close()
+    with Store.open(path, read_only=True) as store:
+        try:
+            rows = store.answers_by_backend()
+        except duckdb.CatalogException:
+            raise CritError(f"{path}: no answers/questions tables; is it a store written by `crit run`?") from None
     out: dict[str, Predictions] = {}
     for identity, note_id, question, value, na, error in rows:
         if question not in kinds:
