@@ -31,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.plan import Plan, load_plan, plan_from_text
+from crit.engine.store import Store
 from crit.engine.timeline import timelines
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
@@ -64,44 +64,7 @@ class Threshold(BaseModel):
         return self.male != self.female
 
 
-# ---- reading the store ---------------------------------------------------------------------
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    rows = con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
-    ).fetchall()
-    out: dict[str, set[str]] = {}
-    for table, column in rows:
-        out.setdefault(table, set()).add(column)
-    return out
-
-
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params or [])
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
-def _pick(cols: set[str], wanted: tuple[str, ...]) -> str:
-    """A select list of the wanted columns, NULL for those the store lacks (older or newer stores)."""
-    return ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
-
-
-def _run(con: duckdb.DuckDBPyConnection, tables: dict[str, set[str]], run_id: str | None) -> dict[str, Any] | None:
-    if "runs" not in tables:
-        if run_id is not None:
-            raise CritError(f"the store has no runs table, so there is no run {run_id!r}")
-        return None
-    order = "started_at DESC NULLS LAST" if "started_at" in tables["runs"] else "run_id DESC"
-    if run_id is None:
-        rows = _dicts(con, f"SELECT * FROM runs ORDER BY {order} LIMIT 1")
-    else:
-        rows = _dicts(con, "SELECT * FROM runs WHERE CAST(run_id AS VARCHAR) = ?", [run_id])
-        if not rows:
-            known = [r[0] for r in con.execute(f"SELECT CAST(run_id AS VARCHAR) FROM runs ORDER BY {order} LIMIT 5").fetchall()]
-            raise CritError(f"the store has no run {run_id!r}; latest runs: {', '.join(known) or 'none'}")
-    return rows[0] if rows else None
+# ---- the run's plan ---------------------------------------------------------------------
 
 
 def _load_plan(run: dict[str, Any] | None) -> tuple[Plan | None, str | None]:
@@ -276,68 +239,32 @@ def _num(v: Any) -> float | None:
     return None if v is None else round(float(v), 6)
 
 
-def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
-    tables = _tables(con)
+def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
+    tables = store.columns()
     for needed in ("notes", "answers"):
         if needed not in tables:
             raise CritError(f"the store has no {needed} table; run `crit run` first")
-    run = _run(con, tables, run_id)
+    run = store.run_record(run_id)
     plan, plan_note = _load_plan(run)
-    evaluation = _dicts(con, "SELECT * FROM evaluation LIMIT 1")[0] if "evaluation" in tables else None
+    evaluation = store.evaluation_record()
 
     # The answer_key of each question in this run (runs share answers through their keys).
-    run_keys: dict[str, str] = {}
-    if run is not None and "run_questions" in tables:
-        run_keys = dict(con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [str(run["run_id"])]).fetchall())
+    run_keys = store.run_answer_keys(str(run["run_id"])) if run is not None and "run_questions" in tables else {}
 
     # Questions: the plan's, else what the store recorded for the run's keys, else the names answers use.
     if plan is not None:
         questions = [{"name": q.name, "kind": q.kind, "unit": q.unit, "text": q.text} for q in plan.questions]
     elif run_keys and "questions" in tables:
-        questions = _dicts(
-            con,
-            "SELECT question AS name, kind, unit, text FROM questions WHERE answer_key IN "
-            "(SELECT unnest(?::VARCHAR[])) ORDER BY question",
-            [list(run_keys.values())],
-        )
+        questions = store.questions_of(list(run_keys.values()))
     else:
-        names = [r[0] for r in con.execute("SELECT DISTINCT question FROM answers ORDER BY 1").fetchall()]
-        questions = [{"name": n, "kind": None, "unit": None, "text": None} for n in names]
+        questions = [{"name": n, "kind": None, "unit": None, "text": None} for n in store.answered_questions()]
 
-    ncols = tables["notes"]
-    notes = _dicts(con, f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_pick(ncols, ('sex', 'text'))} FROM notes ORDER BY note_id")
-
-    # One answer per note and question: the run's own key when the store records it; among competing
-    # rows a successful one first, then the newest (the rules layer also prefers a successful row).
-    acols = tables["answers"]
-    wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method")
-    newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
-    where, params = "", []
-    if run_keys and "answer_key" in acols:
-        where = "WHERE list_contains(?::VARCHAR[], answer_key)"
-        params = [list(run_keys.values())]
-    answers = _dicts(
-        con,
-        f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_pick(acols, wanted)} FROM answers {where} "
-        f"QUALIFY row_number() OVER (PARTITION BY note_id, question ORDER BY (error IS NULL) DESC{newest}) = 1",
-        params,
-    )
-    values = (
-        {(r["note_id"], r["question"]): r for r in _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, question, converted, reason FROM answer_values")}
-        if "answer_values" in tables
-        else {}
-    )
-    eligibility = (
-        {r["note_id"]: r for r in _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, status, deciding FROM eligibility")}
-        if "eligibility" in tables
-        else {}
-    )
-    criteria_rows = (
-        _dicts(con, "SELECT CAST(note_id AS VARCHAR) AS note_id, position, label, type, status, reason FROM criteria ORDER BY note_id, position")
-        if "criteria" in tables
-        else []
-    )
-    attrition = _dicts(con, "SELECT * FROM attrition ORDER BY position") if "attrition" in tables else []
+    notes = store.note_texts()
+    answers = store.chosen_answers(list(run_keys.values()))
+    values = {(r["note_id"], r["question"]): r for r in store.rules_rows("answer_values")}
+    eligibility = {r["note_id"]: r for r in store.rules_rows("eligibility")}
+    criteria_rows = store.rules_rows("criteria")
+    attrition = store.rules_rows("attrition")
 
     criteria: dict[int, dict[str, Any]] = {}
     per_note_criteria: dict[str, list[list[Any]]] = {}
@@ -437,10 +364,12 @@ def _gather(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any
             f"not from this run's rules ({run_fp})"
         )
 
-    patients, patient_total = timelines(con, plan) if "patient_eligibility" in tables else ([], 0)
+    patient_rows = store.rules_rows("patient_eligibility")
+    patients = timelines(store, patient_rows, plan)
+    patient_total = len(patient_rows)
     patient_counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
-    if patient_total:
-        patient_counts.update(dict(con.execute("SELECT status, count(*) FROM patient_eligibility GROUP BY 1").fetchall()))
+    for r in patient_rows:
+        patient_counts[r["status"]] += 1
 
     counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
     for e in eligibility.values():
@@ -497,14 +426,11 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
     if not db.is_file():
         raise CritError(f"{db}: no such store (a DuckDB file written by `crit run`)")
     out = _checked_output(out_path, db)
+    store = Store.open(db, read_only=True)
     try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error as exc:
-        raise CritError(f"{db}: cannot open as a DuckDB store ({exc})") from None
-    try:
-        data = _gather(con, run_id)
+        data = _gather(store, run_id)
     finally:
-        con.close()
+        store.close()
     env = Environment(loader=PackageLoader("crit.engine", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         **{k: v for k, v in data.items() if k != "blob"},

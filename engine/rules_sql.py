@@ -560,17 +560,21 @@ def _patient_answers_sql(plan: Plan) -> str:
     """
     first = "first note" == plan.index
     index = (f"COALESCE(max(index_date), {'min' if first else 'max'}(note_date))")
-    scoped = ["SELECT d.*, 0 AS window_id, TRUE AS inside FROM dated d"]
+    # Only the notes inside a window are read for it; a window no note is dated inside still gets
+    # its row (from `frame`), with reason 'window'.
+    scoped = ["SELECT d.*, 0 AS window_id FROM dated d"]
     for k, w in enumerate(plan.windows, 1):
         scoped.append(
-            f"SELECT d.*, {k}, {_inside(w, 'p.index_date', 'd.note_date')}"
-            f"  -- {_comment(w.question)} within {w.label}\n"
-            f"    FROM dated d JOIN indexed p USING (patient_id) WHERE d.question = {literal(w.question)}"
+            f"SELECT d.*, {k}  -- {_comment(w.question)} within {w.label}\n"
+            f"    FROM dated d JOIN indexed p USING (patient_id)\n"
+            f"    WHERE d.question = {literal(w.question)} AND {_inside(w, 'p.index_date', 'd.note_date')}"
         )
+    frame = ", ".join([f"({literal(q.name)}, 0)" for q in plan.questions]
+                      + [f"({literal(w.question)}, {k})" for k, w in enumerate(plan.windows, 1)])
     labels = " ".join(f"WHEN {k} THEN {literal(w.label)}" for k, w in enumerate(plan.windows, 1))
-    window_label = f"CASE s.window_id {labels} END" if labels else "NULL::VARCHAR"
-    starts = " ".join(f"WHEN {k} THEN CAST(i.index_date - {_interval(w)} AS DATE)" for k, w in enumerate(plan.windows, 1))
-    window_start = f"CASE s.window_id {starts} END" if starts else "NULL::DATE"
+    window_label = f"CASE f.window_id {labels} END" if labels else "NULL::VARCHAR"
+    starts = " ".join(f"WHEN {k} THEN CAST(f.index_date - {_interval(w)} AS DATE)" for k, w in enumerate(plan.windows, 1))
+    window_start = f"CASE f.window_id {starts} END" if starts else "NULL::DATE"
     return f"""CREATE OR REPLACE TABLE patient_answers AS
 WITH indexed AS (
     SELECT patient_id, {index} AS index_date
@@ -592,24 +596,26 @@ WITH indexed AS (
     SELECT patient_id, question, window_id,
         arg_max({{'note_id': note_id, 'value': value, 'unit': unit, 'converted': converted,
                  'span_start': span_start, 'span_end': span_end, 'note_date': note_date}}, rank)
-            FILTER (WHERE inside AND converted IS NOT NULL) AS pick,
-        count(*) FILTER (WHERE inside) AS notes_inside,
+            FILTER (WHERE converted IS NOT NULL) AS pick,
+        count(*) AS notes_inside,
         -- the worst reason among the notes inside: error, then unit, then na, then missing
-        min(CASE reason WHEN 'error' THEN 1 WHEN 'unit' THEN 2 WHEN 'na' THEN 3 ELSE 4 END)
-            FILTER (WHERE inside) AS worst
+        min(CASE reason WHEN 'error' THEN 1 WHEN 'unit' THEN 2 WHEN 'na' THEN 3 ELSE 4 END) AS worst
     FROM keyed GROUP BY patient_id, question, window_id
+), frame AS (  -- every patient, question and window
+    SELECT i.patient_id, i.index_date, w.question, w.window_id
+    FROM indexed i CROSS JOIN (VALUES {frame}) w(question, window_id)
 )
-SELECT s.patient_id, s.question, s.window_id, {window_label} AS time_window, {window_start} AS window_start,
-    i.index_date,
+SELECT f.patient_id, f.question, f.window_id, {window_label} AS time_window, {window_start} AS window_start,
+    f.index_date,
     s.pick.converted AS converted,
     CASE WHEN s.pick IS NOT NULL THEN NULL
-         WHEN s.notes_inside = 0 THEN 'window'
+         WHEN s.notes_inside IS NULL THEN 'window'
          ELSE ['error', 'unit', 'na', 'missing'][s.worst] END AS reason,
     s.pick.value AS value, s.pick.unit AS unit,
     s.pick.note_id AS note_id, s.pick.note_date AS note_date,
     s.pick.span_start AS span_start, s.pick.span_end AS span_end,
-    s.notes_inside AS notes
-FROM combined s JOIN indexed i USING (patient_id)"""
+    COALESCE(s.notes_inside, 0) AS notes
+FROM frame f LEFT JOIN combined s USING (patient_id, question, window_id)"""
 
 
 def _decided_sql(plan: Plan, level: _Level) -> str:

@@ -2,7 +2,7 @@
 each criterion, and the windows the rules drew, as a small inline SVG.
 
 Everything comes from the store the rules wrote (`patient_eligibility`, `patient_criteria`,
-`patient_answers`, `notes`) and the run's plan, which says which questions and windows
+`patient_answers`, `notes`, read through crit.engine.store) and the run's plan, which says which questions and windows
 each criterion reads. Nothing is decided here: this module only shows what the SQL decided.
 """
 
@@ -12,11 +12,11 @@ from datetime import date
 from html import escape
 from typing import Any
 
-import duckdb
 from markupsafe import Markup
 from pydantic import BaseModel
 
 from crit.engine.plan import Plan, window_spec
+from crit.engine.store import Store
 from crit.grammar import ast
 
 MAX_PATIENTS = 200  # a report is read by a person; `crit sql` has the rest
@@ -91,26 +91,12 @@ def reads(plan: Plan) -> dict[int, list[tuple[str, str | None]]]:
     return out
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description or []]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
-
-
-def timelines(con: duckdb.DuckDBPyConnection, plan: Plan | None) -> tuple[list[PatientTimeline], int]:
-    """The first MAX_PATIENTS patients' timelines (by id), and how many patients there are."""
-    total = con.execute("SELECT count(*) FROM patient_eligibility").fetchone()
-    count = int(total[0]) if total else 0
-    if not count:
-        return [], 0
-    shown = _rows(con, "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id LIMIT ?",
-                  [MAX_PATIENTS])
-    ids = [r["patient_id"] for r in shown]
-    notes = _rows(con, "SELECT patient_id, note_id, note_date, text FROM notes WHERE list_contains(?, patient_id) "
-                       "ORDER BY patient_id, note_date NULLS LAST, source_row", [ids])
-    answers = _rows(con, "SELECT * FROM patient_answers WHERE list_contains(?, patient_id)", [ids])
-    criteria = _rows(con, "SELECT patient_id, position, label, type, status, reason FROM patient_criteria "
-                          "WHERE list_contains(?, patient_id) ORDER BY patient_id, position", [ids])
+def timelines(store: Store, eligibility: list[dict[str, Any]], plan: Plan | None) -> list[PatientTimeline]:
+    """The timelines of the first MAX_PATIENTS patients of `eligibility` (the store's patient_eligibility rows)."""
+    shown = eligibility[:MAX_PATIENTS]
+    if not shown:
+        return []
+    notes, answers, criteria = store.patient_rows([r["patient_id"] for r in shown])
     text_of = {n["note_id"]: n["text"] or "" for n in notes}
     answer_of = {(a["patient_id"], a["question"], a["time_window"]): a for a in answers}
     read = reads(plan) if plan is not None else {}
@@ -140,7 +126,7 @@ def timelines(con: duckdb.DuckDBPyConnection, plan: Plan | None) -> tuple[list[P
             patient_id=pid, status=p["status"], deciding=list(p["deciding"] or []), index_date=index,
             notes=[(n["note_id"], n["note_date"]) for n in notes if n["patient_id"] == pid], criteria=lines,
         ))
-    return out, count
+    return out
 
 
 def _draw(t: PatientTimeline) -> Markup:
