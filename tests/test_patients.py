@@ -280,3 +280,23 @@ def test_a_dry_run_counts_patients_and_dated_notes(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "7 patients; 14 of 15 notes dated" in result.output
     assert not (tmp_path / "dry.duckdb").exists()
+
+
+def test_shards_split_a_patient_and_the_merge_puts_them_together(tmp_path: Path) -> None:
+    """Sharding is by note id, so one patient's notes land in different shards; the merge evaluates
+    the rules again over all the answers, and each patient is whole again."""
+    plan = load_plan(PATIENTS / "screen.crit")
+    from crit.engine.shards import merge_stores, parse_shard
+
+    shards = []
+    for i in (1, 2):
+        db = tmp_path / f"shard-{i}.duckdb"
+        run(plan, PATIENTS / "notes.jsonl", db, RulesFactory(), patient_column="patient", shard=parse_shard(f"{i}/2"))
+        shards.append(db)
+    split = {duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM notes").fetchone()[0] for db in shards}
+    assert 0 not in split  # both shards got notes
+    merged = tmp_path / "merged.duckdb"
+    assert merge_stores(merged, shards).evaluated
+    _, whole = screen(tmp_path, "whole", patient_column="patient")
+    query = "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id"
+    assert duckdb.connect(str(merged)).execute(query).fetchall() == whole.execute(query).fetchall()
