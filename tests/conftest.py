@@ -1,11 +1,15 @@
-"""Shared test parts: a scripted model backend, so run's plumbing is tested without a model."""
+"""Shared test parts: a scripted model backend, so run's plumbing is tested without a model, and a
+tiny model built in-process, for the plumbing that needs real weights (training, adapters)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from crit.engine.answers import Answer, parse_answer
 from crit.engine.backends.base import OneNoteAtATime, answer_key
@@ -66,3 +70,26 @@ class ScriptedFactory:
     def asked(self) -> list[str]:
         """Every question name asked of any backend, in order."""
         return [name for b in self.backends for _, _, names in b.calls for name in names]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Llama of 0.8M random weights (3 MB) with the embedded model's tokenizer and chat template,
+    built from a config in a few seconds: it answers every prompt with valid, meaningless JSON, so
+    tests of what is done with a model (train, load an adapter, run, evaluate) need not wait for
+    the real one. What a model says is tested with the real embedded model, elsewhere."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from crit.engine.model import embedded_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,6 +1,9 @@
-"""End to end on CPU, small: the embedded model as teacher writes pairs for three short notes,
-select splits them by note, a few LoRA steps train an adapter, the engine runs with it, and
-`crit eval` prints the table. Asserts on properties, never on accuracy."""
+"""End to end on CPU, small: a model as teacher writes pairs for three short notes, select splits
+them by note, a few LoRA steps train an adapter, the engine runs with it, and `crit eval` prints
+the table. Asserts on properties, never on accuracy, so the model is the tiny random one
+(tests/conftest.py): the plumbing is what is tested. The real embedded model's answers, training
+step and shipped student are tested in test_backend_transformers.py, test_finetune_qlora_cpu.py
+and test_student.py."""
 
 from __future__ import annotations
 
@@ -50,9 +53,10 @@ def _pairs_from_gold(db: Path) -> None:
     con.close()
 
 
-def test_synth_select_train_run_eval(tmp_path):
+def test_synth_select_train_run_eval(tmp_path, tiny_model):
+    model = str(tiny_model)
     db = tmp_path / "synth.duckdb"
-    summary = synth(SynthConfig(notes=str(NOTES), db=str(db), device="cpu", max_new_tokens=200))
+    summary = synth(SynthConfig(notes=str(NOTES), db=str(db), device="cpu", max_new_tokens=200, teacher=model))
     assert summary.notes_done == 3
 
     con = duckdb.connect(str(db), read_only=True)
@@ -73,11 +77,11 @@ def test_synth_select_train_run_eval(tmp_path):
     assert len(set(questions)) == len(questions)
 
     # Resumable: a second run does nothing new.
-    again = synth(SynthConfig(notes=str(NOTES), db=str(db), device="cpu", max_new_tokens=200))
+    again = synth(SynthConfig(notes=str(NOTES), db=str(db), device="cpu", max_new_tokens=200, teacher=model))
     assert again.notes_done == 0 and again.notes_skipped == 3
 
     kinds = {k for _, k, *_ in pairs}
-    if len(kinds) < 2:  # too few types from a 135M teacher to select from: use gold labels instead
+    if len(kinds) < 2:  # too few types from a random teacher to select from: use gold labels instead
         _pairs_from_gold(db)
 
     data = tmp_path / "data"
@@ -88,7 +92,7 @@ def test_synth_select_train_run_eval(tmp_path):
     assert not {x["note_id"] for x in train} & {x["note_id"] for x in val}
 
     adapter = finetune(TrainConfig(data=str(data), out=str(tmp_path / "adapter"), max_steps=3, batch_size=2,
-                                   max_length=1024, device="cpu", qlora=False))
+                                   max_length=1024, device="cpu", qlora=False, base=model))
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert len(manifest["metrics"]["loss_per_step"]) == 3
     assert manifest["data"]["train_sha256"] and manifest["parameters"]["r"] == 8
@@ -103,18 +107,19 @@ def test_synth_select_train_run_eval(tmp_path):
     # The engine runs with the adapter, and its identity (part of every answer key) names it.
     from crit.engine.model import load_model
 
-    loaded = load_model(None, str(adapter), "cpu")
+    loaded = load_model(model, str(adapter), "cpu")
     assert "+adapter@" in loaded.identity
     runner = CliRunner()
     res = runner.invoke(cli, ["run", str(RUN / "small.crit"), str(RUN / "notes.jsonl"), "--db",
-                              str(tmp_path / "results.duckdb"), "--adapter", str(adapter), "--device", "cpu", "--limit", "1"])
+                              str(tmp_path / "results.duckdb"), "--model", model, "--adapter", str(adapter),
+                              "--device", "cpu", "--limit", "1", "--policy", "model"])
     assert res.exit_code == 0, res.output
     con = duckdb.connect(str(tmp_path / "results.duckdb"), read_only=True)
     identities = {r[0] for r in con.execute("SELECT DISTINCT backend_identity FROM questions").fetchall()}
     con.close()
     assert len(identities) == 1 and identities.pop().startswith(loaded.identity + "|")  # + evidence, policy, gate
 
-    res = runner.invoke(cli, ["eval", str(GOLD), "--adapter", str(adapter), "--limit", "1", "--question", "htn",
+    res = runner.invoke(cli, ["eval", str(GOLD), "--model", model, "--adapter", str(adapter), "--limit", "1", "--question", "htn",
                               "--question", "age", "--out", str(tmp_path / "eval.duckdb"), "--device", "cpu",
                               "--criteria", str(ROOT / "criteria" / "aristotle.crit")])
     assert res.exit_code == 0, res.output
