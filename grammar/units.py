@@ -483,7 +483,12 @@ def _bridged(frm: str, to: str, analyte: str) -> Linear | None:
         return None
     ureg = _registry()
     (sf, uf), (st, ut) = _quantity(pf), _quantity(pt)
-    ratio = ureg.Quantity(sf, uf) / ureg.Quantity(st, ut)
+    from pint.errors import OffsetUnitCalculusError  # pint loads lazily (see _registry)
+
+    try:
+        ratio = ureg.Quantity(sf, uf) / ureg.Quantity(st, ut)
+    except OffsetUnitCalculusError:
+        return None  # a temperature (°C, °F) never converts through a molar mass
     bridges = []
     g_per_mol = ureg.gram / ureg.mole
     eq_per_mol = ureg.equivalent / ureg.mole

@@ -23,6 +23,9 @@ TOKENS = [
     "below", "range", "uln", "lln", "if", "missing", ":", "met", "not met", "unknown", "(", ")", ",",
     "..", "=", ">=", "<", "+", "*", "/", "-", "1.5", "0", "1e999", "mg/dL", "10^3/uL", "%", '"x"',
     '"', "af", "creat", "\n", " ", "#", "\t", "\x00", "é", "µ",
+    # the patient layer's forms: windows, the index date, sex, temperatures and rates
+    "within", "6", "months", "30 days", "1 yr", "index", "date", "first note", "last note", "sex", "°C", "°F",
+    "bpm", "fortnights",
 ]
 
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -266,3 +266,9 @@ def test_extra_for_one_analyte_only() -> None:
 def test_conversion_rejects_unusable_factor(factor: float) -> None:
     with pytest.raises(ValidationError):
         Conversion(analyte=None, from_unit="mg/dL", to_unit="g/L", factor=factor)
+
+
+def test_a_temperature_never_bridges_through_a_molar_mass() -> None:
+    # Found by the seeded fuzz: `hba1c > 5 °C` made pint raise on an offset unit instead of saying no.
+    assert linear("°C", "%", "hba1c", ()) is None
+    assert linear("mg/dL", "°F", "creatinine", ()) is None
