@@ -270,6 +270,9 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
     if len(summary.bad_rows) > 20:
         err.print(f"... and {len(summary.bad_rows) - 20} more skipped rows", markup=False)
     ev = summary.evaluation
+    if plan.windows and ev.dated_notes == 0:
+        err.print("warning: the criteria read time windows, but no note has a date, so every windowed criterion "
+                  "is unknown (name the notes' date column with --date-column)", markup=False)
     table = Table(title=f"{plan.trial_id or file}: {summary.notes_done} notes in {summary.seconds:.1f} s", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")

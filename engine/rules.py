@@ -57,6 +57,7 @@ class EvaluationSummary(BaseModel):
     criteria: int
     seconds: float
     by_patient: PatientCounts | None = None  # None when no note names a patient
+    dated_notes: int = 0  # notes with a date: the only ones a window reads
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str] | None:
@@ -242,6 +243,7 @@ def evaluate(
         ).fetchone()
         assert by_patient is not None
         patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"), map(int, by_patient))))
+        dated = con.execute(f"SELECT count(note_date) FROM {Tables.notes}").fetchone()
         con.execute(
             "CREATE OR REPLACE TABLE evaluation AS SELECT ?::VARCHAR AS rules_fingerprint, ?::VARCHAR AS trial, "
             "?::VARCHAR AS source, ?::TIMESTAMPTZ AS evaluated_at, ?::VARCHAR AS answer_keys, "
@@ -282,4 +284,5 @@ def evaluate(
         criteria=len(plan.criteria),
         seconds=round(time.perf_counter() - started, 3),
         by_patient=patients if patients.patients else None,
+        dated_notes=int(dated[0]) if dated else 0,
     )

@@ -300,3 +300,12 @@ def test_shards_split_a_patient_and_the_merge_puts_them_together(tmp_path: Path)
     _, whole = screen(tmp_path, "whole", patient_column="patient")
     query = "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id"
     assert duckdb.connect(str(merged)).execute(query).fetchall() == whole.execute(query).fetchall()
+
+
+def test_windows_over_undated_notes_say_so(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text(json.dumps({"note_id": "n1", "text": "Admitted with acute stroke."}) + "\n")
+    result = CliRunner().invoke(cli, ["run", str(PATIENTS / "screen.crit"), str(notes), "--db",
+                                      str(tmp_path / "undated.duckdb"), "--backend", "rules"])
+    assert result.exit_code == 0, result.output
+    assert "no note has a date" in result.output and "--date-column" in result.output
