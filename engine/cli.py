@@ -135,6 +135,11 @@ def compile_cmd(file: str, as_json: bool) -> None:
     for c in plan.criteria:
         crit_table.add_row(*(Text(x) for x in (c.type, c.label, c.if_missing)))
     out.print(crit_table)
+    if plan.windows:
+        # Windows are rules over the notes' dates: no question above mentions them.
+        listed = ", ".join(f"{w.question} within {w.label}" for w in plan.windows)
+        out.print(f"windows (read from note dates, never asked): {listed}; each ends at the patient's index "
+                  f"date (the {plan.index}'s date, unless the notes give an index_date)", markup=False)
 
 
 @cli.command()

@@ -239,6 +239,8 @@ def test_every_new_form_checks_and_compiles_to_its_pinned_sql() -> None:
 
     result = CliRunner().invoke(cli, ["check", str(FORMS / "patients.crit")])
     assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(cli, ["compile", str(FORMS / "patients.crit")])
+    assert "windows (read from note dates, never asked): mi within 6 months, stroke within 1 year" in shown.output
     plan = load_plan(FORMS / "patients.crit")
     assert [w.label for w in plan.windows] == ["6 months", "1 year", "30 days", "2 weeks"]
     assert plan.index == "first note"
