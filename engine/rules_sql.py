@@ -494,8 +494,7 @@ class _Level(NamedTuple):
     """Who is screened: each note alone, or each patient over all their notes.
 
     Both levels compile the same lets and criteria; they differ only in where the
-    answers come from (`values`: one row per subject, question and window) and in
-    the names of the tables they write.
+    answers come from (`values`) and in the names of the tables they write.
     """
 
     subject: str  # the key column: note_id or patient_id
@@ -509,10 +508,16 @@ class _Level(NamedTuple):
     subjects: str  # SQL listing every subject once
 
 
-_NOTE_LEVEL = _Level("note_id", "answer_values", False, Tables.note_sex, Tables.note_decided, "criteria", "eligibility",
-                     "attrition", f"SELECT note_id, note_date, index_date FROM {Tables.notes}")
-_PATIENT_LEVEL = _Level("patient_id", "patient_answers", True, Tables.patient_sex, Tables.patient_decided, "patient_criteria", "patient_eligibility",
-                        "patient_attrition", f"SELECT DISTINCT patient_id FROM {Tables.notes} WHERE patient_id IS NOT NULL")
+_NOTE_LEVEL = _Level(
+    subject="note_id", values="answer_values", windowed_values=False, sex=Tables.note_sex, decided=Tables.note_decided,
+    criteria="criteria", eligibility="eligibility", attrition="attrition",
+    subjects=f"SELECT note_id, note_date, index_date FROM {Tables.notes}",
+)
+_PATIENT_LEVEL = _Level(
+    subject="patient_id", values="patient_answers", windowed_values=True, sex=Tables.patient_sex,
+    decided=Tables.patient_decided, criteria="patient_criteria", eligibility="patient_eligibility",
+    attrition="patient_attrition", subjects=f"SELECT DISTINCT patient_id FROM {Tables.notes} WHERE patient_id IS NOT NULL",
+)
 
 
 def _interval(w: WindowSpec) -> str:
