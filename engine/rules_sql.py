@@ -636,7 +636,9 @@ def _decided_sql(plan: Plan, level: _Level) -> str:
     alias_of: dict[str, str] = {}
     for i, (k, name, q) in enumerate(columns):
         if level.windowed_values or k == 0:
-            alias = alias_of.setdefault(name, f"a{i}") if k == 0 else f"a{i}"
+            alias = f"a{i}"
+            if k == 0:
+                alias_of[name] = alias
             window = f" AND {alias}.window_id = {k}" if level.windowed_values else ""
             joins.append(f"LEFT JOIN {level.values} {alias} ON {alias}.{subject} = n.{subject} "
                          f"AND {alias}.question = {literal(name)}{window}")
@@ -665,18 +667,21 @@ def _decided_sql(plan: Plan, level: _Level) -> str:
         )
         comp.lets[let.name] = compiled
         previous = f"let_{i}"
-    decided = [subject]
+    # Each criterion computed once (c_*, and why it is unknown: cr_*), then its status from it.
+    values, decided = [subject], [subject]
     for pos, c in enumerate(plan.criteria, 1):
         compiled = comp.expr(c.expr)
+        values.append(f"-- {c.type} {_comment(c.label)}\n        {compiled.sql} AS c_{pos},\n"
+                      f"        {compiled.reason} AS cr_{pos}")
         policy = {"met": "'met'", "not met": "'not met'", "unknown": "'unknown'"}[c.if_missing]
-        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE({compiled.reason}, 'value')"
+        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cr_{pos}, 'value')"
         decided.append(
-            f"-- {c.type} {_comment(c.label)}\n        "
-            f"CASE WHEN {compiled.sql} THEN 'met' WHEN NOT {compiled.sql} THEN 'not met' ELSE {policy} END AS s_{pos},\n"
-            f"        CASE WHEN ({compiled.sql}) IS NOT NULL THEN 'value' ELSE {unknown_reason} END AS cr_{pos}"
+            f"c_{pos}, CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END AS s_{pos},\n"
+            f"        CASE WHEN c_{pos} IS NOT NULL THEN 'value' ELSE {unknown_reason} END AS cr_{pos}"
         )
+    ctes.append("judged AS (\n    SELECT " + ",\n        ".join(values) + f"\n    FROM {previous}\n)")
     return (f"CREATE OR REPLACE TEMP TABLE {level.decided} AS\nWITH " + ",\n".join(ctes)
-            + "\nSELECT " + ",\n        ".join(decided) + f"\nFROM {previous}")
+            + "\nSELECT " + ",\n        ".join(decided) + "\nFROM judged")
 
 
 def _criteria_sql(plan: Plan, level: _Level) -> str:
