@@ -4,8 +4,8 @@ Sources: JSONL (.jsonl/.ndjson), a JSON array (.json), CSV (.csv/.tsv), Parquet,
 a folder of .txt files (note_id = file stem), n2c2 2018 patient files (.xml, one
 per patient, or a folder of them: crit.engine.n2c2), or a table in a DuckDB file
 written `file.duckdb:table`. Besides its id and text, a note may carry its sex, its
-patient's id, its date and the patient's index date (ATTRIBUTES). Everything is streamed (DuckDB record-batch cursors; CSV and
-JSONL line by line), so a corpus larger than memory never sits in Python at once.
+patient's id, its date and the patient's index date (ATTRIBUTES). Everything is
+streamed (DuckDB record-batch cursors; CSV and JSONL line by line), so a corpus larger than memory never sits in Python at once.
 CSV and JSONL are read by Python with a declared format rather than guessed by a
 sniffer, so one odd row cannot change how the others are read.
 
@@ -472,9 +472,11 @@ class NoteReader:
             if limit is not None and good >= limit:
                 break
             reason = self._problem(note_id, text, length, problem, seen)
-            attributes, reason = (None, reason) if reason else self._attributes(raw)
-            if reason or attributes is None:
-                self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason or "", where=where))
+            attributes: dict[str, Any] = {}
+            if reason is None:
+                attributes, reason = self._attributes(raw)
+            if reason is not None:
+                self.bad_rows.append(BadRow(row=row, note_id=note_id or None, reason=reason, where=where))
                 continue
             seen.add(note_id)
             if keep is not None and not keep(note_id):
@@ -487,8 +489,8 @@ class NoteReader:
         if batch:
             yield batch
 
-    def _attributes(self, raw: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-        """A record's sex, patient id and dates, checked; (None, reason) when one is unusable."""
+    def _attributes(self, raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """A record's sex, patient id and dates, checked; ({}, reason) when one is unusable."""
         found: dict[str, Any] = {}
         for name, value in raw.items():
             column = self.attribute_columns[name]
@@ -496,13 +498,13 @@ class NoteReader:
                 try:
                     found[name] = parse_date(value)
                 except ValueError as e:
-                    return None, f"{name.replace('_', ' ')} (column '{column}') {e}"
+                    return {}, f"{name.replace('_', ' ')} (column '{column}') {e}"
                 continue
             if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
-                return None, f"{name.replace('_', ' ')} (column '{column}') is a {_json_kind(value)}, not text"
+                return {}, f"{name.replace('_', ' ')} (column '{column}') is a {_json_kind(value)}, not text"
             text = None if value is None else str(value).strip()
             if name == "patient_id" and not text:
-                return None, f"no patient id (column '{column}' is empty)"
+                return {}, f"no patient id (column '{column}' is empty)"
             found[name] = text or None
         return found, None
 

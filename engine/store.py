@@ -216,7 +216,7 @@ class PassageRow(BaseModel):
     section: str | None = None
 
 
-def _pick(cols: set[str], wanted: tuple[str, ...]) -> str:
+def _select_list(cols: set[str], wanted: tuple[str, ...]) -> str:
     """A select list of the wanted columns, NULL for those the store lacks (older or newer stores)."""
     return ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
 
@@ -687,7 +687,7 @@ class Store:
 
     def note_texts(self) -> list[dict[str, Any]]:
         """note_id, sex, text of every note, by id."""
-        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_pick(self.columns()['notes'], ('sex', 'text'))} "
+        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_select_list(self.columns()['notes'], ('sex', 'text'))} "
                            "FROM notes ORDER BY note_id")
 
     def chosen_answers(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -700,7 +700,7 @@ class Store:
         if answer_keys and "answer_key" in acols:
             where, params = "WHERE list_contains(?::VARCHAR[], answer_key)", [list(answer_keys)]
         return self._dicts(
-            f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_pick(acols, wanted)} FROM answers {where} "
+            f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_select_list(acols, wanted)} FROM answers {where} "
             f"QUALIFY row_number() OVER (PARTITION BY note_id, question ORDER BY (error IS NULL) DESC{newest}) = 1",
             params,
         )
