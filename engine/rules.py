@@ -211,6 +211,17 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     _insert(con, Tables.units, maps)
 
 
+def _status_counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int, int, int]:
+    """(all, eligible, ineligible, unknown) rows of an eligibility table."""
+    row = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'eligible'), "
+        f"count(*) FILTER (WHERE status = 'ineligible'), count(*) FILTER (WHERE status = 'unknown') FROM {table}"
+    ).fetchone()
+    assert row is not None
+    total, eligible, ineligible, unknown = (int(x) for x in row)
+    return total, eligible, ineligible, unknown
+
+
 def evaluate(
     con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mapping[str, str] | None = None
 ) -> EvaluationSummary:
@@ -229,20 +240,9 @@ def evaluate(
         _load_inputs(con, plan, answer_keys)
         for sql in script:
             con.execute(sql)
-        counts = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'eligible'), "
-            "count(*) FILTER (WHERE status = 'ineligible'), count(*) FILTER (WHERE status = 'unknown') "
-            "FROM eligibility"
-        ).fetchone()
-        assert counts is not None
-        notes, eligible, ineligible, unknown = (int(x) for x in counts)
-        by_patient = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'eligible'), "
-            "count(*) FILTER (WHERE status = 'ineligible'), count(*) FILTER (WHERE status = 'unknown') "
-            "FROM patient_eligibility"
-        ).fetchone()
-        assert by_patient is not None
-        patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"), map(int, by_patient))))
+        notes, eligible, ineligible, unknown = _status_counts(con, "eligibility")
+        patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"),
+                                            _status_counts(con, "patient_eligibility"))))
         dated = con.execute(f"SELECT count(note_date) FROM {Tables.notes}").fetchone()
         con.execute(
             "CREATE OR REPLACE TABLE evaluation AS SELECT ?::VARCHAR AS rules_fingerprint, ?::VARCHAR AS trial, "
