@@ -2,8 +2,8 @@
 each criterion, and the windows the rules drew, as a small inline SVG.
 
 Everything comes from the store the rules wrote (`patient_eligibility`, `patient_criteria`,
-`patient_answers`, `notes`, read through crit.engine.store) and the run's plan, which says which questions and windows
-each criterion reads. Nothing is decided here: this module only shows what the SQL decided.
+`patient_answers`, `notes`, read through crit.engine.store) and the run's plan, which says
+which questions and windows each criterion reads. Nothing is decided here: this module only shows what the SQL decided.
 """
 
 from __future__ import annotations
@@ -99,12 +99,20 @@ def timelines(store: Store, eligibility: list[dict[str, Any]], plan: Plan | None
     notes, answers, criteria = store.patient_rows([r["patient_id"] for r in shown])
     text_of = {n["note_id"]: n["text"] or "" for n in notes}
     answer_of = {(a["patient_id"], a["question"], a["time_window"]): a for a in answers}
+    index_of = {a["patient_id"]: a["index_date"] for a in answers}
+    # Each patient's rows, grouped once (the store returns them ordered).
+    notes_of: dict[str, list[tuple[str, date | None]]] = {}
+    for n in notes:
+        notes_of.setdefault(n["patient_id"], []).append((n["note_id"], n["note_date"]))
+    criteria_of: dict[str, list[dict[str, Any]]] = {}
+    for c in criteria:
+        criteria_of.setdefault(c["patient_id"], []).append(c)
     read = reads(plan) if plan is not None else {}
     out = []
     for p in shown:
         pid = p["patient_id"]
         lines = []
-        for c in (c for c in criteria if c["patient_id"] == pid):
+        for c in criteria_of.get(pid, []):
             evidence = []
             for question, window in read.get(c["position"], []):
                 a = answer_of.get((pid, question, window))
@@ -121,10 +129,9 @@ def timelines(store: Store, eligibility: list[dict[str, Any]], plan: Plan | None
                                          reason=a["reason"], note_id=a["note_id"], note_date=a["note_date"], quote=quote))
             lines.append(CriterionLine(position=c["position"], label=c["label"], type=c["type"], status=c["status"],
                                        reason=c["reason"], evidence=evidence))
-        index = next((a["index_date"] for a in answers if a["patient_id"] == pid), None)
         out.append(PatientTimeline(
-            patient_id=pid, status=p["status"], deciding=list(p["deciding"] or []), index_date=index,
-            notes=[(n["note_id"], n["note_date"]) for n in notes if n["patient_id"] == pid], criteria=lines,
+            patient_id=pid, status=p["status"], deciding=list(p["deciding"] or []), index_date=index_of.get(pid),
+            notes=notes_of.get(pid, []), criteria=lines,
         ))
     return out
 
