@@ -42,8 +42,11 @@ include "creatinine known": creat < 4 mg/dL
 def build(con: duckdb.DuckDBPyConnection, notes: int, per_patient: int) -> int:
     """Notes with dates and patients, and their answers; returns the number of answer rows."""
     # Draws by hash, not random(): a parallel scan would hand random() out in another order each run.
+    # note_id is the key, as in a crit store (so the rules need not check it for duplicates).
+    con.execute("CREATE TABLE notes (note_id VARCHAR PRIMARY KEY, patient_id VARCHAR, note_date DATE, "
+                "index_date DATE, source_row BIGINT, sex VARCHAR)")
     con.execute(
-        "CREATE TABLE notes AS SELECT 'n' || i AS note_id, "
+        "INSERT INTO notes SELECT 'n' || i AS note_id, "
         "'p' || (i // ?) AS patient_id, DATE '2020-01-01' + CAST(hash(i, 'date') % 1460 AS INTEGER) AS note_date, "
         "NULL::DATE AS index_date, i + 1 AS source_row, "
         "CASE WHEN hash(i, 'sex') % 2 = 0 THEN 'female' ELSE 'male' END AS sex FROM range(?) t(i)",

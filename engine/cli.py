@@ -337,10 +337,10 @@ def merge(out_db: str, shards: tuple[str, ...], crit_file: str | None) -> None:
 def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
     """Run a SQL query on a store, read-only, and print the result.
 
-    Tables: runs, notes, questions, answers, passages, answer_values, criteria,
-    eligibility, evaluation, and per patient (notes with a patient id) patient_answers,
-    patient_criteria, patient_eligibility; views: latest_run, latest_answers,
-    attrition, patient_attrition.
+    Tables: runs, notes, questions, answers, passages, evaluation, note_decisions and
+    patient_decisions; views: answer_values, criteria, eligibility, attrition, and per
+    patient (notes with a patient id) patient_answers, patient_criteria,
+    patient_eligibility, patient_attrition; latest_run, latest_answers.
 
     \b
     Example:

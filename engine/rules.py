@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.plan import Plan
 from crit.engine.questions import SEX_PHRASE, Question
-from crit.engine.rules_sql import FEMALE, MALE, Tables, analyte, statements
+from crit.engine.rules_sql import FEMALE, MALE, STORED_TABLES, STORED_VIEWS, Tables, analyte, statements
 from crit.engine.sql import ident, literal
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
@@ -80,6 +80,15 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ..
         con.execute(f"INSERT INTO {table} VALUES " + ", ".join([one] * len(rows)), [v for r in rows for v in r])
 
 
+def _unique_note_ids(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the notes table declares note_id its key (a crit store's does), so no note is listed twice."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'notes' AND schema_name = current_schema() "
+        "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE') AND constraint_column_names = ['note_id']"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _needed(plan: Plan) -> list[str]:
     """Questions some let or criterion reads, in plan order (the sex question is decided apart)."""
     names: set[str] = set()
@@ -125,9 +134,10 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         + f" FROM {source}"
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.notes} AS {notes_sql}")
-    dup = con.execute(f"SELECT note_id FROM {Tables.notes} GROUP BY note_id HAVING count(*) > 1 LIMIT 1").fetchone()
-    if dup:
-        raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
+    if source == "notes" and not _unique_note_ids(con):  # a store's notes table has note_id as its key
+        dup = con.execute(f"SELECT note_id FROM {Tables.notes} GROUP BY note_id HAVING count(*) > 1 LIMIT 1").fetchone()
+        if dup:
+            raise CritError(f"the notes table lists note_id {dup[0]!r} more than once")
 
     spans = ", ".join(c if c in answer_cols else f"NULL::BIGINT AS {c}" for c in ("span_start", "span_end"))
     con.execute(f"CREATE OR REPLACE TEMP VIEW {Tables.answers} AS SELECT {', '.join(ANSWER_COLUMNS)}, {spans} FROM answers")
@@ -137,13 +147,15 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     _insert(con, Tables.questions, [(q.name, q.kind, q.cap, q.order or "value") for q in plan.questions])
     # The answers to read, as (question, answer_key) pairs so that every join below is an equality.
     con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.keys} (question VARCHAR, answer_key VARCHAR)")
-    if answer_keys is None:
-        con.execute(
-            f"INSERT INTO {Tables.keys} SELECT DISTINCT a.question, a.answer_key FROM answers a "
-            f"SEMI JOIN {Tables.questions} q ON a.question = q.question"
-        )
-    else:
+    if answer_keys is not None:
         _insert(con, Tables.keys, [(q.name, answer_keys[q.name]) for q in plan.questions if q.name in answer_keys])
+    # One scan of the answers finds the keys (when every key is read), which questions have answers,
+    # and every unit reported.
+    read = (f"SEMI JOIN {Tables.questions} q ON a.question = q.question" if use_all else
+            f"SEMI JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key")
+    seen = con.execute(f"SELECT DISTINCT a.question, a.answer_key, COALESCE(a.unit, '') FROM answers a {read}").fetchall()
+    if use_all:
+        _insert(con, Tables.keys, sorted({(q, k) for q, k, _ in seen}))
     # only_key: the question is read under this one key, so each note has at most one answer to it.
     con.execute(f"ALTER TABLE {Tables.keys} ADD COLUMN only_key BOOLEAN")
     con.execute(f"UPDATE {Tables.keys} k SET only_key = (SELECT count(*) = 1 FROM {Tables.keys} o WHERE o.question = k.question)")
@@ -157,21 +169,12 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         ).fetchone()
         if unsexed and unsexed[0] > 0:
             needed.append("sex")
-    if needed:
-        answered = {
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT k.question FROM {Tables.keys} k SEMI JOIN answers a "
-                "ON a.question = k.question AND a.answer_key = k.answer_key"
-            ).fetchall()
-        }
-        for name in needed:
-            if name not in answered:
-                q = plan.question(name)
-                under = "" if use_all else " under the current model"
-                raise CritError(
-                    f"the store has no answers for question '{name}' ({_describe(q)}){under}; run `crit run` first"
-                )
+    answered = {q for q, _, _ in seen}
+    for name in needed:
+        if name not in answered:
+            q = plan.question(name)
+            under = "" if use_all else " under the current model"
+            raise CritError(f"the store has no answers for question '{name}' ({_describe(q)}){under}; run `crit run` first")
 
     # Every value an answer lists (stores before schema 2 have no candidates column: none).
     con.execute(
@@ -190,15 +193,10 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
 
     # One linear map per distinct (numeric question, reported unit), computed here and joined in SQL.
     numeric = {q.name: q for q in plan.questions if q.kind == "numeric"}
-    seen = con.execute(
-        f"SELECT DISTINCT a.question, COALESCE(a.unit, '') FROM answers a "
-        f"JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key "
-        f"JOIN {Tables.questions} q ON a.question = q.question WHERE q.kind = 'numeric' "
-        f"UNION SELECT DISTINCT c.question, COALESCE(c.unit, '') FROM {Tables.candidates} c "
-        f"JOIN {Tables.questions} q ON c.question = q.question WHERE q.kind = 'numeric'"
-    ).fetchall()
+    listed = con.execute(f"SELECT DISTINCT question, COALESCE(unit, '') FROM {Tables.candidates}").fetchall()
+    reported = sorted({(q, u) for q, _, u in seen} | set(listed))
     maps = []
-    for name, unit in seen:
+    for name, unit in ((q, u) for q, u in reported if q in numeric):
         q = numeric[name]
         if q.unit is None:  # a unitless question compares numbers as reported
             lin: units.Linear | None = units.IDENTITY
@@ -209,6 +207,20 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         f'CREATE OR REPLACE TEMP TABLE {Tables.units} (question VARCHAR, unit_key VARCHAR, factor DOUBLE, "offset" DOUBLE)'
     )
     _insert(con, Tables.units, maps)
+
+
+def _clear_outputs(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what an earlier evaluation wrote under the names the script writes: a store of an older
+    crit holds `criteria` and the other long tables as tables, where they are now views."""
+    names = list(STORED_TABLES + STORED_VIEWS)
+    for name, kind in con.execute(
+        "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE schema_name = current_schema() "
+        "AND NOT temporary AND list_contains(?, table_name) "
+        "UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views() WHERE schema_name = current_schema() "
+        "AND NOT temporary AND list_contains(?, view_name)",
+        [names, names],
+    ).fetchall():
+        con.execute(f"DROP {kind} {ident(name)}")
 
 
 def _status_counts(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int, int, int]:
@@ -238,6 +250,7 @@ def evaluate(
     con.execute("BEGIN TRANSACTION")
     try:
         _load_inputs(con, plan, answer_keys)
+        _clear_outputs(con)
         for sql in script:
             con.execute(sql)
         notes, eligible, ineligible, unknown = _status_counts(con, "eligibility")

@@ -8,24 +8,26 @@ answers without any model.
 
 The script, in order:
 
-1. ``answer_values``: one row per note and question, the answer chosen by
-   ``answer_key``, converted to the question's unit (``value * factor + offset``,
-   one map per distinct reported unit, from ``crit.grammar.units.linear``),
-   capped, and a reason when it has no usable value: ``na`` (not in the note),
-   ``unit`` (a unit that does not convert: never compared silently),
-   ``error`` (generation failed) or ``missing`` (no answer row for the note);
-   with the span it came from and the note's patient and date.
-2. Per note: a decided row per note (its answers as columns, one join per
-   question; each window drawn from the note's own date; the lets; each
-   criterion's status and reason), unpivoted into ``criteria``; ``eligibility``
-   read across the row (eligible / ineligible / unknown and the labels that
-   decided it); the view ``attrition`` (notes remaining before and after each
-   criterion, in file order, like an OHDSI ATLAS attrition report).
-3. Per patient, for notes that carry a patient id: ``patient_answers`` (each
-   question and window combined over the patient's notes, with the note and
-   span each answer came from; windows end at the patient's index date), then
-   the same decided row, ``patient_criteria``, ``patient_eligibility`` and the
-   view ``patient_attrition``. Without patient ids these tables are empty.
+1. ``note_decisions``, a stored table with one row per note: its attributes, its
+   answer to each question (``a_*``: the chosen ``answer_key``'s row; where the
+   answer lists every value it found, the one the question's order picks; converted
+   to the question's unit, ``value * factor + offset``, one map per distinct reported
+   unit from ``crit.grammar.units.linear``, and capped; with its span, or the reason it
+   has no usable value: ``na`` not in the note, ``unit`` a unit that does not convert
+   (never compared silently), ``error`` generation failed, ``missing`` no answer row),
+   then each criterion's status and reason (``s_*``, ``cr_*``; windows drawn from the
+   note's own date). The views ``answer_values``, ``criteria`` and ``eligibility``
+   unpivot it; ``attrition`` counts notes remaining before and after each criterion,
+   in file order, like an OHDSI ATLAS attrition report.
+2. ``patient_decisions``, one row per patient over the notes that carry a patient id:
+   each question and window combined over the patient's notes (windows end at the
+   patient's index date), with the note the answer came from, then the same criteria;
+   the views ``patient_answers``, ``patient_criteria``, ``patient_eligibility`` and
+   ``patient_attrition``. Without patient ids it is empty.
+
+Only the two decided tables are stored: each is one row per subject, which is cheaper to
+write than the long tables (one row per subject and question or criterion), and the views
+read them as they are, so they can never disagree.
 
 Logic is Kleene's three-valued logic, which SQL's NULL already is: NULL is
 unknown, and AND / OR / NOT propagate it as Kleene does. Alongside each
@@ -51,7 +53,8 @@ from crit.engine.sql import ident, literal
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 
-__all__ = ["FEMALE", "MALE", "Reason", "Status", "Tables", "analyte", "rules_sql", "statements"]
+__all__ = ["FEMALE", "MALE", "STORED_TABLES", "STORED_VIEWS", "Reason", "Status", "Tables", "analyte", "rules_sql",
+           "statements"]
 
 Status = Literal["met", "not met", "unknown"]
 Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy", "window"]
@@ -63,7 +66,7 @@ FEMALE = ("female", "f", "woman")
 
 class Tables:
     """The temporary tables the script reads besides the store's own (crit.engine.rules loads them
-    first) and the scratch tables it makes on the way; all are dropped after an evaluation."""
+    first); all are dropped after an evaluation."""
 
     answers = "_crit_answers"  # a view of the store's answers, with spans where it has them
     questions = "_crit_questions"  # question, kind, cap, ord (the question's order)
@@ -72,14 +75,9 @@ class Tables:
     notes = "_crit_notes"  # note_id, sex, patient_id, note_date, index_date, source_row
     # note_id, question, answer_key, value, unit, span_start, span_end: every value an answer lists
     candidates = "_crit_candidates"
-    # made by the script
-    note_sex = "_crit_note_sex"  # note_id, sex: the notes' column, else the built-in question
-    patient_sex = "_crit_patient_sex"  # patient_id, sex: the sex the patient's notes agree on
-    note_decided = "_crit_note_decided"  # one row per note: answers, lets and criteria as columns
-    patient_decided = "_crit_patient_decided"
 
     views = (answers,)
-    tables = (questions, keys, units, notes, candidates, note_sex, patient_sex, note_decided, patient_decided)
+    tables = (questions, keys, units, notes, candidates)
 
 
 # ---- compiling expressions ----------------------------------------------------------
@@ -412,253 +410,67 @@ def _measured(node: ast.Node, questions: Mapping[str, Question]) -> str | None:
 # ---- the script -----------------------------------------------------------------------
 
 
-def _answer_values_sql() -> str:
-    # One answer per note and question: the chosen answer_key's row (a successful one first,
-    # when several rows compete, e.g. answer_keys=None over a store holding two models' answers).
-    # Where the answer lists every value it found (the rules answerer's candidates), the question's
-    # order picks among them here, in the question's unit: highest / lowest by converted value,
-    # first / last (and value) by position in the note. Order is a rule, never asked of a model.
-    answer = ("{'value': a.value, 'unit': a.unit, 'na': a.na, 'error': a.error, 'key': a.answer_key, "
-              "'span_start': a.span_start, 'span_end': a.span_end}")
-    return f"""CREATE OR REPLACE TABLE answer_values AS
-WITH chosen AS (
-    -- A question read under one answer_key has one answer per note (the store's key): no choice to make.
-    SELECT a.note_id, a.question, {answer} AS p
-    FROM {Tables.answers} a
-    JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
-    WHERE k.only_key
-    UNION ALL
-    SELECT a.note_id, a.question, arg_max({answer}, (a.error IS NULL, a.answer_key)) AS p
-    FROM {Tables.answers} a
-    JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
-    WHERE NOT k.only_key
-    GROUP BY a.note_id, a.question
-),
-ordered AS (
-    SELECT c.note_id, c.question,
-        CASE q.ord
-            WHEN 'highest' THEN arg_max({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
-                                        c.value * u.factor + u."offset")
-            WHEN 'lowest' THEN arg_min({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
-                                       c.value * u.factor + u."offset")
-            WHEN 'last' THEN arg_max({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
-                                     c.span_start)
-            ELSE arg_min({{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}},
-                         c.span_start)
-        END AS best
-    FROM {Tables.candidates} c
-    JOIN chosen ch ON ch.note_id = c.note_id AND ch.question = c.question AND ch.p.key = c.answer_key
-    JOIN {Tables.questions} q ON q.question = c.question
-    JOIN {Tables.units} u ON u.question = c.question AND u.unit_key = COALESCE(c.unit, '') AND u.factor IS NOT NULL
-    GROUP BY c.note_id, c.question, q.ord
-),
-picked AS (
-    SELECT ch.note_id, ch.question,
-        CASE WHEN o.best IS NULL THEN ch.p.value ELSE o.best.value END AS value,
-        CASE WHEN o.best IS NULL THEN ch.p.unit ELSE o.best.unit END AS unit,
-        CASE WHEN o.best IS NULL THEN ch.p.span_start ELSE o.best.span_start END AS span_start,
-        CASE WHEN o.best IS NULL THEN ch.p.span_end ELSE o.best.span_end END AS span_end,
-        ch.p.na AS na, ch.p.error AS error
-    FROM chosen ch
-    LEFT JOIN ordered o ON o.note_id = ch.note_id AND o.question = ch.question
-)
-SELECT
-    n.note_id,
-    q.question,
-    p.value,
-    p.unit,
-    CASE
-        WHEN p.error IS NOT NULL OR p.na IS TRUE OR p.value IS NULL THEN NULL
-        WHEN q.kind = 'boolean' THEN p.value
-        WHEN q.cap IS NOT NULL AND p.value * u.factor + u."offset" > q.cap THEN q.cap
-        ELSE p.value * u.factor + u."offset"
-    END AS converted,
-    CASE
-        WHEN p.note_id IS NULL THEN 'missing'
-        WHEN p.error IS NOT NULL THEN 'error'
-        WHEN p.na IS TRUE OR p.value IS NULL THEN 'na'
-        WHEN q.kind = 'numeric' AND u.factor IS NULL THEN 'unit'
-    END AS reason,
-    p.span_start,
-    p.span_end,
-    n.patient_id,
-    n.note_date,
-    n.source_row
-FROM {Tables.notes} n
-CROSS JOIN {Tables.questions} q
-LEFT JOIN picked p ON p.note_id = n.note_id AND p.question = q.question
-LEFT JOIN {Tables.units} u ON u.question = q.question AND u.unit_key = COALESCE(p.unit, '')"""
+def _struct(fields: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{literal(k)}: {v}" for k, v in fields.items()) + "}"
+
+
+def _column_name(question: str, window_id: int) -> str:
+    # '@' cannot occur in a name, so a window's column never meets a question's.
+    return question if window_id == 0 else f"{question}@w{window_id}"
+
+
+def _col(prefix: str, question: str, window_id: int = 0) -> str:
+    return ident(f"{prefix}_{_column_name(question, window_id)}")
+
+
+def _start(w: WindowSpec, index: str) -> str:
+    """The first day of a window that ends on the date `index`.
+
+    Days and weeks are counted in whole days, months and years in calendar months. No window is
+    written as an INTERVAL of days: DuckDB 2.0 holds `INTERVAL 30 DAY` and `INTERVAL 1 MONTH`
+    equal, and merges two such expressions in one SELECT into one (so `within 1 month` read as
+    `within 30 days`; tests/test_patients.py pins it).
+    """
+    if w.unit in ("day", "week"):
+        return f"({index} - {w.amount * (7 if w.unit == 'week' else 1)})"
+    return f"CAST({index} - INTERVAL {w.amount * (12 if w.unit == 'year' else 1)} MONTH AS DATE)"
+
+
+def _inside(w: WindowSpec, index: str, note_date: str) -> str:
+    # Dated inside [index - window, index]; an undated note is never inside (NULL, read as outside).
+    return f"({note_date} BETWEEN {_start(w, index)} AND {index})"
+
+
+def _lines(items: list[str], indent: str = "        ") -> str:
+    return (",\n" + indent).join(items)
 
 
 class _Level(NamedTuple):
-    """Who is screened: each note alone, or each patient over all their notes.
-
-    Both levels compile the same lets and criteria; they differ only in where the
-    answers come from (`values`) and in the names of the tables they write.
-    """
+    """Who is screened: each note alone, or each patient over all their notes. Both levels decide
+    the same lets and criteria over the same q_* / r_* / sex columns; they differ in where those come from."""
 
     subject: str  # the key column: note_id or patient_id
-    values: str  # the long table of answers per subject and question (and window_id, when windowed_values)
-    windowed_values: bool  # values hold a row per window; else windows are drawn here from each note's date
-    sex: str  # (subject, sex)
-    decided: str  # one row per subject: answers, lets and criteria as columns
-    criteria: str
+    decisions: str  # the stored table: one row per subject
+    criteria: str  # the views over it
     eligibility: str
     attrition: str
-    subjects: str  # SQL listing every subject once
 
 
-_NOTE_LEVEL = _Level(
-    subject="note_id", values="answer_values", windowed_values=False, sex=Tables.note_sex, decided=Tables.note_decided,
-    criteria="criteria", eligibility="eligibility", attrition="attrition",
-    subjects=f"SELECT note_id, note_date, index_date FROM {Tables.notes}",
-)
-_PATIENT_LEVEL = _Level(
-    subject="patient_id", values="patient_answers", windowed_values=True, sex=Tables.patient_sex,
-    decided=Tables.patient_decided, criteria="patient_criteria", eligibility="patient_eligibility",
-    attrition="patient_attrition", subjects=f"SELECT DISTINCT patient_id FROM {Tables.notes} WHERE patient_id IS NOT NULL",
-)
+_NOTE_LEVEL = _Level("note_id", "note_decisions", "criteria", "eligibility", "attrition")
+_PATIENT_LEVEL = _Level("patient_id", "patient_decisions", "patient_criteria", "patient_eligibility", "patient_attrition")
 
 
-def _interval(w: WindowSpec) -> str:
-    return {"day": f"INTERVAL {w.amount} DAY", "week": f"INTERVAL {7 * w.amount} DAY",
-            "month": f"INTERVAL {w.amount} MONTH", "year": f"INTERVAL {w.amount} YEAR"}[w.unit]
+def _windows(plan: Plan) -> list[tuple[int, WindowSpec, Question]]:
+    return [(k, w, plan.question(w.question)) for k, w in enumerate(plan.windows, 1)]
 
 
-def _inside(w: WindowSpec, index: str, note_date: str = "n.note_date") -> str:
-    # Dated inside [index - window, index]; an undated note is never inside (NULL, read as outside).
-    return f"({note_date} BETWEEN {index} - {_interval(w)} AND {index})"
-
-
-def _sex_sql(plan: Plan) -> str:
-    """Each note's sex: the notes' column, else the built-in question (present = female, absent = male)."""
-    male = ", ".join(map(literal, MALE))
-    female = ", ".join(map(literal, FEMALE))
-    from_notes = (
-        f"CASE WHEN lower(trim(n.sex)) IN ({male}) THEN 'male' "
-        f"WHEN lower(trim(n.sex)) IN ({female}) THEN 'female' END"
-    )
-    if plan.needs_sex:
-        sex = (f"COALESCE({from_notes}, CASE WHEN a.converted = 1 THEN 'female' WHEN a.converted = 0 THEN 'male' END)")
-        joined = f"{Tables.notes} n LEFT JOIN answer_values a ON a.note_id = n.note_id AND a.question = 'sex'"
-    else:
-        sex, joined = from_notes, f"{Tables.notes} n"
-    return f"CREATE OR REPLACE TEMP TABLE {Tables.note_sex} AS\nSELECT n.note_id, {sex} AS sex\nFROM {joined}"
-
-
-# A patient's sex: the one sex their notes agree on; notes that disagree leave it unknown.
-_PATIENT_SEX_SQL = f"""CREATE OR REPLACE TEMP TABLE {Tables.patient_sex} AS
-SELECT n.patient_id, CASE WHEN count(DISTINCT s.sex) = 1 THEN min(s.sex) END AS sex
-FROM {Tables.notes} n JOIN {Tables.note_sex} s USING (note_id)
-WHERE n.patient_id IS NOT NULL
-GROUP BY n.patient_id"""
-
-
-def _patient_answers_sql(plan: Plan) -> str:
-    """Each patient's answer to each question (and window), combined over their notes:
-
-    - booleans: present if any note says present, absent if one says absent and none present;
-    - numbers: by the question's order across notes (highest, lowest; first, last and value by
-      note date, then by place in the corpus);
-    - with the note and span it came from. Without one, the reason is the worst of the notes':
-      error, then unit, then na, else 'window' (no note dated inside the window).
-    """
-    first = "first note" == plan.index
-    index = (f"COALESCE(max(index_date), {'min' if first else 'max'}(note_date))")
-    # Only the notes inside a window are read for it; a window no note is dated inside still gets
-    # its row (from `frame`), with reason 'window'.
-    scoped = ["SELECT d.*, 0 AS window_id FROM dated d"]
-    for k, w in enumerate(plan.windows, 1):
-        scoped.append(
-            f"SELECT d.*, {k}  -- {_comment(w.question)} within {w.label}\n"
-            f"    FROM dated d JOIN indexed p USING (patient_id)\n"
-            f"    WHERE d.question = {literal(w.question)} AND {_inside(w, 'p.index_date', 'd.note_date')}"
-        )
-    frame = ", ".join([f"({literal(q.name)}, 0)" for q in plan.questions]
-                      + [f"({literal(w.question)}, {k})" for k, w in enumerate(plan.windows, 1)])
-    labels = " ".join(f"WHEN {k} THEN {literal(w.label)}" for k, w in enumerate(plan.windows, 1))
-    window_label = f"CASE f.window_id {labels} END" if labels else "NULL::VARCHAR"
-    starts = " ".join(f"WHEN {k} THEN CAST(f.index_date - {_interval(w)} AS DATE)" for k, w in enumerate(plan.windows, 1))
-    window_start = f"CASE f.window_id {starts} END" if starts else "NULL::DATE"
-    return f"""CREATE OR REPLACE TABLE patient_answers AS
-WITH indexed AS (
-    SELECT patient_id, {index} AS index_date
-    FROM {Tables.notes} WHERE patient_id IS NOT NULL GROUP BY patient_id
-), dated AS (
-    SELECT * FROM answer_values WHERE patient_id IS NOT NULL
-), scoped AS (
-    {(chr(10) + '    UNION ALL' + chr(10) + '    ').join(scoped)}
-), keyed AS (
-    SELECT s.*, q.kind,
-        -- what makes one note's answer the patient's: larger wins
-        {{'value': CASE WHEN q.kind = 'boolean' OR q.ord = 'highest' THEN s.converted
-                        WHEN q.ord = 'lowest' THEN -s.converted ELSE 0 END,
-          'dated': s.note_date IS NOT NULL,
-          'when': COALESCE(CASE WHEN q.ord = 'first' THEN -epoch(s.note_date) ELSE epoch(s.note_date) END, 0),
-          'row': COALESCE(CASE WHEN q.ord = 'first' THEN -s.source_row ELSE s.source_row END, 0)}} AS rank
-    FROM scoped s JOIN {Tables.questions} q USING (question)
-), combined AS (
-    SELECT patient_id, question, window_id,
-        arg_max({{'note_id': note_id, 'value': value, 'unit': unit, 'converted': converted,
-                 'span_start': span_start, 'span_end': span_end, 'note_date': note_date}}, rank)
-            FILTER (WHERE converted IS NOT NULL) AS pick,
-        count(*) AS notes_inside,
-        -- the worst reason among the notes inside: error, then unit, then na, then missing
-        min(CASE reason WHEN 'error' THEN 1 WHEN 'unit' THEN 2 WHEN 'na' THEN 3 ELSE 4 END) AS worst
-    FROM keyed GROUP BY patient_id, question, window_id
-), frame AS (  -- every patient, question and window
-    SELECT i.patient_id, i.index_date, w.question, w.window_id
-    FROM indexed i CROSS JOIN (VALUES {frame}) w(question, window_id)
-)
-SELECT f.patient_id, f.question, f.window_id, {window_label} AS time_window, {window_start} AS window_start,
-    f.index_date,
-    s.pick.converted AS converted,
-    CASE WHEN s.pick IS NOT NULL THEN NULL
-         WHEN s.notes_inside IS NULL THEN 'window'
-         ELSE ['error', 'unit', 'na', 'missing'][s.worst] END AS reason,
-    s.pick.value AS value, s.pick.unit AS unit,
-    s.pick.note_id AS note_id, s.pick.note_date AS note_date,
-    s.pick.span_start AS span_start, s.pick.span_end AS span_end,
-    COALESCE(s.notes_inside, 0) AS notes
-FROM frame f LEFT JOIN combined s USING (patient_id, question, window_id)"""
-
-
-def _decided_sql(plan: Plan, level: _Level) -> str:
-    """One row per subject: every answer a rule reads as a column (q_*, r_*), then the lets, then each
-    criterion's value (c_*), reason (cr_*) and status (s_*). Criteria and eligibility both read it."""
+def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str]) -> str:
+    """The lets and criteria over the CTE `answered` (q_*, r_*, sex), appended to `ctes`: each let as
+    columns l_*, lr_*; each criterion's value (c_*), status (s_*) and reason (cr_*). The stored row
+    holds the `kept` columns and each criterion's status and reason; the rest are steps on the way
+    (storing them cost more than computing them)."""
     comp = _Compiler(plan)
-    subject = level.subject
-    # One join per question and window, not a pivot by GROUP BY: each side is one row per subject.
-    columns = [(0, q.name, q) for q in plan.questions] + [
-        (k, w.question, plan.question(w.question)) for k, w in enumerate(plan.windows, 1)
-    ]
-    selected, joins = [f"n.{subject}"], []
-    alias_of: dict[str, str] = {}
-    for i, (k, name, q) in enumerate(columns):
-        if level.windowed_values or k == 0:
-            alias = f"a{i}"
-            if k == 0:
-                alias_of[name] = alias
-            window = f" AND {alias}.window_id = {k}" if level.windowed_values else ""
-            joins.append(f"LEFT JOIN {level.values} {alias} ON {alias}.{subject} = n.{subject} "
-                         f"AND {alias}.question = {literal(name)}{window}")
-            converted, reason = f"{alias}.converted", f"{alias}.reason"
-        else:
-            # A note alone: its answer counts inside a window when the note is dated inside it
-            # (the corpus's index date, else the note's own date, ends the window).
-            alias, w = alias_of[name], plan.windows[k - 1]
-            inside = _inside(w, "COALESCE(n.index_date, n.note_date)")
-            converted = f"CASE WHEN {inside} THEN {alias}.converted END"
-            reason = f"CASE WHEN {inside} THEN {alias}.reason ELSE 'window' END"
-        value = converted if q.kind == "numeric" else f"({converted} <> 0)"
-        selected.append(f"{value} AS {_qcol(_column_name(name, k))}")
-        selected.append(f"{reason} AS {_rcol(_column_name(name, k))}")
-    ctes = [
-        "wide AS (\n    SELECT " + ",\n        ".join(selected) + f"\n    FROM ({level.subjects}) n\n    "
-        + "\n    ".join(joins) + "\n)",
-        f"sexed AS (\n    SELECT w.*, s.sex\n    FROM wide w LEFT JOIN {level.sex} s USING ({subject})\n)",
-    ]
-    previous = "sexed"
+    previous = answered
     for i, let in enumerate(plan.lets, 1):
         compiled = comp.expr(let.expr)
         ctes.append(
@@ -667,28 +479,257 @@ def _decided_sql(plan: Plan, level: _Level) -> str:
         )
         comp.lets[let.name] = compiled
         previous = f"let_{i}"
-    # Each criterion computed once (c_*, and why it is unknown: cr_*), then its status from it.
-    values, decided = [subject], [subject]
+    # Each criterion computed once (c_*, and why it is unknown: cu_*), then its status from it.
+    values, decided = [], []
     for pos, c in enumerate(plan.criteria, 1):
         compiled = comp.expr(c.expr)
         values.append(f"-- {c.type} {_comment(c.label)}\n        {compiled.sql} AS c_{pos},\n"
-                      f"        {compiled.reason} AS cr_{pos}")
+                      f"        {compiled.reason} AS cu_{pos}")
         policy = {"met": "'met'", "not met": "'not met'", "unknown": "'unknown'"}[c.if_missing]
-        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cr_{pos}, 'value')"
+        unknown_reason = "'missing-policy'" if c.if_missing != "unknown" else f"COALESCE(cu_{pos}, 'value')"
         decided.append(
-            f"c_{pos}, CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END AS s_{pos},\n"
+            f"CASE WHEN c_{pos} THEN 'met' WHEN NOT c_{pos} THEN 'not met' ELSE {policy} END AS s_{pos},\n"
             f"        CASE WHEN c_{pos} IS NOT NULL THEN 'value' ELSE {unknown_reason} END AS cr_{pos}"
         )
-    ctes.append("judged AS (\n    SELECT " + ",\n        ".join(values) + f"\n    FROM {previous}\n)")
-    return (f"CREATE OR REPLACE TEMP TABLE {level.decided} AS\nWITH " + ",\n".join(ctes)
-            + "\nSELECT " + ",\n        ".join(decided) + "\nFROM judged")
+    ctes.append("judged AS (\n    SELECT *" + "".join(",\n        " + v for v in values) + f"\n    FROM {previous}\n)")
+    body = "SELECT " + _lines(kept + decided) + "\nFROM judged"
+    return f"CREATE OR REPLACE TABLE {level.decisions} AS\nWITH " + ",\n".join(ctes) + "\n" + body
+
+
+def _note_sex(plan: Plan) -> str:
+    """A note's sex: the notes' column, else the built-in question (present = female, absent = male)."""
+    male = ", ".join(map(literal, MALE))
+    female = ", ".join(map(literal, FEMALE))
+    from_notes = (f"CASE WHEN lower(trim(note_sex)) IN ({male}) THEN 'male' "
+                  f"WHEN lower(trim(note_sex)) IN ({female}) THEN 'female' END")
+    if not plan.needs_sex:
+        return from_notes
+    asked = _col("a", "sex")
+    return f"COALESCE({from_notes}, CASE WHEN {asked}.converted = 1 THEN 'female' WHEN {asked}.converted = 0 THEN 'male' END)"
+
+
+def _note_decisions_sql(plan: Plan) -> str:
+    """One row per note: its attributes, its answer to each question (a_*: value, unit, converted,
+    reason, span), the columns the rules read (q_*, r_*; windows drawn from the note's own date),
+    then the lets and criteria (`_decide`)."""
+    # One answer per note and question: the chosen answer_key's row (a successful one first, when
+    # several rows compete, e.g. answer_keys=None over a store holding two models' answers).
+    # Where the answer lists every value it found (the rules answerer's candidates), the question's
+    # order picks among them here, in the question's unit: highest / lowest by converted value,
+    # first / last (and value) by position in the note. Order is a rule, never asked of a model.
+    best = "{'value': c.value, 'unit': c.unit, 'span_start': c.span_start, 'span_end': c.span_end}"
+    answer = _struct({
+        "value": "p.value",
+        "unit": "p.unit",
+        "converted": ("CASE WHEN p.error IS NOT NULL OR p.na IS TRUE OR p.value IS NULL THEN NULL "
+                      "WHEN q.kind = 'boolean' THEN p.value "
+                      "WHEN q.cap IS NOT NULL AND p.value * u.factor + u.\"offset\" > q.cap THEN q.cap "
+                      "ELSE p.value * u.factor + u.\"offset\" END"),
+        "reason": ("CASE WHEN p.error IS NOT NULL THEN 'error' WHEN p.na IS TRUE OR p.value IS NULL THEN 'na' "
+                   "WHEN q.kind = 'numeric' AND u.factor IS NULL THEN 'unit' END"),
+        "span_start": "p.span_start",
+        "span_end": "p.span_end",
+    })
+    ctes = [
+        f"""ordered AS (
+    SELECT c.note_id, c.question, c.answer_key,
+        CASE q.ord
+            WHEN 'highest' THEN arg_max({best}, c.value * u.factor + u."offset")
+            WHEN 'lowest' THEN arg_min({best}, c.value * u.factor + u."offset")
+            WHEN 'last' THEN arg_max({best}, c.span_start)
+            ELSE arg_min({best}, c.span_start)
+        END AS best
+    FROM {Tables.candidates} c
+    JOIN {Tables.questions} q ON q.question = c.question
+    JOIN {Tables.units} u ON u.question = c.question AND u.unit_key = COALESCE(c.unit, '') AND u.factor IS NOT NULL
+    GROUP BY c.note_id, c.question, c.answer_key, q.ord
+)""",
+        f"""chosen AS (
+    -- A question read under one answer_key has one answer per note (the store's key): no choice to make.
+    SELECT a.note_id, a.question, a.answer_key, a.value, a.unit, a.na, a.error, a.span_start, a.span_end
+    FROM {Tables.answers} a
+    JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
+    WHERE k.only_key
+    UNION ALL
+    SELECT unnest(arg_max({{'note_id': a.note_id, 'question': a.question, 'answer_key': a.answer_key, 'value': a.value,
+                           'unit': a.unit, 'na': a.na, 'error': a.error, 'span_start': a.span_start,
+                           'span_end': a.span_end}}, (a.error IS NULL, a.answer_key)))
+    FROM {Tables.answers} a
+    JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
+    WHERE NOT k.only_key
+    GROUP BY a.note_id, a.question
+)""",
+        """picked AS (
+    SELECT a.note_id, a.question, a.answer_key, a.na, a.error,
+        CASE WHEN o.best IS NULL THEN a.value ELSE o.best.value END AS value,
+        CASE WHEN o.best IS NULL THEN a.unit ELSE o.best.unit END AS unit,
+        CASE WHEN o.best IS NULL THEN a.span_start ELSE o.best.span_start END AS span_start,
+        CASE WHEN o.best IS NULL THEN a.span_end ELSE o.best.span_end END AS span_end
+    FROM chosen a
+    LEFT JOIN ordered o ON o.note_id = a.note_id AND o.question = a.question AND o.answer_key = a.answer_key
+)""",
+        f"""converted AS (  -- each answer in its question's unit (value * factor + offset, capped), or why not
+    SELECT p.note_id, p.question, {answer} AS answer
+    FROM picked p
+    JOIN {Tables.questions} q ON q.question = p.question
+    LEFT JOIN {Tables.units} u ON u.question = p.question AND u.unit_key = COALESCE(p.unit, '')
+)""",
+    ]
+    columns = []
+    for q in plan.questions:
+        a = _col("a", q.name)
+        converted = f"{a}.converted"
+        columns.append(f"{converted if q.kind == 'numeric' else f'({converted} <> 0)'} AS {_col('q', q.name)}")
+        columns.append(f"CASE WHEN {a} IS NULL THEN 'missing' ELSE {a}.reason END AS {_col('r', q.name)}")
+    for k, w, q in _windows(plan):
+        # A note alone: its answer counts inside a window when the note is dated inside it
+        # (the corpus's index date, else the note's own date, ends the window).
+        inside = _inside(w, "COALESCE(index_date, note_date)", "note_date")
+        columns.append(f"CASE WHEN {inside} THEN {_col('q', q.name)} END AS {_col('q', q.name, k)}")
+        columns.append(f"CASE WHEN {inside} THEN {_col('r', q.name)} ELSE 'window' END AS {_col('r', q.name, k)}")
+    # One join per question: each side is one row per note (a GROUP BY pivot measured slower).
+    answers = "".join(f",\n        {ident(f'x{i}')}.answer AS {_col('a', q.name)}" for i, q in enumerate(plan.questions))
+    joins = "".join(f"\n    LEFT JOIN converted {ident(f'x{i}')} ON {ident(f'x{i}')}.note_id = n.note_id "
+                    f"AND {ident(f'x{i}')}.question = {literal(q.name)}" for i, q in enumerate(plan.questions))
+    ctes.append(f"""answered AS (
+    SELECT n.note_id, n.patient_id, n.note_date, n.index_date, n.source_row, n.sex AS note_sex{answers}
+    FROM {Tables.notes} n{joins}
+)""")
+    ctes.append("wide AS (\n    SELECT * EXCLUDE (note_sex), " + _note_sex(plan) + " AS sex"
+                + "".join(",\n        " + c for c in columns) + "\n    FROM answered\n)")
+    kept = ["note_id", "patient_id", "note_date", "index_date", "source_row", "sex"]
+    return _decide(plan, _NOTE_LEVEL, ctes, "wide", kept + [_col("a", q.name) for q in plan.questions])
+
+
+def _rank(q: Question) -> str:
+    """What makes one note's answer the patient's (larger wins): for booleans present over absent, for
+    numbers the question's order (highest, lowest; first, last and value by note date, then by place
+    in the corpus); a dated note over an undated one. Reads the columns of the `read` CTE."""
+    a = _col("a", q.name)
+    value = {"highest": f"{a}.converted", "lowest": f"-{a}.converted"}.get(q.order or "", "0::DOUBLE")
+    if q.kind == "boolean":
+        value = f"{a}.converted"
+    if q.order == "first":
+        return f"({value}, dated, -note_day, -note_row)"
+    return f"({value}, dated, note_day, note_row)"
+
+
+def _picked_value(q: Question) -> str:
+    """The value of the answer `_rank` picks: where the rank leads with the value itself (booleans,
+    highest, lowest) that is the max (or min) value, which costs less than arg_max."""
+    a = _col("a", q.name)
+    if q.kind == "boolean" or q.order == "highest":
+        return f"max({a}.converted)"
+    if q.order == "lowest":
+        return f"min({a}.converted)"
+    return f"arg_max({a}.converted, {_rank(q)})"
+
+
+def _patient_decisions_sql(plan: Plan) -> str:
+    """One row per patient: index date, sex, and for each question and window the note whose answer
+    decides it (p_*) and that answer's value in the question's unit (v_*), how many notes were read
+    (n_*) and why there is no value (r_*); then the lets and criteria (`_decide`).
+
+    Booleans: present if any note says present, absent if one says absent and none present. Numbers:
+    by the question's order across notes. Without an answer, the reason is the worst of the notes':
+    error, then unit, then na, else missing; 'window' when no note is dated inside the window.
+    """
+    index = "COALESCE(max(index_date), " + ("min" if plan.index == "first note" else "max") + "(note_date))"
+    combined, columns, kept = [], [], ["patient_id", "index_date", "sex"]
+    for k, w, q in [(0, None, q) for q in plan.questions] + _windows(plan):
+        a = _col("a", q.name)
+        inside = "" if w is None else f" AND in_{k}"
+        picked = f"FILTER (WHERE {a}.converted IS NOT NULL{inside})"
+        p, v, n, worst, r = (_col(x, q.name, k) for x in ("p", "v", "n", "w", "r"))
+        # Scalars picked by one rank: a struct of the note's fields, picked whole, measured 2x slower.
+        combined += [
+            f"arg_max(note_id, {_rank(q)}) {picked} AS {p}",
+            f"{_picked_value(q)} {picked} AS {v}",
+            (f"count(*) FILTER (WHERE in_{k}) AS {n}" if w else f"count(*) AS {n}"),
+            f"min(CASE {a}.reason WHEN 'error' THEN 1 WHEN 'unit' THEN 2 WHEN 'na' THEN 3 ELSE 4 END)"
+            + (f" FILTER (WHERE in_{k})" if w else "") + f" AS {worst}",
+        ]
+        columns.append(f"{v if q.kind == 'numeric' else f'({v} <> 0)'} AS {_col('q', q.name, k)}")
+        columns.append(f"CASE WHEN {v} IS NOT NULL THEN NULL WHEN {n} = 0 THEN 'window' "
+                       f"ELSE ['error', 'unit', 'na', 'missing'][{worst}] END AS {r}")
+        kept += [p, v, n, r]
+    starts = "".join(f",\n        {_start(w, 'index_date')} AS start_{k}" for k, w, _ in _windows(plan))
+    ins = "".join(f",\n        d.note_date BETWEEN i.start_{k} AND i.index_date AS in_{k}" for k, _, _ in _windows(plan))
+    answers = "".join(f", d.{_col('a', q.name)}" for q in plan.questions)
+    ctes = [
+        # A patient's sex: the one sex their notes agree on; notes that disagree leave it unknown.
+        f"""patients AS (
+    SELECT patient_id, {index} AS index_date, CASE WHEN count(DISTINCT sex) = 1 THEN min(sex) END AS sex
+    FROM {_NOTE_LEVEL.decisions} WHERE patient_id IS NOT NULL GROUP BY patient_id
+)""",
+        f"indexed AS (\n    SELECT *{starts}\n    FROM patients\n)",
+        # Each note of a patient, with the parts of its rank and whether it lies inside each window
+        # (an undated note never does), computed once here rather than in every aggregate.
+        f"""read AS (
+    SELECT d.patient_id, d.note_id{answers}, i.index_date, i.sex, d.note_date IS NOT NULL AS dated,
+        COALESCE(CAST(d.note_date - DATE '1970-01-01' AS BIGINT), 0) AS note_day, COALESCE(d.source_row, 0) AS note_row{ins}
+    FROM {_NOTE_LEVEL.decisions} d JOIN indexed i USING (patient_id)
+)""",
+        "combined AS (\n    SELECT patient_id, any_value(index_date) AS index_date, any_value(sex) AS sex"
+        + "".join(",\n        " + c for c in combined) + "\n    FROM read GROUP BY patient_id\n)",
+        "wide AS (\n    SELECT *" + "".join(",\n        " + c for c in columns) + "\n    FROM combined\n)",
+    ]
+    return _decide(plan, _PATIENT_LEVEL, ctes, "wide", kept)
+
+
+def _answer_values_sql(plan: Plan) -> str:
+    """The view `answer_values`: one row per note and question, read from the note's a_* column."""
+    head = "CREATE OR REPLACE VIEW answer_values AS\n"
+    if not plan.questions:
+        return head + ("SELECT NULL::VARCHAR AS note_id, NULL::VARCHAR AS question, NULL::DOUBLE AS value, "
+                       "NULL::VARCHAR AS unit, NULL::DOUBLE AS converted, NULL::VARCHAR AS reason, "
+                       "NULL::BIGINT AS span_start, NULL::BIGINT AS span_end, NULL::VARCHAR AS patient_id, "
+                       "NULL::DATE AS note_date, NULL::BIGINT AS source_row WHERE FALSE")
+    listed = [f"{{'question': {literal(q.name)}, 'answer': {_col('a', q.name)}}}" for q in plan.questions]
+    return head + f"""SELECT note_id, x.question, x.answer.value AS value, x.answer.unit AS unit,
+    x.answer.converted AS converted, CASE WHEN x.answer IS NULL THEN 'missing' ELSE x.answer.reason END AS reason,
+    x.answer.span_start AS span_start, x.answer.span_end AS span_end, patient_id, note_date, source_row
+FROM (SELECT note_id, patient_id, note_date, source_row, unnest([
+        {_lines(listed)}
+    ]) AS x FROM {_NOTE_LEVEL.decisions})"""
+
+
+def _patient_answers_sql(plan: Plan) -> str:
+    """The view `patient_answers`: one row per patient, question and window (from p_*, v_*, n_*, r_*),
+    with the value, unit, date and span of the note it came from."""
+    head = "CREATE OR REPLACE VIEW patient_answers AS\n"
+    reads = [(0, None, q) for q in plan.questions] + _windows(plan)
+    if not reads:
+        return head + ("SELECT NULL::VARCHAR AS patient_id, NULL::VARCHAR AS question, NULL::INTEGER AS window_id, "
+                       "NULL::VARCHAR AS time_window, NULL::DATE AS window_start, NULL::DATE AS index_date, "
+                       "NULL::DOUBLE AS converted, NULL::VARCHAR AS reason, NULL::DOUBLE AS value, NULL::VARCHAR AS unit, "
+                       "NULL::VARCHAR AS note_id, NULL::DATE AS note_date, NULL::BIGINT AS span_start, "
+                       "NULL::BIGINT AS span_end, NULL::BIGINT AS notes WHERE FALSE")
+    listed = [_struct({
+        "question": literal(q.name), "window_id": str(k),
+        "time_window": literal(w.label) if w else "NULL::VARCHAR",
+        "window_start": _start(w, "index_date") if w else "NULL::DATE",
+        "note_id": _col("p", q.name, k), "converted": _col("v", q.name, k),
+        "reason": _col("r", q.name, k), "notes": _col("n", q.name, k),
+    }) for k, w, q in reads]
+    by_question = " ".join(f"WHEN {literal(q.name)} THEN d.{_col('a', q.name)}" for q in plan.questions)
+    return head + f"""SELECT x.patient_id, x.question, x.window_id, x.time_window, x.window_start, x.index_date,
+    x.converted, x.reason, x.answer.value AS value, x.answer.unit AS unit, x.note_id, x.note_date,
+    x.answer.span_start AS span_start, x.answer.span_end AS span_end, x.notes
+FROM (
+    SELECT u.*, d.note_date, CASE u.question {by_question} END AS answer
+    FROM (SELECT patient_id, index_date, unnest([
+        {_lines(listed, "            ")}
+        ], recursive := true) FROM {_PATIENT_LEVEL.decisions}) u
+    LEFT JOIN {_NOTE_LEVEL.decisions} d ON d.note_id = u.note_id
+) x"""
 
 
 def _criteria_sql(plan: Plan, level: _Level) -> str:
-    """The decided row unpivoted: one row per subject and criterion, with its status and reason."""
+    """A view of the decided rows unpivoted: one row per subject and criterion, with its status and reason."""
     subject = level.subject
-    create = f"CREATE OR REPLACE TABLE {level.criteria} AS\n"
-    if not plan.criteria:  # an empty table of the right shape
+    create = f"CREATE OR REPLACE VIEW {level.criteria} AS\n"
+    if not plan.criteria:  # an empty view of the right shape
         return create + (
             f"SELECT NULL::VARCHAR AS {subject}, NULL::INTEGER AS position, NULL::VARCHAR AS label, "
             "NULL::VARCHAR AS type, NULL::VARCHAR AS status, NULL::VARCHAR AS reason WHERE FALSE"
@@ -697,23 +738,18 @@ def _criteria_sql(plan: Plan, level: _Level) -> str:
         f"{{'position': {pos}, 'label': {literal(c.label)}, 'type': {literal(c.type)}, 'status': s_{pos}, 'reason': cr_{pos}}}"
         for pos, c in enumerate(plan.criteria, 1)
     ]
-    return create + (f"SELECT {subject}, unnest([\n        " + ",\n        ".join(structs)
-                     + f"\n    ], recursive := true)\nFROM {level.decided}")
-
-
-def _column_name(question: str, window_id: int) -> str:
-    # '@' cannot occur in a name, so a window's column never meets a question's.
-    return question if window_id == 0 else f"{question}@w{window_id}"
+    return create + (f"SELECT {subject}, unnest([\n        " + _lines(structs)
+                     + f"\n    ], recursive := true)\nFROM {level.decisions}")
 
 
 def _eligibility_sql(plan: Plan, level: _Level) -> str:
-    """Per subject, read across its decided row: ineligible when an include is not met or an exclude
-    is met; else unknown when a criterion is unknown; else eligible. `deciding` names the criteria
-    that made it so, in file order."""
+    """A view read across each decided row: ineligible when an include is not met or an exclude is
+    met; else unknown when a criterion is unknown; else eligible. `deciding` names the criteria that
+    made it so, in file order."""
     s = level.subject
     if not plan.criteria:
-        return (f"CREATE OR REPLACE TABLE {level.eligibility} AS\nSELECT {s}, 'eligible' AS status, "
-                f"[]::VARCHAR[] AS deciding FROM ({level.subjects}) n")
+        return (f"CREATE OR REPLACE VIEW {level.eligibility} AS\nSELECT {s}, 'eligible' AS status, "
+                f"[]::VARCHAR[] AS deciding FROM {level.decisions}")
     fails = [f"s_{pos} = {literal('not met' if c.type == 'include' else 'met')}" for pos, c in enumerate(plan.criteria, 1)]
     unknown = [f"s_{pos} = 'unknown'" for pos in range(1, len(plan.criteria) + 1)]
     labels = [literal(c.label) for c in plan.criteria]
@@ -723,13 +759,13 @@ def _eligibility_sql(plan: Plan, level: _Level) -> str:
                 + "], lambda x: x IS NOT NULL)")
 
     any_fail, any_unknown = " OR ".join(fails), " OR ".join(unknown)
-    return f"""CREATE OR REPLACE TABLE {level.eligibility} AS
+    return f"""CREATE OR REPLACE VIEW {level.eligibility} AS
 SELECT {s},
     CASE WHEN {any_fail} THEN 'ineligible' WHEN {any_unknown} THEN 'unknown' ELSE 'eligible' END AS status,
     CASE WHEN {any_fail} THEN {named(fails)}
          WHEN {any_unknown} THEN {named(unknown)}
          ELSE []::VARCHAR[] END AS deciding
-FROM {level.decided}"""
+FROM {level.decisions}"""
 
 
 def _attrition_sql(level: _Level) -> str:
@@ -754,24 +790,27 @@ ORDER BY j.position"""
 
 def statements(plan: Plan) -> list[str]:
     """The script's statements, in order (what `evaluate` runs, one at a time)."""
-    def decide(level: _Level) -> list[str]:
-        return [_decided_sql(plan, level), _criteria_sql(plan, level), _eligibility_sql(plan, level),
-                _attrition_sql(level)]
+    def views(level: _Level) -> list[str]:
+        return [_criteria_sql(plan, level), _eligibility_sql(plan, level), _attrition_sql(level)]
 
-    notes = decide(_NOTE_LEVEL)
-    patients = [_patient_answers_sql(plan), _PATIENT_SEX_SQL, *decide(_PATIENT_LEVEL)]
-    return [_answer_values_sql(), _sex_sql(plan), *notes, *patients]
+    return [_note_decisions_sql(plan), _answer_values_sql(plan), *views(_NOTE_LEVEL),
+            _patient_decisions_sql(plan), _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
+
+
+# What the script writes: the stored tables, and the views over them.
+STORED_TABLES = (_NOTE_LEVEL.decisions, _PATIENT_LEVEL.decisions)
+STORED_VIEWS = ("answer_values", "criteria", "eligibility", "attrition",
+                "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition")
 
 
 def rules_sql(plan: Plan) -> str:
     """The SQL script that evaluates `plan` (what `crit compile --json` shows).
 
     It reads the store's `answers` (through the view `_crit_answers`), plus small tables `evaluate` loads first:
-    `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key, only_key), `_crit_units`
+    `_crit_questions` (question, kind, cap, ord), `_crit_keys` (question, answer_key), `_crit_units`
     (question, unit_key, factor, offset: one row per reported unit, factor NULL when
     it does not convert), `_crit_notes` (note_id, sex, patient_id, note_date, index_date, source_row)
-    and `_crit_candidates` (every value an
-    answer lists, with its unit and position).
+    and `_crit_candidates` (every value an answer lists, with its unit and position).
     """
     header = (
         f"-- crit rules for {_comment(plan.trial_id or plan.source or 'a plan')}, rules fingerprint {plan.rules_fingerprint}\n"

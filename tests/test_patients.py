@@ -133,6 +133,26 @@ def test_window_edges_are_inclusive_and_end_at_the_last_note() -> None:
     assert mi_status(con) == {"A": ("met", "value"), "B": ("not met", "value"), "C": ("met", "value")}
 
 
+def test_a_month_and_thirty_days_are_different_windows() -> None:
+    """DuckDB 2.0 holds INTERVAL 30 DAY equal to INTERVAL 1 MONTH and merges two such expressions in one
+    SELECT; the rules once read `within 1 month` as `within 30 days` where a file had both."""
+    both = ('boolean mi "a myocardial infarction"\n'
+            'exclude "MI, a month": mi within 1 month\nexclude "MI, 30 days": mi within 30 days\n')
+    # 2023-08-12 back a month is 2023-07-12, back 30 days 2023-07-13: a1 lies in the month only.
+    notes = [("a1", "A", "2023-07-12", None), ("a2", "A", "2023-08-12", None)]
+    con = window_store(notes, {"a1": 1.0, "a2": 0.0})
+    evaluate(con, plan_from_text(both))
+    statuses = dict(con.execute("SELECT label, status FROM patient_criteria").fetchall())
+    assert statuses == {"MI, a month": "met", "MI, 30 days": "not met"}
+    starts = dict(con.execute("SELECT time_window, window_start FROM patient_answers WHERE window_id > 0").fetchall())
+    assert starts == {"1 month": date(2023, 7, 12), "30 days": date(2023, 7, 13)}
+    # A note alone, with the corpus's index date: the same two windows.
+    con = window_store([("a1", None, "2023-07-12", "2023-08-12")], {"a1": 1.0})
+    evaluate(con, plan_from_text(both))
+    assert dict(con.execute("SELECT label, status FROM criteria").fetchall()) == {"MI, a month": "met",
+                                                                                  "MI, 30 days": "unknown"}
+
+
 def test_index_date_first_note_and_an_index_column() -> None:
     notes = [("a1", "A", "2020-01-01", None), ("a2", "A", "2020-03-01", None), ("a3", "A", "2024-01-01", None)]
     answers = {"a1": 0.0, "a2": 1.0, "a3": None}

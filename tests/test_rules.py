@@ -333,9 +333,13 @@ def test_threshold_edit_reevaluates_from_stored_answers_only() -> None:
     assert (second.eligible, second.ineligible) == (1, 4)
     assert con.execute("SELECT rules_fingerprint FROM evaluation").fetchone() == (edited.rules_fingerprint,)
     assert con.execute("SELECT * FROM answers ORDER BY ALL").fetchall() == answers_before
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert tables == {"answers", "notes", "answer_values", "criteria", "eligibility", "evaluation", "attrition",
-                      "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition"}
+    tables = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    # The rules store one decided row per note and per patient; the long tables are views of them.
+    assert {t for t, kind in tables.items() if kind == "BASE TABLE"} == {
+        "answers", "notes", "evaluation", "note_decisions", "patient_decisions"}
+    assert {t for t, kind in tables.items() if kind == "VIEW"} == {
+        "answer_values", "criteria", "eligibility", "attrition",
+        "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition"}
     # No note names a patient: the patient layer is there, and empty.
     assert con.execute("SELECT count(*) FROM patient_eligibility").fetchone() == (0,)
     assert second.by_patient is None
@@ -451,8 +455,10 @@ def test_rules_sql_is_what_compile_shows() -> None:
     plan = load_plan(ROOT / "criteria" / "aristotle.crit")
     sql = rules_sql(plan)
     assert plan.rules_fingerprint in sql
-    for table in ("answer_values", "criteria", "eligibility"):
+    for table in ("note_decisions", "patient_decisions"):
         assert f"CREATE OR REPLACE TABLE {table}" in sql
+    for view in ("answer_values", "criteria", "eligibility", "patient_answers", "patient_eligibility"):
+        assert f"CREATE OR REPLACE VIEW {view}" in sql
     result = CliRunner().invoke(cli, ["compile", str(ROOT / "criteria" / "aristotle.crit"), "--json"])
     assert result.exit_code == 0, result.output
     assert '"sql": "-- crit rules for NCT00412984' in result.output
