@@ -133,7 +133,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
                                               ("index_date", "DATE"), ("source_row", "BIGINT")))
         + f" FROM {source}"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.notes} AS {notes_sql}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {Tables.notes} AS {notes_sql}")
     if source == "notes" and not _unique_note_ids(con):  # a store's notes table has note_id as its key
         dup = con.execute(f"SELECT note_id FROM {Tables.notes} GROUP BY note_id HAVING count(*) > 1 LIMIT 1").fetchone()
         if dup:

@@ -76,8 +76,8 @@ class Tables:
     # note_id, question, answer_key, value, unit, span_start, span_end: every value an answer lists
     candidates = "_crit_candidates"
 
-    views = (answers,)
-    tables = (questions, keys, units, notes, candidates)
+    views = (answers, notes)
+    tables = (questions, keys, units, candidates)
 
 
 # ---- compiling expressions ----------------------------------------------------------
@@ -544,7 +544,7 @@ def _note_decisions_sql(plan: Plan) -> str:
     JOIN {Tables.units} u ON u.question = c.question AND u.unit_key = COALESCE(c.unit, '') AND u.factor IS NOT NULL
     GROUP BY c.note_id, c.question, c.answer_key, q.ord
 )""",
-        f"""chosen AS (
+        f"""chosen AS NOT MATERIALIZED (
     -- A question read under one answer_key has one answer per note (the store's key): no choice to make.
     SELECT a.note_id, a.question, a.answer_key, a.value, a.unit, a.na, a.error, a.span_start, a.span_end
     FROM {Tables.answers} a
@@ -559,7 +559,7 @@ def _note_decisions_sql(plan: Plan) -> str:
     WHERE NOT k.only_key
     GROUP BY a.note_id, a.question
 )""",
-        """picked AS (
+        """picked AS NOT MATERIALIZED (
     SELECT a.note_id, a.question, a.answer_key, a.na, a.error,
         CASE WHEN o.best IS NULL THEN a.value ELSE o.best.value END AS value,
         CASE WHEN o.best IS NULL THEN a.unit ELSE o.best.unit END AS unit,
@@ -568,7 +568,7 @@ def _note_decisions_sql(plan: Plan) -> str:
     FROM chosen a
     LEFT JOIN ordered o ON o.note_id = a.note_id AND o.question = a.question AND o.answer_key = a.answer_key
 )""",
-        f"""converted AS (  -- each answer in its question's unit (value * factor + offset, capped), or why not
+        f"""converted AS NOT MATERIALIZED (  -- each answer in its question's unit (value * factor + offset, capped), or why not
     SELECT p.note_id, p.question, {answer} AS answer
     FROM picked p
     JOIN {Tables.questions} q ON q.question = p.question
@@ -606,12 +606,21 @@ def _rank(q: Question) -> str:
     numbers the question's order (highest, lowest; first, last and value by note date, then by place
     in the corpus); a dated note over an undated one. Reads the columns of the `read` CTE."""
     a = _col("a", q.name)
-    value = {"highest": f"{a}.converted", "lowest": f"-{a}.converted"}.get(q.order or "", "0::DOUBLE")
-    if q.kind == "boolean":
-        value = f"{a}.converted"
-    if q.order == "first":
-        return f"({value}, dated, -note_day, -note_row)"
-    return f"({value}, dated, note_day, note_row)"
+    when = "earlier" if q.order == "first" else "later"
+    if q.kind == "boolean":  # present (1) above absent (0): 2^61 lies above every `when`
+        return f"(CAST({a}.converted AS BIGINT) * {2 ** 61} + {when})"
+    if q.order in ("highest", "lowest"):
+        return f"({'-' if q.order == 'lowest' else ''}{a}.converted, {when})"
+    return when
+
+
+# A note's place in time as one BIGINT, larger = later: its day (since 1970) times 2^32 plus its
+# row in the corpus (rows past 2^31 tie); an undated note below every dated one, by row. One
+# integer, where a (dated, day, row) tuple measured slower as the key of arg_max.
+_LATER = (f"CASE WHEN d.note_date IS NULL THEN {-(2 ** 59)} + LEAST(COALESCE(d.source_row, 0), {2 ** 31}) "
+          f"ELSE CAST(d.note_date - DATE '1970-01-01' AS BIGINT) * {2 ** 32} + LEAST(COALESCE(d.source_row, 0), {2 ** 31}) END")
+_EARLIER = (f"CASE WHEN d.note_date IS NULL THEN {-(2 ** 59)} - LEAST(COALESCE(d.source_row, 0), {2 ** 31}) "
+            f"ELSE -(CAST(d.note_date - DATE '1970-01-01' AS BIGINT) * {2 ** 32} + LEAST(COALESCE(d.source_row, 0), {2 ** 31})) END")
 
 
 def _picked_value(q: Question) -> str:
@@ -666,8 +675,9 @@ def _patient_decisions_sql(plan: Plan) -> str:
         # Each note of a patient, with the parts of its rank and whether it lies inside each window
         # (an undated note never does), computed once here rather than in every aggregate.
         f"""read AS (
-    SELECT d.patient_id, d.note_id{answers}, i.index_date, i.sex, d.note_date IS NOT NULL AS dated,
-        COALESCE(CAST(d.note_date - DATE '1970-01-01' AS BIGINT), 0) AS note_day, COALESCE(d.source_row, 0) AS note_row{ins}
+    SELECT d.patient_id, d.note_id{answers}, i.index_date, i.sex,
+        {_LATER} AS later,
+        {_EARLIER} AS earlier{ins}
     FROM {_NOTE_LEVEL.decisions} d JOIN indexed i USING (patient_id)
 )""",
         "combined AS (\n    SELECT patient_id, any_value(index_date) AS index_date, any_value(sex) AS sex"

@@ -182,6 +182,27 @@ def test_numbers_across_notes_follow_the_order() -> None:
     assert picked == {"hi": "n3", "lo": "n2", "first": "n1", "last": "n2", "plain": "n2"}
 
 
+def test_the_rank_across_notes_at_its_edges() -> None:
+    """The patient's pick by note time (one packed integer in the SQL): a dated note beats an undated
+    one whichever way the order runs, a date before 1970 sorts as a date, the same day falls back to
+    the corpus row, and a boolean's present beats any absent, however late."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE notes AS SELECT * FROM (VALUES "
+                "('u1', 'P', NULL::DATE, 1), ('old', 'P', DATE '1965-05-01', 2), ('u2', 'P', NULL::DATE, 3), "
+                "('d1', 'P', DATE '2024-01-01', 4), ('d2', 'P', DATE '2024-01-01', 5), "
+                "('x1', 'Q', NULL::DATE, 1), ('x2', 'Q', NULL::DATE, 2)) t(note_id, patient_id, note_date, source_row)")
+    con.execute("CREATE TABLE answers AS SELECT note_id, q AS question, q AS answer_key, "
+                "CASE WHEN q = 'mi' THEN (note_id IN ('old', 'x1'))::DOUBLE ELSE 1.0 END AS value, "
+                "CASE WHEN q = 'mi' THEN NULL ELSE 'mg/dL' END AS unit, FALSE AS na, NULL::VARCHAR AS error "
+                "FROM notes, (VALUES ('first'), ('last'), ('mi')) q(q)")
+    text = ('numeric first first "creatinine" in mg/dL\nnumeric last last "creatinine" in mg/dL\n'
+            'boolean mi "a myocardial infarction"\ninclude first + last > 0 and mi\n')
+    evaluate(con, plan_from_text(text))
+    picked = {(p, q): n for p, q, n in con.execute("SELECT patient_id, question, note_id FROM patient_answers").fetchall()}
+    assert picked == {("P", "first"): "old", ("P", "last"): "d2", ("P", "mi"): "old",
+                      ("Q", "first"): "x1", ("Q", "last"): "x2", ("Q", "mi"): "x1"}
+
+
 def test_a_patient_sex_is_the_one_their_notes_agree_on() -> None:
     con = duckdb.connect()
     con.execute("CREATE TABLE notes AS SELECT * FROM (VALUES ('a1', 'A', 'F'), ('a2', 'A', 'woman'), ('b1', 'B', 'female'), "
