@@ -139,9 +139,12 @@ def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, la
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--max-length", type=int, default=2048, show_default=True, help="Longer examples are skipped.")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--loop", type=click.Choice(["trainer", "hand"]), default="hand", show_default=True,
+              help="transformers' Trainer, or a plain torch loop over the same batches.")
 @device_option
 def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None, max_steps: int | None, lr: float,
-                  epochs: float, rank: int, alpha: int, batch_size: int, max_length: int, seed: int, device: str) -> None:
+                  epochs: float, rank: int, alpha: int, batch_size: int, max_length: int, seed: int, loop: str,
+                  device: str) -> None:
     """Fine-tune a LoRA adapter (QLoRA with --qlora); loss on the answer tokens only.
 
     \b
@@ -152,7 +155,8 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
     from crit.trainer.finetune import TrainConfig, finetune
 
     cfg = TrainConfig(base=base, data=data, out=out_dir, qlora=qlora, max_steps=max_steps, lr=lr, epochs=epochs,
-                      r=rank, alpha=alpha, batch_size=batch_size, max_length=max_length, seed=seed, device=device)
+                      r=rank, alpha=alpha, batch_size=batch_size, max_length=max_length, seed=seed, device=device,
+                      loop=loop)  # type: ignore[arg-type]
     path = finetune(cfg)
     m = json.loads((path / "manifest.json").read_text())["metrics"]
     losses = m["loss_per_step"]

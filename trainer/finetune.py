@@ -1,9 +1,14 @@
 """Fine-tune the student: a LoRA (or QLoRA) adapter on the chat examples written by `crit select`.
 
 One recipe, top to bottom (the peft/trl shape): seed, base model, quantisation config
-(only when asked; the default with CUDA), LoRA on all linear layers, a plain torch
-training loop whose loss covers only the answer tokens, then save the adapter alone
-plus a manifest (base model, data hash, parameters, loss per step, time).
+(only when asked; the default with CUDA), LoRA on all linear layers, a training loop whose
+loss covers only the answer tokens, then save the adapter alone plus a manifest (base
+model, data hash, parameters, loss per step, time).
+
+The loop is transformers' Trainer (`loop="trainer"`) or a plain torch loop over the same
+batches (`loop="hand"`); both take the same optimiser settings (AdamW, linear schedule with
+warmup, gradient clipping at 1). benchmarks/trainer_loop_speed.py measures the two on the
+same data and RESULTS.md says which is the default and why.
 
 Why the prompt and the answer are tokenised separately: the engine tokenises the
 prompt (chat template with the generation prompt) and the model generates the rest,
@@ -20,7 +25,7 @@ import platform
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +55,7 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     seed: int = 42
     device: str = "auto"
+    loop: Literal["trainer", "hand"] = Field(default="hand", description="transformers' Trainer, or a plain torch loop")
 
 
 class Tokenised(BaseModel):
@@ -129,8 +135,7 @@ def finetune(cfg: TrainConfig) -> Path:
     """
     import torch
     from peft import LoraConfig, get_peft_model
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from crit.engine.model import embedded_model_dir, model_dir, resolve_device, set_threads
 
@@ -192,39 +197,12 @@ def finetune(cfg: TrainConfig) -> Path:
 
     steps_per_epoch = math.ceil(len(examples) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
-    schedule = get_linear_schedule_with_warmup(optimiser, int(cfg.warmup_ratio * total_steps), total_steps)
 
-    # 6. Train: shuffle each epoch, cycle until total_steps.
-    losses: list[float] = []
-    model.train()
-    order: list[int] = []
-    rng = random.Random(cfg.seed)
+    # 6. Train.
     val_before = _mean_loss(model, val_batches, device)
     t_train = time.perf_counter()
-    with Progress(
-        TextColumn("train"), BarColumn(), TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]}"),
-        TimeRemainingColumn(), transient=True,
-    ) as progress:
-        task = progress.add_task("train", total=total_steps, loss="-")
-        for _step in range(total_steps):
-            step_loss = 0.0
-            for _ in range(cfg.grad_accum):
-                if len(order) < cfg.batch_size:
-                    fresh = list(range(len(examples)))
-                    rng.shuffle(fresh)
-                    order.extend(fresh)
-                batch = collate([examples[i] for i in order[: cfg.batch_size]], tokenizer.pad_token_id)
-                del order[: cfg.batch_size]
-                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss / cfg.grad_accum
-                loss.backward()
-                step_loss += loss.item()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-            optimiser.step()
-            schedule.step()
-            optimiser.zero_grad()
-            losses.append(round(step_loss, 4))
-            progress.update(task, advance=1, loss=f"{step_loss:.3f}")
+    train = _train_with_trainer if cfg.loop == "trainer" else _train_by_hand
+    losses = train(cfg, model, examples, tokenizer.pad_token_id, device, total_steps)
     train_seconds = time.perf_counter() - t_train
     model.eval()
     val_after = _mean_loss(model, val_batches, device)
@@ -250,6 +228,7 @@ def finetune(cfg: TrainConfig) -> Path:
         "trainable_parameters": trainable,
         "total_parameters": total,
         "metrics": {
+            "loop": cfg.loop,
             "loss_per_step": losses,
             "val_loss_before": val_before,
             "val_loss_after": val_after,
@@ -263,3 +242,74 @@ def finetune(cfg: TrainConfig) -> Path:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def _trainable(model: Any) -> list[Any]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train_with_trainer(cfg: TrainConfig, model: Any, examples: list[Tokenised], pad_id: int, device: str,
+                        total_steps: int) -> list[float]:
+    """transformers' Trainer over the tokenised examples; returns the loss of each optimiser step."""
+    import tempfile
+
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class _Progress(TrainerCallback):  # a quiet one-line progress (Trainer's own bar is tqdm)
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                print(f"\rtrain step {state.global_step}/{total_steps} loss {logs['loss']:.3f}", end="", flush=True)
+
+    with tempfile.TemporaryDirectory() as scratch:  # Trainer wants an output_dir; nothing is saved in it
+        args = TrainingArguments(
+            output_dir=scratch, max_steps=total_steps, per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, weight_decay=0.0,
+            lr_scheduler_type="linear", warmup_steps=int(cfg.warmup_ratio * total_steps), max_grad_norm=1.0,
+            optim="adamw_torch", logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed,
+            data_seed=cfg.seed, use_cpu=device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
+            disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=list(examples),
+                          data_collator=lambda batch: collate(batch, pad_id), callbacks=[_Progress()])
+        trainer.train()
+    print()
+    return [round(float(e["loss"]), 4) for e in trainer.state.log_history if "loss" in e]
+
+
+def _train_by_hand(cfg: TrainConfig, model: Any, examples: list[Tokenised], pad_id: int, device: str,
+                   total_steps: int) -> list[float]:
+    """A plain torch loop: shuffle each epoch, cycle until total_steps; returns each step's loss."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import get_linear_schedule_with_warmup
+
+    optimiser = torch.optim.AdamW(_trainable(model), lr=cfg.lr, weight_decay=0.0)
+    schedule = get_linear_schedule_with_warmup(optimiser, int(cfg.warmup_ratio * total_steps), total_steps)
+    losses: list[float] = []
+    model.train()
+    order: list[int] = []
+    rng = random.Random(cfg.seed)
+    with Progress(
+        TextColumn("train"), BarColumn(), TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]}"),
+        TimeRemainingColumn(), transient=True,
+    ) as progress:
+        task = progress.add_task("train", total=total_steps, loss="-")
+        for _step in range(total_steps):
+            step_loss = 0.0
+            for _ in range(cfg.grad_accum):
+                if len(order) < cfg.batch_size:
+                    fresh = list(range(len(examples)))
+                    rng.shuffle(fresh)
+                    order.extend(fresh)
+                batch = collate([examples[i] for i in order[: cfg.batch_size]], pad_id)
+                del order[: cfg.batch_size]
+                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss / cfg.grad_accum
+                loss.backward()
+                step_loss += loss.item()
+            torch.nn.utils.clip_grad_norm_(_trainable(model), 1.0)
+            optimiser.step()
+            schedule.step()
+            optimiser.zero_grad()
+            losses.append(round(step_loss, 4))
+            progress.update(task, advance=1, loss=f"{step_loss:.3f}")
+    return losses
