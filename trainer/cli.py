@@ -139,7 +139,7 @@ def select_command(db: str, out_dir: str, per_type: int, val_fraction: float, la
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--max-length", type=int, default=2048, show_default=True, help="Longer examples are skipped.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--loop", type=click.Choice(["trainer", "hand"]), default="hand", show_default=True,
+@click.option("--loop", type=click.Choice(["trainer", "hand"]), default="trainer", show_default=True,
               help="transformers' Trainer, or a plain torch loop over the same batches.")
 @device_option
 def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None, max_steps: int | None, lr: float,
