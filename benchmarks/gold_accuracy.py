@@ -127,11 +127,11 @@ def gate_recall(notes: dict[str, str], gold: list[dict], questions: dict[str, Qu
 
 
 _MODEL = None
-ADAPTER: str | None = None  # --adapter: a LoRA adapter on the embedded model
+ADAPTER: str = "default"  # --adapter: the embedded model's adapter ("default" = crit run's: the student)
 
 
 def _model():
-    """The embedded model's transformers backend (with --adapter, if given), loaded once."""
+    """The embedded model's transformers backend (with --adapter), loaded once."""
     global _MODEL
     if _MODEL is None:
         from crit.engine.backends.registry import TransformersFactory
@@ -168,7 +168,9 @@ def main() -> None:
     ap.add_argument("--gold", type=Path, default=GOLD,
                     help="a folder with notes.jsonl and aristotle_gold.jsonl; other than tests/gold, every note "
                          "counts as split 'fresh' (tests/gold/fresh: labelled after tuning was frozen)")
-    ap.add_argument("--adapter", help="run the model answerers with this LoRA adapter (e.g. engine/student)")
+    ap.add_argument("--adapter", default="default",
+                    help="the model answerers' LoRA adapter: 'default' (crit run's, the shipped student), 'none' "
+                         "(the raw model) or a folder (e.g. build/ablation/all)")
     args = ap.parse_args()
     global ADAPTER
     ADAPTER = args.adapter

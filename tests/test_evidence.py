@@ -345,3 +345,48 @@ def test_a_model_number_in_a_unit_of_another_quantity_is_not_kept():
         assert (a.value == 6.4) is kept, (unit, a)
         if not kept:
             assert a.error.startswith("unit:")
+
+
+@pytest.mark.parametrize("note, name, said, reason", [
+    # The dev-split cases where the student replaced an unsure rules answer and was wrong.
+    ("FAMILY HISTORY: Grandmother with stroke. Patient had a TIA? Unclear.", "stroke", "present", "quote_not_about_patient"),
+    ("It is unknown whether the patient has a history of diabetes.", "diabetes", "absent", "quote_not_a_denial"),
+    ("BUN was 22, creatinine normal, glucose normal.", "creat", 22.0, "number_not_read"),
+    ("The hemoglobin A1c was 6.4 and the spot urine was clear.", "hgb", 6.4, "number_not_read"),
+    ("No atrial fibrillation.\nAtrial fibrillation on the monitor.", "af", "present", "quote_denies"),
+    ("Atrial fibrillation on the monitor.\nNo atrial fibrillation.", "af", "absent", "quote_affirms"),
+])
+def test_a_model_answer_its_quote_does_not_support_leaves_the_rules_answer(note, name, said, reason):
+    """The default policy asks the model where the rules are unsure; its answer replaces theirs only
+    when the rules, reading the model's own quote, support it (combine.objection)."""
+    question = q(name)
+    passages = find_passages(note, question)
+    quote = passages[0].text(note)
+
+    def script(text, asked):
+        if asked.kind == "boolean":
+            return json.dumps({"source": quote, "answer": said})
+        return json.dumps({"source": quote, "status": "stated", "answer": said, "unit": None})
+
+    rules = RulesBackend().answer("n1", note, [question])[0]
+    assert not rules.confident  # so the model is asked
+    engine = EvidenceEngine(ScriptedBackend(script))
+    [a] = engine.answer("n1", note, [question])[0]
+    assert engine.model_questions == 1
+    assert a.method == "rules" and a.value == rules.value and engine.overruled == {reason: 1}, (a, engine.overruled)
+
+
+def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
+    """Two passages disagree ("no AF" then "AF"): the rules are unsure and take present; a model that
+    quotes the denial and answers absent is kept, grounded in its quote."""
+    note = "ROS: No atrial fibrillation.\nASSESSMENT: Paroxysmal atrial fibrillation, on warfarin."
+    rules = RulesBackend().answer("n1", note, [q("af")])[0]
+    assert not rules.confident and rules.value == 1.0
+
+    def script(text, asked):
+        return json.dumps({"source": "ROS: No atrial fibrillation.", "answer": "absent"})
+
+    engine = EvidenceEngine(ScriptedBackend(script))
+    [a] = engine.answer("n1", note, [q("af")])[0]
+    assert a.method == "model" and a.value == 0.0 and not engine.overruled
+    assert note[a.span_start:a.span_end] == a.source == "ROS: No atrial fibrillation."

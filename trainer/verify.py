@@ -7,12 +7,16 @@ pair's quote alone and over the whole note. Reasons, in the order they are tried
 
 - ``quote_not_verbatim``: the quote is not the note's text at the pair's span;
 - ``number_not_in_quote``: a numeric answer its quote does not write;
-- ``quote_denies``: answer "present", but the quote reads as a denial ("denies CP");
-- ``quote_not_about_patient``: answer "present", but the quote is only family history or
-  a hypothetical ("mother w/ DM", "r/o MI");
-- ``quote_affirms``: answer "absent", but the quote affirms it and denies nothing;
 - ``na_contradicted``: an NA answer, where the rules are sure the note answers it;
-- ``off_question``: the quote never names the question (no term of it, no word of it).
+- then crit.engine.combine.objection, the check the engine makes of a model's answer:
+  ``off_question`` (the quote is no passage of the question), ``quote_denies`` (answer
+  "present", the quote a sure denial: "denies CP"), ``quote_not_about_patient`` (answer
+  "present", the quote only family history or a hypothetical: "mother w/ DM", "r/o MI"),
+  ``quote_not_a_denial`` (answer "absent", the quote the same, or a hedge),
+  ``quote_affirms`` (answer "absent", the quote affirms it and denies nothing),
+  ``number_not_read`` (a number the rules do not read after a term of the question:
+  "BUN 22, creatinine normal");
+- for a pair with no engine question, ``off_question`` means the quote has no word of it.
 
 The rules only speak where they are sure (`confident`), so an unsure reading never drops a
 pair. Pairs from a teacher that did not ask an engine question (no question_json) get the
@@ -26,12 +30,11 @@ from collections import Counter
 from typing import Any
 
 from crit.engine.backends.rules import decide
-from crit.engine.combine import number_in
+from crit.engine.combine import OBJECTIONS, number_in, objection
 from crit.engine.evidence import find_passages
 from crit.engine.questions import Question
 
-REASONS = ("quote_not_verbatim", "number_not_in_quote", "quote_denies", "quote_not_about_patient", "quote_affirms",
-           "na_contradicted", "off_question")
+REASONS = ("quote_not_verbatim", "number_not_in_quote", "na_contradicted", *OBJECTIONS)
 _STOP = frozenset("the a an of in on is are was does did what note document documents patient any which how".split())
 
 
@@ -62,18 +65,10 @@ def check_label(row: dict[str, Any], note_text: str) -> str | None:
     if na:
         whole = decide(q, note_text, passages)
         return "na_contradicted" if whole.get("confident") and whole["label"] != "not mentioned" else None
-    quoted = [p for p in passages if p.start <= row["span_start"] and row["span_end"] <= p.end]
-    if not quoted:
-        return "off_question"
-    reading = decide(q, note_text, quoted)
-    if q.kind == "boolean":
-        if row["answer"] == "present" and reading["label"] == "absent" and reading["confident"]:
-            return "quote_denies"
-        if row["answer"] == "present" and reading["label"] == "not mentioned":
-            return "quote_not_about_patient"
-        if row["answer"] == "absent" and reading["label"] == "present" and reading["confident"]:
-            return "quote_affirms"
-    return None
+    # The engine's own check of a model answer against its quote: one reading for both.
+    label = row["answer"] if q.kind == "boolean" else None
+    value = float(row["answer"]) if q.kind == "numeric" else None
+    return objection(q, label, value, (row["span_start"], row["span_end"]), note_text, passages)
 
 
 def verify(rows: list[dict[str, Any]], texts: dict[str, str]) -> tuple[list[dict[str, Any]], Counter[str]]:

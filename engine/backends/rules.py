@@ -98,15 +98,17 @@ class RulesBackend(OneNoteAtATime):
         """Nothing to release."""
 
 
-def decide(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
-    """The rules' answer over `passages`, as Answer fields plus 'label' (the JSON answer)."""
+def decide(question: Question, note_text: str, passages: Sequence[Passage], *, reach: int | None = None) -> dict:
+    """The rules' answer over `passages`, as Answer fields plus 'label' (the JSON answer). `reach`: the
+    characters a number may lie after its term (default _VALUE_REACH; a check of a model's quote
+    reads further, crit.engine.combine.objection)."""
     if question.phrase == SEX_PHRASE:
         return _sex(note_text, passages)
     if question.kind == "boolean":
         return _boolean(question, note_text, passages)
     if question.phrase == "age":
         return _age(note_text, passages)
-    return _numeric(question, note_text, passages)
+    return _numeric(question, note_text, passages, reach or _VALUE_REACH)
 
 
 def _grounded(p: Passage, note_text: str) -> dict:
@@ -172,7 +174,7 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
     return _not_mentioned(confident=not passages)
 
 
-def values_after(note_text: str, term_end: int, limit: int) -> list[Candidate]:
+def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_REACH) -> list[Candidate]:
     """The numbers written after a term (see module docstring), each with its unit and span."""
     if _OTHER_ANALYTE.match(note_text, term_end, limit):
         return []
@@ -180,7 +182,7 @@ def values_after(note_text: str, term_end: int, limit: int) -> list[Candidate]:
     pos = term_end
     for m in _NUMBER.finditer(note_text, term_end, limit):
         gap = note_text[pos : m.start()]
-        if not out and m.start() - term_end > _VALUE_REACH:
+        if not out and m.start() - term_end > reach:
             break
         if out and not _CHAIN.match(gap):
             break
@@ -216,7 +218,7 @@ def _in_unit(c: Candidate, question: Question) -> float | None:
     return units.convert(c.value, c.unit, question.unit, units.analyte_of(question.phrase, question.aka))
 
 
-def _numeric(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
+def _numeric(question: Question, note_text: str, passages: Sequence[Passage], reach: int) -> dict:
     found: list[tuple[Candidate, Passage]] = []
     hemoglobin = units.analyte_of(question.phrase, question.aka) == "hemoglobin"
     for p in passages:
@@ -226,7 +228,7 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage]) ->
         for start, end in _term_matches(question, note_text, p):
             if hemoglobin and _H_AND_H.match(note_text, start):
                 continue  # read as a pair above
-            found.extend((_with_count_unit(c, question), p) for c in values_after(note_text, end, p.end))
+            found.extend((_with_count_unit(c, question), p) for c in values_after(note_text, end, p.end, reach))
     if not found:
         return _not_mentioned(confident=not passages)
     seen: set[tuple[int, int]] = set()
