@@ -140,6 +140,9 @@ def _model():
     return _MODEL
 
 
+ENGINES: dict = {}  # answerer name -> its EvidenceEngine, for what it asked and what was overruled
+
+
 def answerers(names: list[str]) -> dict[str, Answerer]:
     from crit.engine.backends.rules import RulesBackend
 
@@ -153,6 +156,7 @@ def answerers(names: list[str]) -> dict[str, Answerer]:
             from crit.engine.combine import EvidenceEngine
 
             engine = EvidenceEngine(_model(), policy="model" if name == "gate+model" else "rules-then-model")
+            ENGINES[name] = engine
             out[name] = lambda nid, text, qs, engine=engine: engine.answer(nid, text, qs)[0]
         else:
             sys.exit(f"unknown answerer {name!r}: rules, engine, gate+model, default")
@@ -210,6 +214,10 @@ def main() -> None:
         saved.extend({"answerer": name, **r} for r in rows)
         methods = {m: sum(r["method"] == m for r in rows) for m in ("gate", "rules", "model")}
         print(f"{name}: {seconds:.1f} s over {len(wanted)} notes; answers by method {methods}", file=sys.stderr)
+        if name in ENGINES:
+            e = ENGINES[name]
+            print(f"{name}: {e.model_questions} questions asked of the model; its answers the rules' reading of "
+                  f"their quote refused: {dict(e.overruled)}", file=sys.stderr)
         for split in splits:
             table.append((name, split, score([r for r in rows if r["split"] == split])))
         if args.misses:
