@@ -447,9 +447,9 @@ def _insert(base: str, sentences: list[str], rng: random.Random) -> tuple[str, l
 def _writable(q: Question) -> bool:
     """Questions the templates can answer by construction: not the built-in sex question, not a
     relation ("X due to Y"), whose label would need both halves written together."""
-    from crit.engine.backends.rules import _RELATIONS
+    from crit.engine.backends.rules import RELATIONS
 
-    return q.phrase != SEX_PHRASE and not _RELATIONS.search(q.phrase) and (q.phrase == "age" or bool(question_terms(q)))
+    return q.phrase != SEX_PHRASE and not RELATIONS.search(q.phrase) and (q.phrase == "age" or bool(question_terms(q)))
 
 
 def generate(questions: Sequence[Question], cfg: GenerateConfig, real: Sequence[tuple[str, str]] = ()

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crit.engine.combine import number_in
+
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
 PAIR_TYPES: tuple[PairType, ...] = ("boolean", "numeric", "na-boolean", "na-numeric")
 
@@ -151,14 +153,6 @@ def normalise_question(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def _number_in(value: float, text: str) -> bool:
-    """Whether the number appears in `text` as written (1.0 matches "1" and "1.0")."""
-    for token in re.findall(r"\d+(?:\.\d+)?", text.replace(",", "")):
-        if float(token) == value:
-            return True
-    return False
-
-
 def check_pair(data: Any, kind: PairType, note_text: str) -> tuple[dict[str, Any] | None, str | None]:
     """Validate one generated pair. Returns (fields, None) when kept, (None, reason) when dropped.
 
@@ -193,7 +187,7 @@ def check_pair(data: Any, kind: PairType, note_text: str) -> tuple[dict[str, Any
         if start < 0:
             return None, "source_not_verbatim"
         span_start, span_end = start, start + len(source)
-        if kind == "numeric" and not _number_in(float(data["answer"]), source):
+        if kind == "numeric" and not number_in(float(data["answer"]), source):
             return None, "numeric_not_in_source"
     answer = data["answer"]
     if kind == "numeric":

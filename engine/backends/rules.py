@@ -52,7 +52,7 @@ _UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?
 _AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
 _FEMALE = re.compile(r"\b(she|her|hers|herself|woman|female|lady|girl|mrs|ms|miss)\b", re.I)
 _MALE = re.compile(r"\b(he|him|his|himself|man|male|gentleman|boy|mr)\b", re.I)
-_RELATIONS = re.compile(r"\b(?:due to|secondary to|caused by|such as)\b", re.I)
+RELATIONS = re.compile(r"\b(?:due to|secondary to|caused by|such as)\b", re.I)  # "X due to Y": both halves needed
 # A different analyte that begins with this one's term: "hemoglobin A1c" is not hemoglobin.
 _OTHER_ANALYTE = re.compile(r"\s*(?:a1c|a 1c|a1-c)\b", re.I)
 # "H&H 10/32", "H and H 13 and 40": hemoglobin and hematocrit as a pair; hemoglobin is the
@@ -120,7 +120,7 @@ def _not_mentioned(confident: bool = True) -> dict:
 
 
 def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
-    relation = _RELATIONS.search(question.phrase)
+    relation = RELATIONS.search(question.phrase)
     needs: list[re.Pattern[str]] = []
     if relation:  # both halves of "X due to Y" in one passage
         qualifier = question.phrase[relation.end():]
