@@ -179,3 +179,20 @@ def test_synth_names_the_columns_of_a_real_notes_table(tmp_path):
     ids = [r[0] for r in con.execute("SELECT note_id FROM notes").fetchall()]
     con.close()
     assert ids and all(i.split("-on-")[1] in ("real-1", "real-2") for i in ids)
+
+
+def test_a_range_is_two_readings_and_the_order_picks_its_end():
+    """"EF 60-65%" for the lowest LVEF is 60; "creatinine 1.2 to 1.4" for the highest is 1.4."""
+    # Two numbers joined by "-" or "to", not "from A to B" (two readings), a date or a reference range.
+    written_range = re.compile(r"(?<!from )(?<![\w*/.-])(\d+(?:\.\d+)?)(?:-| to )(\d+(?:\.\d+)?)(?![\w*/-])")
+    seen = {"lowest": 0, "highest": 0}
+    for n in _notes(0, 300):
+        for p in n.pairs:
+            m = written_range.search(p.source)
+            if p.type != "numeric" or m is None or "(ref" in p.source or p.question.order not in seen:
+                continue
+            low, high = float(m.group(1)), float(m.group(2))
+            assert low < high, p.source
+            assert float(p.answer) == (low if p.question.order == "lowest" else high), (p.question.order, p.source)
+            seen[p.question.order] += 1
+    assert seen["lowest"] and seen["highest"], seen

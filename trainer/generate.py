@@ -9,7 +9,10 @@ every question it mentioned, a pair with the answer the construction implies:
   ("Mother w/ diabetes."), hypotheticals ("r/o stroke", "return if any bleeding");
 - numeric: one or several readings of a lab with units, dates, reference ranges and other
   labs around it; the answer is the reading the question's order picks (highest, lowest,
-  first, last) as written, with its unit as written;
+  first, last) as written, with its unit as written. A range ("EF 60-65%", "creatinine 1.2
+  to 1.4 mg/dL") is two readings of one sentence, so the lowest LVEF is its low end (the gold
+  set's reading, tests/gold/README.md); ranges are written only for highest/lowest questions,
+  where that reading is clear;
 - na-numeric: the analyte named with no value ("creatinine pending", "will check Hgb").
 
 The engine only asks a model about questions whose terms appear in a note (the gate), so
@@ -43,9 +46,9 @@ from crit.engine.evidence import find_passages, question_terms, term_regex
 from crit.engine.questions import SEX_PHRASE, Question
 from crit.trainer.synth import SynthSummary, answer_text, open_db, read_notes, store_note
 
-GENERATOR_VERSION = "crit-gen-1"
+GENERATOR_VERSION = "crit-gen-2"  # 2: ranges ("EF 60-65%") as labelled readings
 
-Mention = Literal["present", "absent", "family", "hypothetical", "value", "pending"]
+Mention = Literal["present", "absent", "family", "hypothetical", "value", "range", "pending"]
 
 # ---- what a mention says ------------------------------------------------------------------
 # {t} is one of the question's terms as the .crit file writes it (phrase part or aka).
@@ -116,6 +119,9 @@ TWO_READINGS = [
     "{T} {v1}{u} -> {v2}{u}.", "{T} {v1}{u} on {d1}, {v2}{u} on {d2}.", "{T} went from {v1} to {v2}{u}.",
     "{T} trending: {v1}, then {v2}{u}.",
 ]
+# A range: {v1} the low end, {v2} the high end.
+RANGE = ["{T} {v1}-{v2}{u}.", "{T} estimated at {v1}-{v2}{u}.", "{T} {v1} to {v2}{u}.",
+         "{T} in the range of {v1}-{v2}{u}.", "{T} {v1}-{v2}{u} on {d1}."]
 AGE = ["{v} y/o {sex} presents for f/u.", "{v}-year-old {sex} with the following.", "Pt is a {v} yo {sex}.",
        "{v} YO {sex}, here w/ family.", "This is a {v}-year-old {sex}."]
 
@@ -155,6 +161,7 @@ HOME: dict[Mention, tuple[str, ...]] = {
     "family": ("FAMILY HISTORY",),
     "hypothetical": ("ASSESSMENT AND PLAN", "HPI"),
     "value": ("LABS", "PHYSICAL EXAM"),
+    "range": ("LABS", "PHYSICAL EXAM"),
     "pending": ("LABS", "ASSESSMENT AND PLAN"),
 }
 
@@ -294,6 +301,10 @@ def _mention_sentence(q: Question, mention: Mention, rng: random.Random, reading
     (v1, w1), (v2, w2) = _value(q, rng), _value(q, rng)
     while v2 == v1:
         v2, w2 = _value(q, rng)
+    if mention == "range":
+        (v1, w1), (v2, w2) = sorted([(v1, w1), (v2, w2)])
+        sentence = rng.choice(RANGE).format(v1=w1, v2=w2, u=u, d1=_date(rng), **fill)
+        return sentence, [(v1, w1), (v2, w2)], unit or None, 3
     sentence = rng.choice(TWO_READINGS).format(v1=w1, v2=w2, u=u, d1=_date(rng), d2=_date(rng), **fill)
     return sentence, [(v1, w1), (v2, w2)], unit or None, 3
 
@@ -315,7 +326,9 @@ def _plan_mentions(q: Question, rng: random.Random) -> list[tuple[Mention, int]]
     if main == "pending":
         return [("pending", 1)]
     if q.order in ("highest", "lowest", "first", "last"):
-        n = rng.choices([1, 2, 3], weights=[3, 2, 2])[0]
+        n = rng.choices([1, 2, 3, 4], weights=[3, 2, 2, 2 if q.order in ("highest", "lowest") else 0])[0]
+        if n == 4:
+            return [("range", 2)]  # a range: its two ends in one sentence
         if n == 2:
             return [("value", 2)]  # two readings in one sentence
         if n == 3:
