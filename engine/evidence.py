@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from crit.engine.questions import SEX_PHRASE, Question
 
 # Bump when the passages found for a note can change: it is part of every answer key.
-EVIDENCE_VERSION = "evidence-1"
+EVIDENCE_VERSION = "evidence-2"  # 2: a label line joins the value-only line below it
 
 # Words that qualify a finding without naming it; stripped from the front of a term.
 _MODIFIERS = frozenset(
@@ -155,7 +155,35 @@ def sentences(text: str) -> list[tuple[int, int]]:
             piece_start, piece_end = start, line.start() + cut
             start = piece_end
             spans.extend(_bounded(text, piece_start, piece_end))
-    return [s for s in (_trim(text, a, b) for a, b in spans) if s[1] > s[0]]
+    spans = [s for s in (_trim(text, a, b) for a, b in spans) if s[1] > s[0]]
+    return _join_label_values(text, spans)
+
+
+# A line that is only a label ("EJECTION FRACTION:"), then a line that is only a value ("72%.",
+# "1.4 mg/dL", "55 to 60%"): a number, a unit, perhaps a second number, nothing else.
+_LABEL_LINE = re.compile(r"[A-Za-z][A-Za-z0-9 /&()'-]{1,60}:")
+_VALUE_LINE = re.compile(r"[<>~]?\s*\d+(?:\.\d+)?\s*(?:(?:-|to)\s*\d+(?:\.\d+)?)?\s*(?:%|[A-Za-z/^0-9µμ]{1,12})?\.?")
+
+
+def _join_label_values(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join a label line with a value-only line after it, so "EJECTION FRACTION:\n 72%." is one
+    sentence: a report's value on the line below its label belongs to it. A section header
+    above a sentence, a list or a paragraph stays apart."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(spans):
+        a, b = spans[i]
+        if i + 1 < len(spans) and _LABEL_LINE.fullmatch(text, a, b):
+            c, d = spans[i + 1]
+            line_end = text.find("\n", d)
+            whole_line = not text[d:line_end if line_end >= 0 else len(text)].strip()
+            if text.count("\n", b, c) == 1 and whole_line and _VALUE_LINE.fullmatch(text, c, d):
+                out.append((a, d))
+                i += 2
+                continue
+        out.append((a, b))
+        i += 1
+    return out
 
 
 def _bounded(text: str, start: int, end: int) -> list[tuple[int, int]]:

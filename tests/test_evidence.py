@@ -390,3 +390,14 @@ def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
     [a] = engine.answer("n1", note, [q("af")])[0]
     assert a.method == "model" and a.value == 0.0 and not engine.overruled
     assert note[a.span_start:a.span_end] == a.source == "ROS: No atrial fibrillation."
+
+
+def test_a_label_line_keeps_the_value_on_the_line_below():
+    """"EJECTION FRACTION:\n 72%." (mts-56, a stress test report) is one sentence, so the rules read 72;
+    a label above a long line or a list stays apart."""
+    text = ("EJECTION FRACTION:\n 72%.\nCONCLUSIONS:\n1. Negative stress test. 2. Normal wall motion.\n"
+            "HISTORY:\n The patient is a 60-year-old man who was seen in clinic today for follow-up.")
+    pieces = [text[a:b] for a, b in sentences(text)]
+    assert "EJECTION FRACTION:\n 72%." in pieces
+    assert "CONCLUSIONS:" in pieces and "1. Negative stress test." in pieces and "HISTORY:" in pieces
+    assert rules_label(text, "lvef") == (72.0, "%")
