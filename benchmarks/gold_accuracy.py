@@ -127,7 +127,7 @@ def gate_recall(notes: dict[str, str], gold: list[dict], questions: dict[str, Qu
 
 
 _MODEL = None
-ADAPTER: str = "default"  # --adapter: the embedded model's adapter ("default" = crit run's: the student)
+ADAPTER: str | None = None  # --adapter: a LoRA adapter on the embedded model (None: the raw model, crit run's default)
 
 
 def _model():
@@ -172,9 +172,8 @@ def main() -> None:
     ap.add_argument("--gold", type=Path, default=GOLD,
                     help="a folder with notes.jsonl and aristotle_gold.jsonl; other than tests/gold, every note "
                          "counts as split 'fresh' (tests/gold/fresh: labelled after tuning was frozen)")
-    ap.add_argument("--adapter", default="default",
-                    help="the model answerers' LoRA adapter: 'default' (crit run's, the shipped student), 'none' "
-                         "(the raw model) or a folder (e.g. build/ablation/all)")
+    ap.add_argument("--adapter", help="run the model answerers with this LoRA adapter: 'student' (the shipped "
+                    "student) or a folder (e.g. build/ablation/all); default the raw model, as crit run")
     args = ap.parse_args()
     global ADAPTER
     ADAPTER = args.adapter

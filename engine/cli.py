@@ -189,9 +189,8 @@ def report(db: str, output: str, run_id: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Read and check every note and count the note-question pairs left "
               "to ask; load no model, write nothing.")
 @click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
-@click.option("--adapter", default=None,
-              help="LoRA adapter folder (from `crit train`), merged into the model. Default: the student shipped "
-              "with crit (engine/student) over the embedded model, none with --model; 'none': the raw model.")
+@click.option("--adapter", default=None, help="LoRA adapter folder (from `crit train`), merged into the model; "
+              "'student' for the student shipped with crit (engine/student).")
 @device_option
 @click.option("--limit", type=int, default=None, help="Only the first N notes (a quick try).")
 @note_columns

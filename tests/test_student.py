@@ -33,20 +33,14 @@ def test_the_student_is_small_and_its_config_matches_the_manifest():
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
 
 
-def test_the_student_is_the_default_and_named_in_the_identity(tmp_path):
+def test_the_student_is_asked_for_by_name_and_named_in_the_identity():
     student = TransformersFactory(adapter="student")
-    assert TransformersFactory().adapter == student.adapter == str(STUDENT_DIR)  # the default
-    raw = TransformersFactory(adapter="none")
-    assert raw.adapter is None and TransformersFactory(adapter=None).adapter is None
-    assert student.identity() != raw.identity() == model_identity(None)
+    assert student.adapter == str(STUDENT_DIR)
+    assert TransformersFactory().adapter is None and TransformersFactory(adapter="none").adapter is None
+    assert student.identity() != TransformersFactory().identity() == model_identity(None)
     assert f"+{STUDENT_DIR.name}@" in student.identity()  # answers of the two never share a cache key
     with pytest.raises(CritError, match="student of the embedded model"):
         TransformersFactory(model="some/folder", adapter="student")
-    # With a --model folder the default is no adapter: the student fits the embedded model only.
-    folder = tmp_path / "m"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    assert TransformersFactory(model=str(folder)).adapter is None
 
 
 @pytest.mark.slow

@@ -168,8 +168,8 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
 @click.option("--db", "dbs", multiple=True, help="Results store from `crit run` (repeat to compare).")
 @click.option("--model", "models", multiple=True, help="Model folder to run over the gold notes ('embedded' for the built-in one).")
 @click.option("--adapter", "adapters", multiple=True,
-              help="Adapter to run with the embedded model (or with --model, pairwise); 'none' for the raw "
-                   "model. Default: the student shipped with crit over the embedded model, none with --model.")
+              help="Adapter to run with the embedded model (or with --model, pairwise); 'student' for the "
+                   "student shipped with crit.")
 @click.option("--boolean-schema", "schemas", multiple=True, type=click.Choice(["enum", "truefalse"]),
               help="Answer schema(s) for boolean questions in direct runs (repeat to compare; default enum).")
 @click.option("--notes", default=None, help="Gold notes (default: notes.jsonl beside GOLD).")
@@ -196,9 +196,9 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
         bases = [None] * len(adapters)
     if adapters and len(adapters) != len(bases):
         raise click.UsageError("give one --adapter per --model, or only --adapter (with the embedded model)")
-    from crit.engine.model import DEFAULT_ADAPTER, resolve_adapter
+    from crit.engine.model import resolve_adapter  # "student": the student shipped with crit
 
-    pairs = list(zip(bases, adapters)) if adapters else [(b, DEFAULT_ADAPTER) for b in bases]
+    pairs = list(zip(bases, adapters)) if adapters else [(b, None) for b in bases]
     pairs = [(b, resolve_adapter(b, a)) for b, a in pairs]
     specs = [ModelSpec(model=b, adapter=a, boolean_schema=s) for b, a in pairs for s in (schemas or ("enum",))]
     cfg = EvalConfig(gold=gold, notes=notes, columns=columns(id_column, text_column), criteria=criteria, dbs=list(dbs), models=specs,

@@ -39,10 +39,9 @@ class TransformersFactory:
     """The embedded SmolLM2 (or a local HF model folder, optional LoRA adapter) run by transformers."""
 
     model: str | None = None
-    # "default": the student shipped with crit over the embedded model, none over a --model folder;
-    # None or "none": the raw model; "student": the shipped student; else a LoRA adapter folder
-    # (crit.engine.model.resolve_adapter).
-    adapter: str | None = "default"
+    # None or "none": the raw model; "student": the student shipped with crit
+    # (crit.engine.model.resolve_adapter); else a LoRA adapter folder.
+    adapter: str | None = None
     device: str = "auto"
     # Questions of a note decoded together. Measured on 2 CPU cores, aristotle.crit's 26
     # questions over 2 sample notes: batch 9 -> 78.6 s, 13 -> 59.4 s, 26 -> 59.7 s.

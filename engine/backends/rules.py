@@ -98,17 +98,17 @@ class RulesBackend(OneNoteAtATime):
         """Nothing to release."""
 
 
-def decide(question: Question, note_text: str, passages: Sequence[Passage], *, reach: int | None = None) -> dict:
+def decide(question: Question, note_text: str, passages: Sequence[Passage], *, reach: int = _VALUE_REACH) -> dict:
     """The rules' answer over `passages`, as Answer fields plus 'label' (the JSON answer). `reach`: the
-    characters a number may lie after its term (default _VALUE_REACH; a check of a model's quote
-    reads further, crit.engine.combine.objection)."""
+    characters a number may lie after its term (a check of a model's quote reads further,
+    crit.engine.combine.objection)."""
     if question.phrase == SEX_PHRASE:
         return _sex(note_text, passages)
     if question.kind == "boolean":
         return _boolean(question, note_text, passages)
     if question.phrase == "age":
         return _age(note_text, passages)
-    return _numeric(question, note_text, passages, reach or _VALUE_REACH)
+    return _numeric(question, note_text, passages, reach)
 
 
 def _grounded(p: Passage, note_text: str) -> dict:
