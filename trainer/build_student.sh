@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the student that backs `crit run` (engine/student/) from a seed, on CPU.
+# Rebuild the student shipped with crit (engine/student/, `crit run --adapter student`) from a seed, on CPU.
 #
 #   bash trainer/build_student.sh            # seed 0: the shipped adapter
 #   SEED=1 OUT=build/student-1 bash trainer/build_student.sh
