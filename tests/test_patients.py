@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -201,6 +201,91 @@ def test_the_rank_across_notes_at_its_edges() -> None:
     picked = {(p, q): n for p, q, n in con.execute("SELECT patient_id, question, note_id FROM patient_answers").fetchall()}
     assert picked == {("P", "first"): "old", ("P", "last"): "d2", ("P", "mi"): "old",
                       ("Q", "first"): "x1", ("Q", "last"): "x2", ("Q", "mi"): "x1"}
+
+
+def _months_before(day: date, months: int) -> date:
+    """`day` less a number of calendar months, the day clamped to the month's end (as DuckDB does)."""
+    import calendar
+
+    total = day.year * 12 + day.month - 1 - months
+    year, month = divmod(total, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def test_the_patient_pick_matches_a_plain_reading_of_the_rule() -> None:
+    """Seeded random patients, checked against the rule as the docs state it, written plainly here.
+
+    Each question and window: of the patient's notes (inside the window: dated from its start to the
+    last note's date), those with a value decide: booleans present over absent, numbers by the
+    question's order, then the later note (dated over undated, then by corpus row). With no value,
+    the reason is the worst of the notes' (error, unit, na, missing), or 'window' with no note inside.
+    The SQL packs all of this into one integer per note; this test is what keeps that honest."""
+    import random
+
+    rng = random.Random(15)
+    text = ('boolean mi "a myocardial infarction"\nnumeric creat last "serum creatinine" in mg/dL\n'
+            'numeric hb lowest "hemoglobin" in g/dL\n'
+            'include mi within 6 months or creat within 30 days > 2 or hb within 3 months < 10 or mi or creat > 1 or hb < 9\n')
+    windows = {1: ("mi", ("month", 6)), 2: ("creat", ("day", 30)), 3: ("hb", ("month", 3))}
+    notes, answers = [], []
+    for p in range(60):
+        for _ in range(rng.randint(1, 6)):
+            row = len(notes) + 1
+            when = None if p == 0 or rng.random() < 0.1 else date(2022, 1, 1) + timedelta(days=rng.randrange(730))
+            notes.append((f"n{row}", f"P{p}", when, row))  # P0: undated, so no window holds a note
+            for q in ("mi", "creat", "hb"):
+                r = rng.random()
+                if r < 0.1:
+                    continue  # no answer row: 'missing'
+                unit = None if q == "mi" else ("kg" if r < 0.15 else {"creat": "mg/dL", "hb": "g/dL"}[q])
+                value = float(rng.random() < 0.3) if q == "mi" else round(rng.uniform(0.5, 14), 1)
+                error = "boom" if 0.15 <= r < 0.2 else None
+                na = 0.2 <= r < 0.5
+                answers.append((f"n{row}", q, q, None if na or error else value, unit, na, error))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE notes (note_id VARCHAR, patient_id VARCHAR, note_date DATE, source_row BIGINT)")
+    con.executemany("INSERT INTO notes VALUES (?, ?, ?, ?)", notes)
+    con.execute("CREATE TABLE answers (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, value DOUBLE, "
+                "unit VARCHAR, na BOOLEAN, error VARCHAR)")
+    con.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)", answers)
+    evaluate(con, plan_from_text(text))
+    got = {(p, q, w): (n, v, r) for p, q, w, n, v, r in con.execute(
+        "SELECT patient_id, question, window_id, note_id, converted, reason FROM patient_answers").fetchall()}
+
+    by_note = {(a[0], a[1]): a for a in answers}
+    expected = {}
+    for p in {n[1] for n in notes}:
+        mine = [n for n in notes if n[1] == p]
+        dated = [n[2] for n in mine if n[2] is not None]
+        index = max(dated) if dated else None
+        for w, (q, span) in [(0, (q, None)) for q in ("mi", "creat", "hb")] + list(windows.items()):
+            if span is None:
+                read = mine
+            else:
+                start = None if index is None else (
+                    index - timedelta(days=span[1]) if span[0] == "day" else _months_before(index, span[1]))
+                read = [n for n in mine if index is not None and n[2] is not None and start <= n[2] <= index]
+            valued, reasons = [], []
+            for note_id, _, when, row in read:
+                a = by_note.get((note_id, q))
+                reason = ("missing" if a is None else "error" if a[6] else "na" if a[5] else
+                          "unit" if a[4] == "kg" else None)
+                if reason:
+                    reasons.append(reason)
+                else:
+                    later = (when is not None, when or date.min, row)
+                    order = {"mi": (a[3], later), "creat": later, "hb": (-a[3], later)}[q]
+                    valued.append((order, note_id, a[3]))
+            if valued:
+                _, note_id, value = max(valued)
+                expected[(p, q, w)] = (note_id, value, None)
+            elif not read:
+                expected[(p, q, w)] = (None, None, "window")
+            else:
+                worst = min(reasons, key=["error", "unit", "na", "missing"].index)
+                expected[(p, q, w)] = (None, None, worst)
+    assert got == expected
+    assert {r for _, _, r in got.values()} >= {None, "window", "na", "error", "unit", "missing"}
 
 
 def test_a_patient_sex_is_the_one_their_notes_agree_on() -> None:
