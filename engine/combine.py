@@ -31,6 +31,12 @@ Policies, measured on the gold dev split (benchmarks/RESULTS.md, "Evidence-first
   a family history line read as the patient's (twice), "It is unknown whether the patient
   has ... diabetes" read as absent, a BUN value taken for creatinine and a hemoglobin A1c
   for hemoglobin. The rules read each of those quotes right.
+  A model's "absent" never replaces a "present" the rules found in the note (`NOTE_AFFIRMS`):
+  on 180 MTSamples notes outside the gold sets where the rules were unsure
+  (benchmarks/student_overrides.py, tests/gold/overrides), the student replaced the rules'
+  present with absent 8 times and was wrong in 7 ("No Q waves at the baseline of atrial
+  fibrillation" against "2. Atrial fibrillation."; "no symptoms of CAD or CHF" against a
+  listed CHF; a patient's "I don't have diabetes" against a new diagnosis of it).
 """
 
 from __future__ import annotations
@@ -50,11 +56,13 @@ from crit.engine.questions import Question, evidence_schema
 Policy = Literal["rules", "model", "rules-then-model"]
 POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
 DEFAULT_POLICY: Policy = "rules-then-model"
-COMBINE_VERSION = "combine-2"  # 2: a model answer must pass `objection` to replace the rules'
+COMBINE_VERSION = "combine-3"  # 2: a model answer must pass `objection`; 3: nor deny what the rules found present
 # How far after its term a number of a model's quote may be written: wider than the rules' own
 # reach (crit.engine.backends.rules._VALUE_REACH), because a quote the model chose is checked,
 # not searched, and a number in the term's clause is one a reader would take.
 QUOTE_REACH = 60
+# A model's "absent" where the rules found the finding present in the note: the rules' answer stands.
+NOTE_AFFIRMS = "note_affirms"
 OBJECTIONS = ("off_question", "quote_not_about_patient", "quote_not_a_denial", "quote_denies", "quote_affirms",
               "number_not_read")
 
@@ -257,17 +265,24 @@ class EvidenceEngine:
                 m = from_model.get(i, {}).get(q.name)
                 if self.policy == "model" and m is not None:
                     final[q.name] = m
-                elif m is not None and m.error is None and not m.na and m.grounded and self._supported(m, q, r.text, evidence):
+                elif (m is not None and m.error is None and not m.na and m.grounded
+                      and self._supported(m, q, r.text, evidence, rules[q.name])):
                     final[q.name] = m
                 else:
                     final[q.name] = rules[q.name]
             out.append(([final[q.name] for q in r.questions], evidence))
         return out
 
-    def _supported(self, m: Answer, q: Question, note_text: str, evidence: dict[str, list[Passage]]) -> bool:
+    def _supported(self, m: Answer, q: Question, note_text: str, evidence: dict[str, list[Passage]],
+                   by_rules: Answer) -> bool:
         assert m.span_start is not None and m.span_end is not None  # grounded
         label = ("present" if m.value == 1.0 else "absent") if q.kind == "boolean" else None
         reason = objection(q, label, m.value, (m.span_start, m.span_end), note_text, evidence[q.name])
+        if reason is None and label == "absent" and by_rules.value == 1.0 and not by_rules.na and by_rules.error is None:
+            # The rules read the finding affirmed somewhere in the note: a denial elsewhere ("no
+            # symptoms of CHF", "no prior history of heart failure", the patient's own "I don't have
+            # diabetes") does not undo a stated diagnosis, as across notes present beats absent.
+            reason = NOTE_AFFIRMS
         if reason is not None:
             self.overruled[reason] += 1
         return reason is None

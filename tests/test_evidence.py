@@ -377,8 +377,25 @@ def test_a_model_answer_its_quote_does_not_support_leaves_the_rules_answer(note,
 
 
 def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
-    """Two passages disagree ("no AF" then "AF"): the rules are unsure and take present; a model that
-    quotes the denial and answers absent is kept, grounded in its quote."""
+    """A value the rules do not read (the number lies past their reach after the term), which the
+    model quotes and reads: kept, grounded in its quote (mts-1919, outside the gold sets)."""
+    note = "RESULTS:\n4. The left ventricular ejection fraction was normal and estimated to be 78%.\n"
+    rules = RulesBackend().answer("n1", note, [q("lvef")])[0]
+    assert not rules.confident and rules.value is None
+
+    def script(text, asked):
+        return json.dumps({"source": "4. The left ventricular ejection fraction was normal and estimated to be 78%.",
+                           "status": "stated", "answer": 78, "unit": "%"})
+
+    engine = EvidenceEngine(ScriptedBackend(script))
+    [a] = engine.answer("n1", note, [q("lvef")])[0]
+    assert a.method == "model" and a.value == 78.0 and not engine.overruled
+    assert note[a.span_start:a.span_end] == a.source
+
+
+def test_a_model_denial_does_not_undo_what_the_rules_found_present():
+    """Two passages disagree ("no AF" in the review of systems, AF in the assessment): the rules are
+    unsure and take present; a model that quotes the denial and answers absent is not kept."""
     note = "ROS: No atrial fibrillation.\nASSESSMENT: Paroxysmal atrial fibrillation, on warfarin."
     rules = RulesBackend().answer("n1", note, [q("af")])[0]
     assert not rules.confident and rules.value == 1.0
@@ -388,8 +405,7 @@ def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
 
     engine = EvidenceEngine(ScriptedBackend(script))
     [a] = engine.answer("n1", note, [q("af")])[0]
-    assert a.method == "model" and a.value == 0.0 and not engine.overruled
-    assert note[a.span_start:a.span_end] == a.source == "ROS: No atrial fibrillation."
+    assert a.method == "rules" and a.value == 1.0 and engine.overruled == {"note_affirms": 1}
 
 
 def test_a_label_line_keeps_the_value_on_the_line_below():

@@ -111,3 +111,28 @@ def test_the_fresh_gold_set_is_well_formed():
     for g in labels:
         if g["source"] is not None:
             assert texts[g["note_id"]][g["span_start"]:g["span_end"]] == g["source"]
+
+
+SHARED_NOTES = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtsamples.jsonl"
+
+
+@pytest.mark.skipif(not SHARED_NOTES.exists(), reason="needs ../shared/data/mtsamples.jsonl (CI has it)")
+def test_the_override_labels_are_well_formed_and_outside_the_gold_sets() -> None:
+    """tests/gold/overrides labels MTSamples notes it does not copy: each span indexes the shared text."""
+    labels = _read_jsonl(GOLD / "overrides" / "labels.jsonl")
+    held = {r["note_id"] for r in _read_jsonl(GOLD / "notes.jsonl") + _read_jsonl(GOLD / "fresh" / "notes.jsonl")}
+    wanted = {g["note_id"] for g in labels}
+    texts = {r["note_id"]: r["text"] for r in map(json.loads, SHARED_NOTES.open(encoding="utf-8"))
+             if r["note_id"] in wanted}
+    assert len(labels) == 38 and len({(g["note_id"], g["question"]) for g in labels}) == 38
+    assert not wanted & held
+    for g in labels:
+        assert LABEL_KEYS | {"student", "rules"} == set(g), g
+        if g["question"] in BOOLEANS:
+            assert g["kind"] == "boolean" and g["answer"] in BOOLEAN_ANSWERS, g
+        else:
+            assert g["question"] in NUMERICS and g["kind"] == "numeric", g
+        if g["answer"] in (None, "not mentioned"):
+            assert g["source"] is None and g["span_start"] is None, g
+        else:
+            assert texts[g["note_id"]][g["span_start"]:g["span_end"]] == g["source"], g

@@ -1,0 +1,129 @@
+"""Where the default with the student differs from the rules alone, on MTSamples notes outside the gold sets.
+
+The default (crit.engine.combine, policy rules-then-model) keeps a model answer only where the
+rules are unsure and the model's quote passes their check; everywhere else its answer *is* the
+rules'. So on any set of notes, the default beats the rules exactly when its kept model answers
+are right more often than the rules' answers they replace. This script finds those answers;
+a person then labels each one (tests/gold/overrides), and `--score` counts who was right.
+
+    python benchmarks/student_overrides.py --notes 80 --out build/overrides.jsonl  # runs the student
+    python benchmarks/student_overrides.py --score tests/gold/overrides/labels.jsonl --out build/overrides.jsonl
+
+Notes: ../shared/data/mtsamples.jsonl less every note of tests/gold and tests/gold/fresh, kept
+where the rules are unsure of at least one ARISTOTLE gold question, in order of a stable hash
+of note_id (sha256), the first --notes of them. The output holds each kept model answer, the
+rules' answer it replaced, and the text around the model's quote (for the person labelling it;
+MTSamples is public CC0 sample text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from crit.engine.plan import load_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "mtsamples.jsonl"
+GOLD = ROOT / "tests" / "gold"
+# The gold set's ten questions, in its order.
+QUESTIONS = tuple(dict.fromkeys(json.loads(x)["question"] for x in (GOLD / "aristotle_gold.jsonl").open()))
+
+
+def _label(a, kind: str):
+    if a.error:
+        return "error"
+    if kind == "boolean":
+        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
+    return None if a.na else a.value
+
+
+def candidates(limit: int) -> list[dict]:
+    from crit.engine.backends.rules import RulesBackend
+
+    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+    questions = [plan.question(n) for n in QUESTIONS]
+    held = {json.loads(x)["note_id"] for f in (GOLD / "notes.jsonl", GOLD / "fresh" / "notes.jsonl") for x in f.open()}
+    notes = [json.loads(x) for x in SHARED.open()]
+    notes = sorted((n for n in notes if n["note_id"] not in held),
+                   key=lambda n: hashlib.sha256(n["note_id"].encode()).hexdigest())
+    rules, picked = RulesBackend(), []
+    for n in notes:
+        if any(not a.confident for a in rules.answer(n["note_id"], n["text"], questions)):
+            picked.append(n)
+            if len(picked) == limit:
+                break
+    return picked
+
+
+def run(limit: int, out: Path, adapter: str) -> None:
+    from crit.engine.backends.registry import TransformersFactory
+    from crit.engine.backends.rules import RulesBackend
+    from crit.engine.combine import EvidenceEngine
+
+    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+    questions = [plan.question(n) for n in QUESTIONS]
+    notes = candidates(limit)
+    engine = EvidenceEngine(TransformersFactory(adapter=adapter).create())
+    rules = RulesBackend()
+    rows = []
+    for n in notes:
+        by_rules = {a.question: a for a in rules.answer(n["note_id"], n["text"], questions)}
+        final, _ = engine.answer(n["note_id"], n["text"], questions)
+        for q, a in zip(questions, final):
+            if a.method != "model":
+                continue
+            r = by_rules[q.name]
+            lo, hi = max(0, (a.span_start or 0) - 300), (a.span_end or 0) + 300
+            rows.append({"note_id": n["note_id"], "question": q.name, "kind": q.kind,
+                         "student": _label(a, q.kind), "student_unit": a.unit, "quote": a.source,
+                         "span_start": a.span_start, "span_end": a.span_end,
+                         "rules": _label(r, q.kind), "rules_unit": r.unit, "rules_quote": r.source,
+                         "context": n["text"][lo:hi]})
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"{len(notes)} notes where the rules are unsure; {engine.model_questions} questions asked of the model; "
+          f"{len(rows)} model answers kept over the rules'; refused by the check: {dict(engine.overruled)}", file=sys.stderr)
+
+
+def score(labels: Path, run_file: Path) -> None:
+    """The kept model answers of a run, against the labels: who was right, the student or the rules."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gold_accuracy import right
+
+    gold = {(g["note_id"], g["question"]): g["answer"] for g in map(json.loads, labels.open())}
+    rows = [json.loads(x) for x in run_file.open()]
+    unlabelled = [r for r in rows if (r["note_id"], r["question"]) not in gold]
+    rows = [r for r in rows if (r["note_id"], r["question"]) in gold]
+    student = sum(right(gold[r["note_id"], r["question"]], r["student"]) for r in rows)
+    rules = sum(right(gold[r["note_id"], r["question"]], r["rules"]) for r in rows)
+    print(f"{len(rows)} kept model answers over {len({r['note_id'] for r in rows})} notes: the student right in "
+          f"{student}, the rules right in {rules}; the default against the rules alone: {student - rules:+d} answers")
+    for r in rows:
+        g = gold[r["note_id"], r["question"]]
+        s, u = right(g, r["student"]), right(g, r["rules"])
+        if s != u:
+            print(f"  {r['note_id']} {r['question']}: gold {g!r}; student {r['student']!r} "
+                  f"{'right' if s else 'WRONG'}; rules {r['rules']!r} {'right' if u else 'wrong'}")
+    for r in unlabelled:
+        print(f"  unlabelled: {r['note_id']} {r['question']} (student {r['student']!r}, rules {r['rules']!r})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notes", type=int, default=80)
+    ap.add_argument("--out", type=Path, default=Path("build/overrides.jsonl"))
+    ap.add_argument("--adapter", default="student")
+    ap.add_argument("--score", type=Path, help="a labels file (tests/gold/overrides/labels.jsonl): count who was "
+                    "right among the kept answers of --out, without running anything")
+    args = ap.parse_args()
+    if args.score:
+        score(args.score, args.out)
+    else:
+        run(args.notes, args.out, args.adapter)
+
+
+if __name__ == "__main__":
+    main()
