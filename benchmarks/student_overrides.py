@@ -24,36 +24,38 @@ import json
 import sys
 from pathlib import Path
 
+from crit.engine.answers import Answer
 from crit.engine.plan import load_plan
+from crit.engine.questions import Question
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gold_accuracy import label_of, right  # noqa: E402  (a sibling script, not a package)
+
 SHARED = ROOT.parent / "shared" / "data" / "mtsamples.jsonl"
 GOLD = ROOT / "tests" / "gold"
 # The gold set's ten questions, in its order.
 QUESTIONS = tuple(dict.fromkeys(json.loads(x)["question"] for x in (GOLD / "aristotle_gold.jsonl").open()))
 
 
-def _label(a, kind: str):
-    if a.error:
-        return "error"
-    if kind == "boolean":
-        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
-    return None if a.na else a.value
+def questions() -> list[Question]:
+    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+    return [plan.question(n) for n in QUESTIONS]
 
 
-def candidates(limit: int) -> list[dict]:
+def candidates(limit: int, asked: list[Question]) -> list[tuple[dict, dict[str, Answer]]]:
+    """The notes to run, each with the rules' answers (by question) that made it one."""
     from crit.engine.backends.rules import RulesBackend
 
-    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
-    questions = [plan.question(n) for n in QUESTIONS]
     held = {json.loads(x)["note_id"] for f in (GOLD / "notes.jsonl", GOLD / "fresh" / "notes.jsonl") for x in f.open()}
     notes = [json.loads(x) for x in SHARED.open()]
     notes = sorted((n for n in notes if n["note_id"] not in held),
                    key=lambda n: hashlib.sha256(n["note_id"].encode()).hexdigest())
     rules, picked = RulesBackend(), []
     for n in notes:
-        if any(not a.confident for a in rules.answer(n["note_id"], n["text"], questions)):
-            picked.append(n)
+        answers = rules.answer(n["note_id"], n["text"], asked)
+        if any(not a.confident for a in answers):
+            picked.append((n, {a.question: a for a in answers}))
             if len(picked) == limit:
                 break
     return picked
@@ -61,27 +63,23 @@ def candidates(limit: int) -> list[dict]:
 
 def run(limit: int, out: Path, adapter: str) -> None:
     from crit.engine.backends.registry import TransformersFactory
-    from crit.engine.backends.rules import RulesBackend
     from crit.engine.combine import EvidenceEngine
 
-    plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
-    questions = [plan.question(n) for n in QUESTIONS]
-    notes = candidates(limit)
+    asked = questions()
+    notes = candidates(limit, asked)
     engine = EvidenceEngine(TransformersFactory(adapter=adapter).create())
-    rules = RulesBackend()
     rows = []
-    for n in notes:
-        by_rules = {a.question: a for a in rules.answer(n["note_id"], n["text"], questions)}
-        final, _ = engine.answer(n["note_id"], n["text"], questions)
-        for q, a in zip(questions, final):
+    for n, by_rules in notes:
+        final, _ = engine.answer(n["note_id"], n["text"], asked)
+        for q, a in zip(asked, final):
             if a.method != "model":
                 continue
             r = by_rules[q.name]
             lo, hi = max(0, (a.span_start or 0) - 300), (a.span_end or 0) + 300
             rows.append({"note_id": n["note_id"], "question": q.name, "kind": q.kind,
-                         "student": _label(a, q.kind), "student_unit": a.unit, "quote": a.source,
+                         "student": label_of(a, q, None), "student_unit": a.unit, "quote": a.source,
                          "span_start": a.span_start, "span_end": a.span_end,
-                         "rules": _label(r, q.kind), "rules_unit": r.unit, "rules_quote": r.source,
+                         "rules": label_of(r, q, None), "rules_unit": r.unit, "rules_quote": r.source,
                          "context": n["text"][lo:hi]})
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(notes)} notes where the rules are unsure; {engine.model_questions} questions asked of the model; "
@@ -90,9 +88,6 @@ def run(limit: int, out: Path, adapter: str) -> None:
 
 def score(labels: Path, run_file: Path) -> None:
     """The kept model answers of a run, against the labels: who was right, the student or the rules."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gold_accuracy import right
-
     gold = {(g["note_id"], g["question"]): g["answer"] for g in map(json.loads, labels.open())}
     rows = [json.loads(x) for x in run_file.open()]
     unlabelled = [r for r in rows if (r["note_id"], r["question"]) not in gold]

@@ -612,6 +612,7 @@ def _note_decisions_sql(plan: Plan) -> str:
 
 # Why a patient has no value for a question, worst first: the worst of their notes' reasons.
 _WORST = ("error", "unit", "na", "missing")
+_WORST_LIST = "[" + ", ".join(map(literal, _WORST)) + "]"  # SQL, indexed from 1 by a reason's place
 
 # A note's place in time as one BIGINT, larger = later: its day (since 1970) times 2^32 plus its
 # row in the corpus (rows past 2^31 tie); an undated note below every dated one, by row. One
@@ -642,7 +643,7 @@ def _key(q: Question) -> str:
     says at once which note decides, whether any has a value, and if none why not."""
     x = _col("x", q.name)
     when = "earlier" if q.order == "first" else "later"
-    if q.order in ("highest", "lowest") and q.kind == "numeric":
+    if not _one_key(q):  # highest / lowest: by value, then time
         return f"({'-' if q.order == 'lowest' else ''}{x}, {when})"
     ranked = f"CAST({x} AS BIGINT) * {2 ** 61} + {when}" if q.kind == "boolean" else when
     return f"CASE WHEN {x} IS NOT NULL THEN {ranked} ELSE {_NO_VALUE} - {_col('w', q.name)} END"
@@ -653,10 +654,6 @@ def _worst_code(q: Question) -> str:
     a = _col("a", q.name)
     whens = " ".join(f"WHEN {literal(r)} THEN {i}" for i, r in enumerate(_WORST[:-1], 1))
     return f"CASE d.{a}.reason {whens} ELSE {len(_WORST)} END"
-
-
-def _reason_list() -> str:
-    return "[" + ", ".join(map(literal, _WORST)) + "]"
 
 
 def _patient_decisions_sql(plan: Plan) -> str:
@@ -674,10 +671,9 @@ def _patient_decisions_sql(plan: Plan) -> str:
     for _, w, _ in _windows(plan):
         lengths.setdefault((w.amount, w.unit), w)
     span_ids = {length: j for j, length in enumerate(lengths, 1)}
-    combined, columns, kept = ["count(*) AS n_all"], [], ["patient_id", "index_date", "sex"]
+    combined, columns, qcols, kept = ["count(*) AS n_all"], [], [], ["patient_id", "index_date", "sex"]
     combined += [f"count(*) FILTER (WHERE in_{j}) AS n_in_{j}" for j in span_ids.values()]
-    reads = [(0, None, q) for q in plan.questions] + _windows(plan)
-    for k, w, q in reads:
+    for k, w, q in [(0, None, q) for q in plan.questions] + _windows(plan):
         x, key = _col("x", q.name), _col("k", q.name)
         within = "" if w is None else f"in_{span_ids[(w.amount, w.unit)]}"
         n = "n_all" if w is None else f"n_{within}"
@@ -695,20 +691,17 @@ def _patient_decisions_sql(plan: Plan) -> str:
                 value = v
             columns += [f"CASE WHEN {valued} THEN {p} END AS {p}", f"{value} AS {v}",
                         f"CASE WHEN {valued} THEN NULL WHEN {top} IS NULL THEN 'window' "
-                        f"ELSE {_reason_list()}[{_NO_VALUE} - {top}] END AS {r}"]
+                        f"ELSE {_WORST_LIST}[{_NO_VALUE} - {top}] END AS {r}"]
         else:
             picked = f"FILTER (WHERE {x} IS NOT NULL{f' AND {within}' if within else ''})"
             combined += [f"arg_max(note_id, {key}) {picked} AS {p}",
                          f"{'max' if q.order == 'highest' else 'min'}({x}) {picked} AS {v}",
                          f"min({_col('w', q.name)})" + (f" FILTER (WHERE {within})" if within else "") + f" AS {worst}"]
             columns += [p, v, f"CASE WHEN {v} IS NOT NULL THEN NULL WHEN {n} = 0 THEN 'window' "
-                        f"ELSE {_reason_list()}[{worst}] END AS {r}"]
+                        f"ELSE {_WORST_LIST}[{worst}] END AS {r}"]
         columns.append(f"{n} AS {_col('n', q.name, k)}")
-        kept += [p, v, _col("n", q.name, k), r]
-    qcols = []
-    for k, _, q in reads:
-        v = _col("v", q.name, k)
         qcols.append(f"{v if q.kind == 'numeric' else f'({v} <> 0)'} AS {_col('q', q.name, k)}")
+        kept += [p, v, _col("n", q.name, k), r]
     starts = "".join(f",\n        {_start(lengths[length], 'index_date')} AS start_{j}" for length, j in span_ids.items())
     ins = "".join(f",\n        d.note_date BETWEEN i.start_{j} AND i.index_date AS in_{j}" for j in span_ids.values())
     per_question = "".join(
