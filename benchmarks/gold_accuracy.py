@@ -209,7 +209,8 @@ def main() -> None:
             gval = g["answer"] if q.kind == "boolean" or g["answer"] is None else float(g["answer"])
             rows.append({"split": split_of(g["note_id"]), "kind": q.kind, "gold": gval, "pred": pred,
                          "grounded": bool(a and a.grounded), "note_id": g["note_id"], "question": q.name,
-                         "method": a.method if a else None, "source": (a.source or "")[:90] if a else ""})
+                         "method": a.method if a else None, "sure": bool(a and a.confident),
+                         "source": (a.source or "")[:90] if a else ""})
         saved.extend({"answerer": name, **r} for r in rows)
         methods = {m: sum(r["method"] == m for r in rows) for m in ("gate", "rules", "model")}
         print(f"{name}: {seconds:.1f} s over {len(wanted)} notes; answers by method {methods}", file=sys.stderr)
@@ -222,8 +223,11 @@ def main() -> None:
         if args.misses:
             for r in rows:
                 if not right(r["gold"], r["pred"]):
+                    # The default asks its model only where the rules are unsure: a sure rules miss is one
+                    # no model behind them can mend.
+                    how = f"rules, {'sure' if r['sure'] else 'unsure'}" if r["method"] == "rules" else r["method"]
                     print(f"  {name} miss [{r['split']}] {r['note_id']} {r['question']}: gold {r['gold']!r}, "
-                          f"answered {r['pred']!r} ({r['method']}) {r['source']!r}")
+                          f"answered {r['pred']!r} ({how}) {r['source']!r}")
 
     cols = list(table[0][2])
     print("\n| answerer | split | " + " | ".join(cols) + " |")
