@@ -10,8 +10,9 @@ a person then labels each one (tests/gold/overrides), and `--score` counts who w
     python benchmarks/student_overrides.py --score tests/gold/overrides/labels.jsonl --out build/overrides.jsonl
 
 Notes: ../shared/data/mtsamples.jsonl less every note of tests/gold and tests/gold/fresh, kept
-where the rules are unsure of at least one ARISTOTLE gold question, in order of a stable hash
-of note_id (sha256), the first --notes of them. The output holds each kept model answer, the
+where the rules are unsure of at least one of the questions asked (--questions: the gold set's
+ten by default), in order of a stable hash of note_id (sha256), the first --notes of them.
+With --notes 5000 that is every such note: 180 of the 2,339 for the gold questions. The output holds each kept model answer, the
 rules' answer it replaced, and the text around the model's quote (for the person labelling it;
 MTSamples is public CC0 sample text).
 """
@@ -38,9 +39,12 @@ GOLD = ROOT / "tests" / "gold"
 QUESTIONS = tuple(dict.fromkeys(json.loads(x)["question"] for x in (GOLD / "aristotle_gold.jsonl").open()))
 
 
-def questions() -> list[Question]:
+def questions(which: str = "gold") -> list[Question]:
+    """The gold set's ten questions ("gold"), the file's other ones ("rest"), or every one ("all")."""
     plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
-    return [plan.question(n) for n in QUESTIONS]
+    if which == "gold":
+        return [plan.question(n) for n in QUESTIONS]
+    return [q for q in plan.questions if which == "all" or q.name not in QUESTIONS]
 
 
 def candidates(limit: int, asked: list[Question]) -> list[tuple[dict, dict[str, Answer]]]:
@@ -61,11 +65,11 @@ def candidates(limit: int, asked: list[Question]) -> list[tuple[dict, dict[str, 
     return picked
 
 
-def run(limit: int, out: Path, adapter: str) -> None:
+def run(limit: int, out: Path, adapter: str, which: str) -> None:
     from crit.engine.backends.registry import TransformersFactory
     from crit.engine.combine import EvidenceEngine
 
-    asked = questions()
+    asked = questions(which)
     notes = candidates(limit, asked)
     engine = EvidenceEngine(TransformersFactory(adapter=adapter).create())
     rows = []
@@ -87,21 +91,23 @@ def run(limit: int, out: Path, adapter: str) -> None:
 
 
 def score(labels: Path, run_file: Path) -> None:
-    """The kept model answers of a run, against the labels: who was right, the student or the rules."""
+    """The kept model answers of a run, against the labels: who was right, the student or the rules.
+    A kept answer equal to the rules' changes nothing either way, so only those that differ need a label."""
     gold = {(g["note_id"], g["question"]): g["answer"] for g in map(json.loads, labels.open())}
-    rows = [json.loads(x) for x in run_file.open()]
-    unlabelled = [r for r in rows if (r["note_id"], r["question"]) not in gold]
-    rows = [r for r in rows if (r["note_id"], r["question"]) in gold]
+    kept = [json.loads(x) for x in run_file.open()]
+    differ = [r for r in kept if r["rules"] != r["student"]]
+    unlabelled = [r for r in differ if (r["note_id"], r["question"]) not in gold]
+    rows = [r for r in differ if (r["note_id"], r["question"]) in gold]
     student = sum(right(gold[r["note_id"], r["question"]], r["student"]) for r in rows)
     rules = sum(right(gold[r["note_id"], r["question"]], r["rules"]) for r in rows)
-    print(f"{len(rows)} kept model answers over {len({r['note_id'] for r in rows})} notes: the student right in "
-          f"{student}, the rules right in {rules}; the default against the rules alone: {student - rules:+d} answers")
+    print(f"{len(kept)} kept model answers, {len(kept) - len(differ)} the same as the rules'; of the {len(rows)} "
+          f"labelled that differ, the student right in {student}, the rules right in {rules}: the default "
+          f"against the rules alone, {student - rules:+d} answers")
     for r in rows:
         g = gold[r["note_id"], r["question"]]
         s, u = right(g, r["student"]), right(g, r["rules"])
-        if s != u:
-            print(f"  {r['note_id']} {r['question']}: gold {g!r}; student {r['student']!r} "
-                  f"{'right' if s else 'WRONG'}; rules {r['rules']!r} {'right' if u else 'wrong'}")
+        print(f"  {r['note_id']} {r['question']}: gold {g!r}; student {r['student']!r} "
+              f"{'right' if s else 'WRONG'}; rules {r['rules']!r} {'right' if u else 'wrong'}")
     for r in unlabelled:
         print(f"  unlabelled: {r['note_id']} {r['question']} (student {r['student']!r}, rules {r['rules']!r})")
 
@@ -111,13 +117,15 @@ def main() -> None:
     ap.add_argument("--notes", type=int, default=80)
     ap.add_argument("--out", type=Path, default=Path("build/overrides.jsonl"))
     ap.add_argument("--adapter", default="student")
+    ap.add_argument("--questions", choices=["gold", "rest", "all"], default="gold",
+                    help="the gold set's ten ARISTOTLE questions, the other ones of criteria/aristotle.crit, or all")
     ap.add_argument("--score", type=Path, help="a labels file (tests/gold/overrides/labels.jsonl): count who was "
                     "right among the kept answers of --out, without running anything")
     args = ap.parse_args()
     if args.score:
         score(args.score, args.out)
     else:
-        run(args.notes, args.out, args.adapter)
+        run(args.notes, args.out, args.adapter, args.questions)
 
 
 if __name__ == "__main__":
