@@ -51,12 +51,14 @@ from crit.engine.answers import Answer
 from crit.engine.backends.base import Backend, Request
 from crit.engine.backends.rules import RulesBackend, decide
 from crit.engine.evidence import EVIDENCE_VERSION, Passage, evidence_for
-from crit.engine.questions import Question, evidence_schema
+from crit.engine.questions import SEX_PHRASE, Question, evidence_schema
 
 Policy = Literal["rules", "model", "rules-then-model"]
 POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
 DEFAULT_POLICY: Policy = "rules-then-model"
-COMBINE_VERSION = "combine-3"  # 2: a model answer must pass `objection`; 3: nor deny what the rules found present
+# 2: a model answer must pass `objection`; 3: nor deny what the rules found present; 4: nor read a
+# patient's sex from a passage that names both sexes
+COMBINE_VERSION = "combine-4"
 # How far after its term a number of a model's quote may be written: wider than the rules' own
 # reach (crit.engine.backends.rules._VALUE_REACH), because a quote the model chose is checked,
 # not searched, and a number in the term's clause is one a reader would take.
@@ -64,7 +66,7 @@ QUOTE_REACH = 60
 # A model's "absent" where the rules found the finding present in the note: the rules' answer stands.
 NOTE_AFFIRMS = "note_affirms"
 OBJECTIONS = ("off_question", "quote_not_about_patient", "quote_not_a_denial", "quote_denies", "quote_affirms",
-              "number_not_read")
+              "quote_names_both_sexes", "number_not_read")
 
 
 def engine_identity(backend_identity: str, *, gate: bool, policy: Policy) -> str:
@@ -190,6 +192,10 @@ def objection(q: Question, label: str | None, value: float | None, span: tuple[i
         if reading["label"] == "not mentioned":
             # Only family history, a hypothetical or a hedge ("It is unknown whether ... diabetes").
             return "quote_not_about_patient" if label == "present" else "quote_not_a_denial"
+        if q.phrase == SEX_PHRASE and not reading["confident"]:
+            # "He comes in today with his daughter", "his mother says she ...": the passage is about two
+            # people, and nothing in it says which one is the patient.
+            return "quote_names_both_sexes"
         if label == "present" and reading["label"] == "absent" and reading["confident"]:
             return "quote_denies"
         if label == "absent" and reading["label"] == "present" and reading["confident"]:
