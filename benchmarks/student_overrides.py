@@ -101,7 +101,7 @@ def score(labels: Path, run_file: Path) -> None:
     student = sum(right(gold[r["note_id"], r["question"]], r["student"]) for r in rows)
     rules = sum(right(gold[r["note_id"], r["question"]], r["rules"]) for r in rows)
     print(f"{len(kept)} kept model answers, {len(kept) - len(differ)} the same as the rules'; of the {len(rows)} "
-          f"labelled that differ, the student right in {student}, the rules right in {rules}: the default "
+          f"labelled that differ, the model right in {student}, the rules right in {rules}: the default "
           f"against the rules alone, {student - rules:+d} answers")
     for r in rows:
         g = gold[r["note_id"], r["question"]]
