@@ -393,36 +393,28 @@ def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
     assert note[a.span_start:a.span_end] == a.source
 
 
-def test_a_model_denial_does_not_undo_what_the_rules_found_present():
-    """Two passages disagree ("no AF" in the review of systems, AF in the assessment): the rules are
-    unsure and take present; a model that quotes the denial and answers absent is not kept."""
-    note = "ROS: No atrial fibrillation.\nASSESSMENT: Paroxysmal atrial fibrillation, on warfarin."
-    rules = RulesBackend().answer("n1", note, [q("af")])[0]
-    assert not rules.confident and rules.value == 1.0
+@pytest.mark.parametrize("note, name, quote, said, value, reason", [
+    # Two passages disagree ("no AF" in the review of systems, AF in the assessment): the rules are
+    # unsure and take present, and a model's denial does not undo it.
+    ("ROS: No atrial fibrillation.\nASSESSMENT: Paroxysmal atrial fibrillation, on warfarin.", "af",
+     "ROS: No atrial fibrillation.", "absent", 1.0, "note_affirms"),
+    # A boy's note that also speaks of his mother: one passage names both sexes, the rules read male, and
+    # a model quoting the mother's sentence as the patient's sex is not kept. Over every MTSamples note
+    # outside the gold sets, 15 of the 16 such answers the student had kept were wrong (tests/gold/overrides).
+    ("This is a 6-year-old boy with a cough.\nMother says she gave him ibuprofen last night.", "sex",
+     "Mother says she gave him ibuprofen last night.", "present", 0.0, "quote_names_both_sexes"),
+])
+def test_an_unsure_rules_answer_stands_where_the_model_quote_cannot_overturn_it(note, name, quote, said, value,
+                                                                               reason):
+    rules = RulesBackend().answer("n1", note, [q(name)])[0]
+    assert not rules.confident and rules.value == value
 
     def script(text, asked):
-        return json.dumps({"source": "ROS: No atrial fibrillation.", "answer": "absent"})
+        return json.dumps({"source": quote, "answer": said})
 
     engine = EvidenceEngine(ScriptedBackend(script))
-    [a] = engine.answer("n1", note, [q("af")])[0]
-    assert a.method == "rules" and a.value == 1.0 and engine.overruled == {"note_affirms": 1}
-
-
-def test_a_passage_about_two_people_does_not_say_the_patients_sex():
-    """A boy's note that also speaks of his mother: the rules are unsure (one passage names both) and
-    read male; a model that quotes the mother's sentence and answers female is not kept. Over every
-    MTSamples note outside the gold sets, 15 of the 16 such answers the student had kept were wrong
-    (tests/gold/overrides)."""
-    note = "This is a 6-year-old boy with a cough.\nMother says she gave him ibuprofen last night."
-    rules = RulesBackend().answer("n1", note, [q("sex")])[0]
-    assert not rules.confident and rules.value == 0.0
-
-    def script(text, asked):
-        return json.dumps({"source": "Mother says she gave him ibuprofen last night.", "answer": "present"})
-
-    engine = EvidenceEngine(ScriptedBackend(script))
-    [a] = engine.answer("n1", note, [q("sex")])[0]
-    assert a.method == "rules" and a.value == 0.0 and engine.overruled == {"quote_names_both_sexes": 1}
+    [a] = engine.answer("n1", note, [q(name)])[0]
+    assert a.method == "rules" and a.value == value and engine.overruled == {reason: 1}
 
 
 def test_a_label_line_keeps_the_value_on_the_line_below():
