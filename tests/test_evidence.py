@@ -401,7 +401,7 @@ def test_a_model_answer_its_quote_supports_replaces_an_unsure_rules_answer():
     # A boy's note that also speaks of his mother: one passage names both sexes, the rules read male, and
     # a model quoting the mother's sentence as the patient's sex is not kept. Over every MTSamples note
     # outside the gold sets, 15 of the 16 such answers the student had kept were wrong (tests/gold/overrides).
-    ("This is a 6-year-old boy with a cough.\nMother says she gave him ibuprofen last night.", "sex",
+    ("He has had a cough for two days.\nMother says she gave him ibuprofen last night.", "sex",
      "Mother says she gave him ibuprofen last night.", "present", 0.0, "quote_names_both_sexes"),
 ])
 def test_an_unsure_rules_answer_stands_where_the_model_quote_cannot_overturn_it(note, name, quote, said, value,
@@ -415,6 +415,21 @@ def test_an_unsure_rules_answer_stands_where_the_model_quote_cannot_overturn_it(
     engine = EvidenceEngine(ScriptedBackend(script))
     [a] = engine.answer("n1", note, [q(name)])[0]
     assert a.method == "rules" and a.value == value and engine.overruled == {reason: 1}
+
+
+@pytest.mark.parametrize("note, label, sure", [
+    # Passages disagree (his mother, a doctor's "she"); the patient's own descriptor decides.
+    ("This 9-month-old Hispanic male comes in today. Mom says she feeds him well.", "absent", True),
+    ("CC: Dizziness.\nThe patient is a 77-year-old white female. Her son says he found her on the floor.",
+     "present", True),
+    # A relative described so is not the patient, and two descriptors that disagree (a mother and her
+    # baby) decide nothing: the passages' count stands, unsure (None: whatever it reads).
+    ("He has 2 children, a 23-year-old son and a 20-year-old female. She lives with him.", None, False),
+    ("Baby is a 1-day-old male. She is a 20-year-old female, gravida 1. He feeds well.", None, False),
+])
+def test_the_patients_own_descriptor_decides_sex_where_passages_disagree(note, label, sure):
+    a = RulesBackend().answer("n1", note, [q("sex")])[0]
+    assert a.confident is sure and label in (None, rules_label(note, "sex")), a
 
 
 def test_a_label_line_keeps_the_value_on_the_line_below():

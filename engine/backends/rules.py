@@ -14,7 +14,8 @@ second. For one (note, question) it reads the passages of crit.engine.evidence:
   All are kept (Answer.candidates, with spans); the question's order then picks one:
   highest / lowest by value in the question's unit, first / last by position.
   Age reads "81-year-old", "age 81" and "81 yo"; a month or week age keeps its unit.
-- the built-in sex question counts female and male words in its passages.
+- the built-in sex question counts the passages with female and with male words; where both
+  appear (a boy and his mother), the patient's own descriptor ("a 62-year-old male") decides.
 
 Each answer says whether the rules are sure (`confident`): not when mentions disagree,
 when the only mention is possible or hypothetical, when a relational phrase is half
@@ -44,7 +45,7 @@ from crit.engine.evidence import (
 from crit.engine.questions import SEX_PHRASE, Question
 from crit.grammar import units
 
-RULES_VERSION = "rules-1"
+RULES_VERSION = "rules-2"  # 2: the patient's own descriptor decides sex where passages disagree
 
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
@@ -59,6 +60,15 @@ _OTHER_ANALYTE = re.compile(r"\s*(?:a1c|a 1c|a1-c)\b", re.I)
 # smaller, whichever order they are written in (tests/gold/README.md).
 _H_AND_H = re.compile(r"\bH\s*(?:&|and)\s*H\b\D{0,25}?(\d+(?:\.\d+)?)\s*(?:/|and|,)\s*(\d+(?:\.\d+)?)", re.I)
 _VALUE_REACH = 30  # characters between a term and its first number
+# The patient's own descriptor: "a 62-year-old male", "9-month-old Hispanic male", "55 yo woman". The
+# other people of a note ("his mother", a doctor's "she") are seldom written of so.
+_DESCRIBED = re.compile(
+    rf"(?:{AGE.pattern})[\s,]+(?:(?!(?:with|and|who|of|his|her|is|was)\b)[A-Za-z-]+\s+){{0,3}}?"
+    r"(?P<sex>male|female|man|woman|boy|girl|gentleman|lady)\b", re.I)
+_FEMALE_DESCRIPTOR = {"female", "woman", "girl", "lady"}
+# ... unless the sentence has turned to a relative first ("2 children, a 23-year-old and a 20-year-old female").
+_KIN = re.compile(r"\b(?:mother|father|mom|dad|wife|husband|son|sons|daughters?|sister|brother|siblings?|"
+                  r"child|children|grand\w+|aunt|uncle|cousin|partner|friend|donor)\b", re.I)
 
 
 class RulesBackend(OneNoteAtATime):
@@ -156,6 +166,15 @@ def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
     male = [p for p in passages if _MALE.search(p.text(note_text))]
     if not female and not male:
         return _not_mentioned()
+    if female and male:
+        # Passages disagree (a boy and his mother): the patient's own descriptor decides, if all agree.
+        described = [(p, m.group("sex").lower() in _FEMALE_DESCRIPTOR)
+                     for p in passages for m in _DESCRIBED.finditer(note_text, p.start, p.end)
+                     if not _KIN.search(note_text, p.start, m.start())]
+        if described and len({is_female for _, is_female in described}) == 1:
+            p, is_female = described[0]
+            return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0,
+                        confident=True, **_grounded(p, note_text))
     if len(female) >= len(male):
         return dict(label="present", value=1.0, confident=not male, **_grounded(female[0], note_text))
     return dict(label="absent", value=0.0, confident=not female, **_grounded(male[0], note_text))
