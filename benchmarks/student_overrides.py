@@ -12,9 +12,9 @@ a person then labels each one (tests/gold/overrides), and `--score` counts who w
 Notes: ../shared/data/mtsamples.jsonl less every note of tests/gold and tests/gold/fresh, kept
 where the rules are unsure of at least one of the questions asked (--questions: the gold set's
 ten by default), in order of a stable hash of note_id (sha256), the first --notes of them.
-With --notes 5000 that is every such note: 180 of the 2,339 for the gold questions. The output holds each kept model answer, the
-rules' answer it replaced, and the text around the model's quote (for the person labelling it;
-MTSamples is public CC0 sample text).
+With --notes 5000 that is every such note: 180 of the 2,339 for the gold questions. The output
+holds each kept model answer, the rules' answer it replaced, and the text around the model's
+quote (for the person labelling it; MTSamples is public CC0 sample text).
 """
 
 from __future__ import annotations

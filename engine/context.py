@@ -39,13 +39,12 @@ _HYPOTHETICAL = {
     "following_negations": ["prophylaxis", "was not excluded"],
     "termination": ["but", "however", "although", "though", "which", "with", "and"],
 }
+# A patient's relatives, as notes name them (also crit.engine.backends.rules: a relative's descriptor).
+RELATIVES = ("mother", "father", "brother", "sister", "son", "daughter", "grandmother", "grandfather", "aunt",
+             "uncle", "sibling", "siblings", "parents", "cousin", "mom", "dad")
 _FAMILY = {
     "pseudo_negations": [],
-    "preceding_negations": [
-        "family history", "family hx", "fhx", "fh", "mother", "father", "brother", "sister", "son",
-        "daughter", "grandmother", "grandfather", "aunt", "uncle", "sibling", "siblings", "parents",
-        "cousin", "maternal", "paternal", "mom", "dad",
-    ],
+    "preceding_negations": ["family history", "family hx", "fhx", "fh", *RELATIVES, "maternal", "paternal"],
     "following_negations": ["in the family", "runs in the family", "in her mother", "in his mother",
                             "in her father", "in his father"],
     "termination": ["but", "however", "patient", "she", "he", "himself", "herself"],

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 
 from crit.engine.answers import Answer, Candidate
 from crit.engine.backends.base import OneNoteAtATime, answer_key
-from crit.engine.context import read_context
+from crit.engine.context import RELATIVES, read_context
 from crit.engine.evidence import (
     AGE,
     EVIDENCE_VERSION,
@@ -65,10 +65,10 @@ _VALUE_REACH = 30  # characters between a term and its first number
 _DESCRIBED = re.compile(
     rf"(?:{AGE.pattern})[\s,]+(?:(?!(?:with|and|who|of|his|her|is|was)\b)[A-Za-z-]+\s+){{0,3}}?"
     r"(?P<sex>male|female|man|woman|boy|girl|gentleman|lady)\b", re.I)
-_FEMALE_DESCRIPTOR = {"female", "woman", "girl", "lady"}
-# ... unless the sentence has turned to a relative first ("2 children, a 23-year-old and a 20-year-old female").
-_KIN = re.compile(r"\b(?:mother|father|mom|dad|wife|husband|son|sons|daughters?|sister|brother|siblings?|"
-                  r"child|children|grand\w+|aunt|uncle|cousin|partner|friend|donor)\b", re.I)
+# ... unless the sentence has turned to another person first ("2 children, a 23-year-old and a 20-year-old female").
+_OTHER_PERSON = re.compile(
+    r"\b(?:grand\w+|(?:%s)s?)\b" % "|".join(RELATIVES + ("wife", "husband", "child", "children", "partner", "friend",
+                                                          "donor")), re.I)
 
 
 class RulesBackend(OneNoteAtATime):
@@ -168,16 +168,20 @@ def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
         return _not_mentioned()
     if female and male:
         # Passages disagree (a boy and his mother): the patient's own descriptor decides, if all agree.
-        described = [(p, m.group("sex").lower() in _FEMALE_DESCRIPTOR)
+        described = [(p, bool(_FEMALE.fullmatch(m.group("sex"))))
                      for p in passages for m in _DESCRIBED.finditer(note_text, p.start, p.end)
-                     if not _KIN.search(note_text, p.start, m.start())]
+                     if not _OTHER_PERSON.search(note_text, p.start, m.start())]
         if described and len({is_female for _, is_female in described}) == 1:
             p, is_female = described[0]
-            return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0,
-                        confident=True, **_grounded(p, note_text))
+            return _sex_answer(is_female, True, p, note_text)
     if len(female) >= len(male):
-        return dict(label="present", value=1.0, confident=not male, **_grounded(female[0], note_text))
-    return dict(label="absent", value=0.0, confident=not female, **_grounded(male[0], note_text))
+        return _sex_answer(True, not male, female[0], note_text)
+    return _sex_answer(False, not female, male[0], note_text)
+
+
+def _sex_answer(is_female: bool, confident: bool, p: Passage, note_text: str) -> dict:
+    return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0, confident=confident,
+                **_grounded(p, note_text))
 
 
 def _age(note_text: str, passages: Sequence[Passage]) -> dict:
