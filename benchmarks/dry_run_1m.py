@@ -51,8 +51,8 @@ def write_corpus(path: Path, n: int) -> None:
 
 
 def _keys() -> dict[str, str]:
-    from crit.engine.backends.base import answer_key
-    from crit.engine.plan import load_plan
+    from crit.engine.answering.backend import answer_key
+    from crit.engine.eligibility import load_plan
 
     plan = load_plan(CRIT)
     return {q.name: answer_key(q.fingerprint, "bench@openai") for q in plan.questions}
@@ -60,9 +60,9 @@ def _keys() -> dict[str, str]:
 
 def write_store(db: Path, corpus: Path, answered: int) -> None:
     """A store with synthetic answers for the first `answered` notes (so the cache lookup is exercised)."""
-    from crit.engine.backends.payloads import to_answer
+    from crit.engine.answering.payloads import to_answer
+    from crit.engine.eligibility import load_plan
     from crit.engine.notes import NoteReader
-    from crit.engine.plan import load_plan
     from crit.engine.store import RunInfo, Store
 
     plan = load_plan(CRIT)

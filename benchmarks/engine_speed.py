@@ -5,11 +5,11 @@ naive: a fresh outlines Generator per question (its constraint compiled anew), t
 crit:  TransformersBackend: constraints compiled once per process, the note prefix prefilled
        once and its KV cache reused, a note's questions decoded together in batches, the
        JSON layout's literals fed as whole tokens and only the values decoded.
-evidence: the default engine of `crit run` (crit.engine.combine): passages found per question,
+evidence: the default engine of `crit run` (crit.engine.answering.policy): passages found per question,
        the gate answers what no passage mentions, the rules answer the rest, and the same
        transformers backend is asked only where the rules are not sure, over the passages.
 naive and crit use the embedded model, greedy decoding, the same prompts and the same constraint
-(crit.engine.backends.constraints.generation_regex). The answers can differ: naive decodes
+(crit.engine.answering.constraints.generation_regex). The answers can differ: naive decodes
 the literals too, and a small model picks other tokens for them, so the script reports how
 many parsed answers agree. Timings are wall clock, in seconds per question, including every
 prefill and compilation (amortised).
@@ -29,9 +29,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from crit.engine.answering.constraints import generation_regex
 from crit.engine.answers import ParsedAnswer, parse_answer
-from crit.engine.backends.constraints import generation_regex
-from crit.engine.questions import Question, make_question
+from crit.grammar.questions import Question, make_question
 
 DEFAULT_NOTES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mtsamples.jsonl"
 # Notes measured in NOTES-engine.md, prompts 1050-1450 tokens.
@@ -71,7 +71,7 @@ def verdict(a: ParsedAnswer) -> tuple:
 def run_naive(loaded, notes, questions: list[Question], max_new_tokens: int) -> tuple[float, list[tuple], int]:
     import outlines
 
-    from crit.engine.prompts import messages
+    from crit.engine.answering.prompts import messages
 
     om = outlines.from_transformers(loaded.model, loaded.tokenizer)
     raws, valid = [], 0
@@ -87,7 +87,7 @@ def run_naive(loaded, notes, questions: list[Question], max_new_tokens: int) -> 
 
 
 def run_crit(loaded, notes, questions, max_new_tokens: int, batch_size: int) -> tuple[float, list[tuple], int]:
-    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.answering.backends.transformers import TransformersBackend
 
     backend = TransformersBackend(loaded, batch_size=batch_size, max_new_tokens=max_new_tokens)
     raws, valid = [], 0
@@ -100,8 +100,8 @@ def run_crit(loaded, notes, questions, max_new_tokens: int, batch_size: int) -> 
 
 
 def run_evidence(loaded, notes, questions, max_new_tokens: int, batch_size: int) -> tuple[float, list[tuple], int, dict]:
-    from crit.engine.backends.transformers import TransformersBackend
-    from crit.engine.combine import EvidenceEngine
+    from crit.engine.answering.backends.transformers import TransformersBackend
+    from crit.engine.answering.policy import EvidenceEngine
 
     engine = EvidenceEngine(TransformersBackend(loaded, batch_size=batch_size, max_new_tokens=max_new_tokens))
     raws, valid, methods = [], 0, {}
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     args = parser.parse_args()
 
-    from crit.engine.model import load_model
+    from crit.engine.answering.model import load_model
 
     console = Console()
     notes = read_notes(args.notes_file, args.notes)

@@ -5,11 +5,11 @@
     python benchmarks/gold_accuracy.py --split dev --misses  # what to look at while tuning
 
 Answerers:
-- rules:      crit's rules backend alone (crit.engine.backends.rules);
+- rules:      crit's rules backend alone (crit.engine.reading.reader);
 - engine:     the embedded model over the whole note, every question asked (the engine
               before evidence-first, as `crit run --no-gate --backend transformers`);
 - gate+model: no passage -> "not mentioned"; else the model over the passages only;
-- default:    what `crit run` does by default (crit.engine.combine).
+- default:    what `crit run` does by default (crit.engine.answering.policy).
 
 Columns: answer accuracy (booleans exact, numerics within 5%, "not mentioned" and null
 included), boolean balanced accuracy (present / absent / not mentioned, pooled), numeric
@@ -31,10 +31,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from crit.engine.answers import Answer
-from crit.engine.evidence import evidence_for
-from crit.engine.plan import load_plan
-from crit.engine.questions import BOOLEAN_CHOICES, Question
+from crit.engine.eligibility import load_plan
+from crit.engine.reading.passages import evidence_for
 from crit.grammar import units
+from crit.grammar.questions import BOOLEAN_CHOICES, Question
 from crit.trainer import metrics
 from crit.trainer.evaluate import gold_split
 
@@ -134,7 +134,7 @@ def _model():
     """The embedded model's transformers backend (with --adapter), loaded once."""
     global _MODEL
     if _MODEL is None:
-        from crit.engine.backends.registry import TransformersFactory
+        from crit.engine.answering.backends.transformers import TransformersFactory
 
         _MODEL = TransformersFactory(adapter=ADAPTER).create()
     return _MODEL
@@ -144,7 +144,7 @@ ENGINES: dict = {}  # answerer name -> its EvidenceEngine, for what it asked and
 
 
 def answerers(names: list[str]) -> dict[str, Answerer]:
-    from crit.engine.backends.rules import RulesBackend
+    from crit.engine.answering.backends.rules import RulesBackend
 
     out: dict[str, Answerer] = {}
     for name in names:
@@ -153,7 +153,7 @@ def answerers(names: list[str]) -> dict[str, Answerer]:
         elif name == "engine":
             out[name] = _model().answer
         elif name in ("gate+model", "default"):
-            from crit.engine.combine import EvidenceEngine
+            from crit.engine.answering.policy import EvidenceEngine
 
             engine = EvidenceEngine(_model(), policy="model" if name == "gate+model" else "rules-then-model")
             ENGINES[name] = engine

@@ -1,5 +1,5 @@
 """What evidence-2's label/value join changes: the rules' answers over every MTSamples note, with the
-join (crit.engine.evidence._join_label_values) on and switched off, for criteria/aristotle.crit.
+join (crit.engine.reading.passages._join_label_values) on and switched off, for criteria/aristotle.crit.
 
     python benchmarks/label_value_join.py [../shared/data/mtsamples.jsonl]
 
@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-import crit.engine.evidence as evidence
-from crit.engine.backends.rules import RulesBackend
-from crit.engine.plan import load_plan
+import crit.engine.reading.passages as evidence
+from crit.engine.answering.backends.rules import RulesBackend
+from crit.engine.eligibility import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

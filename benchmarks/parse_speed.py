@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from crit.engine.plan import check_source
+from crit.engine.eligibility import check_source
 from crit.grammar import parse
 
 ROOT = Path(__file__).resolve().parent.parent

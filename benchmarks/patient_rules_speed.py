@@ -10,7 +10,7 @@ three questions of a small criteria file with three windows, then times `evaluat
   combines every patient's notes, draws each window back from the patient's last
   note, and decides eligibility per patient.
 
-Both runs go through the one evaluator (crit.engine.rules); the ratio is the cost
+Both runs go through the one evaluator (crit.engine.eligibility.evaluate); the ratio is the cost
 of the patient layer. The per-note run is measured in the same process, on the
 same answers, right before.
 
@@ -24,8 +24,8 @@ import time
 
 import duckdb
 
-from crit.engine.plan import plan_from_text
-from crit.engine.rules import evaluate
+from crit.engine.eligibility import plan_from_text
+from crit.engine.eligibility.evaluate import evaluate
 
 CRITERIA = """
 trial BENCH-PATIENTS "patients, dates and windows"

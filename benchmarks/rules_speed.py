@@ -1,4 +1,4 @@
-"""Benchmark: rule evaluation (crit.engine.rules) over about a million synthetic answers for aristotle.crit.
+"""Benchmark: rule evaluation (crit.engine.eligibility.evaluate) over about a million synthetic answers for aristotle.crit.
 
 Builds, inside DuckDB, 50,000 notes answering every question the ARISTOTLE rules
 read (23 plus the built-in sex question: 1.2 million answer rows), with 10% NA,
@@ -25,9 +25,10 @@ from typing import Any
 
 import duckdb
 
-from crit.engine.plan import Plan, load_plan
-from crit.engine.rules import evaluate
+from crit.engine.eligibility import load_plan
+from crit.engine.eligibility.evaluate import evaluate
 from crit.grammar import ast, units
+from crit.grammar.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

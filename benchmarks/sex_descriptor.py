@@ -1,5 +1,5 @@
 """What rules-2's sex descriptor changes: the rules' answer to the built-in sex question over every
-MTSamples note, with the descriptor ("a 62-year-old male", crit.engine.backends.rules._DESCRIBED) on
+MTSamples note, with the descriptor ("a 62-year-old male", crit.engine.reading.reader._DESCRIBED) on
 and switched off.
 
     python benchmarks/sex_descriptor.py [../shared/data/mtsamples.jsonl]
@@ -15,9 +15,9 @@ import re
 import sys
 from pathlib import Path
 
-import crit.engine.backends.rules as rules
-from crit.engine.evidence import find_passages
-from crit.engine.plan import load_plan
+import crit.engine.reading.reader as rules
+from crit.engine.eligibility import load_plan
+from crit.engine.reading.passages import find_passages
 
 ROOT = Path(__file__).resolve().parent.parent
 

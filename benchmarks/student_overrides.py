@@ -1,6 +1,6 @@
 """Where the default with the student differs from the rules alone, on MTSamples notes outside the gold sets.
 
-The default (crit.engine.combine, policy rules-then-model) keeps a model answer only where the
+The default (crit.engine.answering.policy, policy rules-then-model) keeps a model answer only where the
 rules are unsure and the model's quote passes their check; everywhere else its answer *is* the
 rules'. So on any set of notes, the default beats the rules exactly when its kept model answers
 are right more often than the rules' answers they replace. This script finds those answers;
@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 from crit.engine.answers import Answer
-from crit.engine.plan import load_plan
-from crit.engine.questions import Question
+from crit.engine.eligibility import load_plan
+from crit.grammar.questions import Question
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -49,7 +49,7 @@ def questions(which: str = "gold") -> list[Question]:
 
 def candidates(limit: int, asked: list[Question]) -> list[tuple[dict, dict[str, Answer]]]:
     """The notes to run, each with the rules' answers (by question) that made it one."""
-    from crit.engine.backends.rules import RulesBackend
+    from crit.engine.answering.backends.rules import RulesBackend
 
     held = {json.loads(x)["note_id"] for f in (GOLD / "notes.jsonl", GOLD / "fresh" / "notes.jsonl") for x in f.open()}
     notes = [json.loads(x) for x in SHARED.open()]
@@ -66,8 +66,8 @@ def candidates(limit: int, asked: list[Question]) -> list[tuple[dict, dict[str, 
 
 
 def run(limit: int, out: Path, adapter: str, which: str) -> None:
-    from crit.engine.backends.registry import TransformersFactory
-    from crit.engine.combine import EvidenceEngine
+    from crit.engine.answering.backends.transformers import TransformersFactory
+    from crit.engine.answering.policy import EvidenceEngine
 
     asked = questions(which)
     notes = candidates(limit, asked)

@@ -1,7 +1,7 @@
 """Tokens per note and per question over MTSamples, with the prompts crit actually sends.
 
 For each note: the prompt tokens of every ARISTOTLE question (the embedded model's chat
-template over crit.engine.prompts.messages), the prefix all questions of the note share
+template over crit.engine.answering.prompts.messages), the prefix all questions of the note share
 (what prefix caching computes once), and the per-question suffix. Output tokens are not
 model-independent; pass --answers DB to add the mean output_tokens of a store's answers.
 These figures feed the fleet estimate in benchmarks/RESULTS.md.
@@ -29,10 +29,10 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from crit.engine.backends.transformers import common_prefix_length
-    from crit.engine.model import embedded_model_dir
-    from crit.engine.plan import load_plan
-    from crit.engine.prompts import messages
+    from crit.engine.answering.backends.transformers import common_prefix_length
+    from crit.engine.answering.model import embedded_model_dir
+    from crit.engine.answering.prompts import messages
+    from crit.engine.eligibility import load_plan
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     questions = load_plan(CRIT).model_questions

@@ -1,8 +1,9 @@
 """crit: clinical trial screening over notes.
 
-The code lives in three subpackages, one stage each:
-``crit.grammar`` (text -> AST), ``crit.engine`` (plan, evidence, backends, rules, store, CLI)
-and ``crit.trainer`` (distil the student model that backs the engine).
+The code lives in three subpackages: ``crit.grammar`` (the language: text -> AST -> plan),
+``crit.engine`` (notes -> reading -> answering -> store -> eligibility -> report, one folder a
+stage) and ``crit.trainer`` (distil the student model that backs the engine). This module is
+the front door: the `crit` command calls these functions.
 
 For a notebook, three functions are enough::
 
@@ -14,49 +15,76 @@ For a notebook, three functions are enough::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
 
-    from crit.engine.plan import Plan
-    from crit.engine.run import RunSummary
+    from crit.engine.dryrun import DryRunReport
+    from crit.engine.notes import NoteColumns
+    from crit.engine.run import Progress, RunSummary
+    from crit.grammar.plan import Plan
 
 __version__ = "0.1.0"
-__all__ = ["connect", "load", "run"]
+__all__ = ["connect", "dry_run", "load", "run"]
 
 
 def load(path: str | Path) -> Plan:
     """Read, check and compile a .crit file into a Plan (raises CritError with every error)."""
-    from crit.engine.plan import load_plan
+    from crit.engine.eligibility import load_plan
 
     return load_plan(path)
 
 
 def run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path, backend: str = "transformers",
-        **options: Any) -> RunSummary:
-    """Screen `notes` against `plan` into the store `db`, as `crit run` does.
+        columns: NoteColumns | None = None, limit: int | None = None, batch_size: int = 4, gate: bool = True,
+        policy: str = "rules-then-model", shard: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None, **options: Any) -> RunSummary:
+    """Screen `notes` against `plan` into the store `db`, as `crit run` does (the command calls this).
 
-    `backend` is a `--backend` choice ("transformers", "rules", "openai", "vllm", "ray"); `options`
-    are the backend's own (model=, adapter=, device=, base_url=, ...) and run's (limit=, gate=,
-    policy=, id_column=, text_column=, sex_column=, patient_column=, date_column=, index_date_column=,
-    batch_notes=, shard=)."""
-    from crit.engine.backends.registry import BACKENDS
-    from crit.engine.backends.scale import factory_for
+    `backend` is a `--backend` choice (crit.engine.answering.registry.backends()); `options` are that
+    backend's own (model=, adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when
+    `columns` is not given. `shard` is "i/n"."""
+    from crit.engine.answering.registry import factory_for
+    from crit.engine.notes.shards import parse_shard
     from crit.engine.run import run as run_plan
 
-    if isinstance(plan, (str, Path)):
-        plan = load(plan)
-    if backend not in BACKENDS:
+    plan = load(plan) if isinstance(plan, (str, Path)) else plan
+    columns = _columns(columns, options)
+    factory = factory_for(backend, **options)
+    return run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, columns=columns,
+                    on_progress=on_progress, shard=parse_shard(shard) if shard else None, gate=gate,
+                    policy=policy)  # type: ignore[arg-type]
+
+
+def dry_run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path | None = None,
+            backend: str = "transformers", columns: NoteColumns | None = None, gate: bool = True,
+            policy: str = "rules-then-model", shard: str | None = None, **options: Any) -> DryRunReport:
+    """Read and check every note and count the note-question pairs `run` would still ask; load no model,
+    write nothing (`crit run --dry-run`)."""
+    from crit.engine.answering.registry import factory_for
+    from crit.engine.dryrun import dry_run as check_corpus
+    from crit.engine.notes.shards import parse_shard
+    from crit.engine.run import answer_keys
+
+    plan = load(plan) if isinstance(plan, (str, Path)) else plan
+    columns = _columns(columns, options)
+    keys = answer_keys(plan, factory_for(backend, **options), gate=gate, policy=policy)  # type: ignore[arg-type]
+    return check_corpus(notes, keys, db, shard=parse_shard(shard) if shard else None, columns=columns)
+
+
+def _columns(columns: NoteColumns | None, options: dict[str, Any]) -> NoteColumns:
+    """`columns`, or the NoteColumns fields given as keywords (taken out of `options`)."""
+    from crit.engine.notes import NoteColumns
+
+    named = {k: options.pop(k) for k in list(options) if k in NoteColumns.model_fields}
+    if columns is not None and named:
         from crit.grammar.errors import CritError
 
-        raise CritError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    run_options = {"limit", "gate", "policy", "id_column", "text_column", "sex_column", "patient_column",
-                   "date_column", "index_date_column", "batch_notes", "shard",
-                   "on_progress"}
-    factory = factory_for(BACKENDS, backend, **{k: v for k, v in options.items() if k not in run_options})
-    return run_plan(plan, notes, db, factory, **{k: v for k, v in options.items() if k in run_options})
+        raise CritError(f"give the note columns once: columns= or {', '.join(named)}=, not both")
+    return columns if columns is not None else NoteColumns(**named)
 
 
 def connect(db: str | Path) -> duckdb.DuckDBPyConnection:

@@ -27,11 +27,11 @@ from typing import Any, Iterator, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.questions import Question
+from crit.grammar.questions import Question
 
 Match = Literal["exact", "normalised"]
 # How an answer was reached: no passage mentions the question (the gate), the rules
-# answerer alone, or a model (crit.engine.combine decides which, per answer).
+# answerer alone, or a model (crit.engine.answering.policy decides which, per answer).
 Method = Literal["gate", "rules", "model"]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -20,7 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from crit.engine.options import device_option, note_columns, patient_columns
+from crit.engine.answering.policy import DEFAULT_POLICY, POLICIES
+from crit.engine.options import column_options, device_option, pop_columns
 from crit.grammar.errors import CritError, render
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -76,7 +79,7 @@ def check(file: str, strict: bool) -> None:
     Example:
         crit check criteria/aristotle.crit
     """
-    from crit.engine.plan import check_source
+    from crit.engine.eligibility import check_source
     from crit.grammar.parse import read_source
 
     text = read_source(file)
@@ -110,7 +113,7 @@ def compile_cmd(file: str, as_json: bool) -> None:
     Example:
         crit compile criteria/aristotle.crit --json | jq '.questions[].text'
     """
-    from crit.engine.plan import load_plan
+    from crit.engine.eligibility import load_plan
 
     plan = load_plan(file)
     if as_json:
@@ -160,23 +163,31 @@ def report(db: str, output: str, run_id: str | None) -> None:
         crit report results.duckdb -o report.html
         crit report results.duckdb -o old.html --run 20261123T101500-abc123
     """
-    from crit.engine.report import write_report
+    from crit.engine.report.html import write_report
 
     path = write_report(db, output, run_id=run_id)
     size = path.stat().st_size
     out.print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {path} ({size / 1e3:.0f} kB)", markup=False)
 
 
+def _backend_help() -> str:
+    from crit.engine.answering.registry import backends, describe
+
+    return "How questions are answered: " + "; ".join(describe(name) for name in backends()) + "."
+
+
+def _backend_choices() -> list[str]:
+    from crit.engine.answering.registry import backends
+
+    return list(backends())
+
+
 @cli.command(name="run")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("notes", type=click.Path())
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to write (created if absent; an existing one is resumed).")
-@click.option("--backend", type=click.Choice(["transformers", "rules", "openai", "vllm", "ray"]), default="transformers",
-              show_default=True,
-              help="How the model runs: transformers = in this process, CPU or CUDA; rules = no model at all, the "
-                   "rules answerer alone (instant; the baseline); openai = an OpenAI-compatible "
-                   "server at --base-url (the notes are sent to that server); vllm = vLLM on this machine's GPUs; "
-                   "ray = a Ray Data LLM pipeline (see docs/backends.md).")
+@click.option("--backend", type=click.Choice(_backend_choices()), default="transformers", show_default=True,
+              help=_backend_help())
 @click.option("--base-url", default=None, help="openai/ray: the server's URL, e.g. http://127.0.0.1:8000/v1. "
               "Notes go over the network to it only because you chose this backend.")
 @click.option("--api-key-env", default=None, help="openai/ray: name of the environment variable holding the API key.")
@@ -190,23 +201,19 @@ def report(db: str, output: str, run_id: str | None) -> None:
               "to ask; load no model, write nothing.")
 @click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
 @click.option("--adapter", default=None, help="LoRA adapter folder (from `crit train`), merged into the model; "
-              "'student' for the student shipped with crit (engine/student).")
+              "'student' for the student shipped with crit (engine/answering/student).")
 @device_option
 @click.option("--limit", type=int, default=None, help="Only the first N notes (a quick try).")
-@note_columns
-@click.option("--sex-column", default=None, help="Column with the patient's sex. Default: sex or gender when present.")
-@patient_columns
+@column_options()
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Notes per committed batch: after a crash at most this many notes are asked again.")
 @click.option("--no-gate", is_flag=True, help="Answer every question over every note, even where no passage "
               "mentions it (by default such a question is 'not mentioned' with no model call).")
-@click.option("--policy", type=click.Choice(["rules-then-model", "rules", "model"]), default="rules-then-model",
-              show_default=True, help="Who answers a question that has passages: the rules, asking the model "
-              "only where they are not sure; the rules alone; or the model always.")
-def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, adapter: str | None, device: str,
-            limit: int | None, id_column: str | None, text_column: str | None, sex_column: str | None,
-            patient_column: str | None, date_column: str | None, index_date_column: str | None, batch_size: int, base_url: str | None, api_key_env: str | None, concurrency: int | None,
-            response_format: str | None, shard: str | None, dry_run: bool, no_gate: bool, policy: str) -> None:
+@click.option("--policy", type=click.Choice(list(POLICIES)), default=DEFAULT_POLICY, show_default=True,
+              help="Who answers a question that has passages: the rules reader, asking the model only where it is "
+                   "not sure (rules-then-model); the reader alone (rules); or the model always (model).")
+def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, batch_size: int, shard: str | None,
+            dry_run: bool, no_gate: bool, policy: str, **options: Any) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -220,6 +227,25 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         crit run criteria/aristotle.crit examples/mtsamples-sample.jsonl --db results.duckdb --limit 5
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
     """
+    import crit
+
+    columns = pop_columns(options)
+    plan = crit.load(file)
+    if dry_run:
+        report = crit.dry_run(plan, notes, db=db, backend=backend, columns=columns, gate=not no_gate, policy=policy,
+                              shard=shard, **options)
+        for line in report.lines():
+            out.print(line, markup=False)
+        return
+    with _progress_bar() as on_progress:
+        summary = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
+                           gate=not no_gate, policy=policy, shard=shard, on_progress=on_progress, **options)
+    _print_summary(file, db, plan, summary)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar on stderr, and the `on_progress` callback that moves it."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -229,30 +255,6 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
         TimeRemainingColumn,
     )
 
-    from crit.engine.backends.registry import BACKENDS
-    from crit.engine.backends.scale import factory_for
-    from crit.engine.plan import load_plan
-    from crit.engine.run import run
-    from crit.engine.shards import parse_shard
-
-    plan = load_plan(file)
-    factory = factory_for(BACKENDS, backend, model=model, adapter=adapter,
-                          device=device if backend == "transformers" or device != "auto" else None,
-                          base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                          response_format=response_format)
-    part = parse_shard(shard) if shard else None
-    if dry_run:
-        from crit.engine.dryrun import dry_run as check_corpus
-        from crit.engine.run import answer_keys
-
-        keys = answer_keys(plan, factory, gate=not no_gate, policy=policy)
-        report = check_corpus(notes, keys, db, shard=part,
-                              reader_options=dict(id_column=id_column, text_column=text_column, sex_column=sex_column,
-                                                  patient_column=patient_column, date_column=date_column,
-                                                  index_date_column=index_date_column))
-        for line in report.lines():
-            out.print(line, markup=False)
-        return
     columns = (
         TextColumn("notes"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -266,10 +268,10 @@ def run_cmd(file: str, notes: str, db: str, backend: str, model: str | None, ada
             rates = f"{p.notes_done / elapsed:.2f} notes/s  {p.questions_asked / elapsed:.2f} questions/s"
             bar.update(task, total=p.notes_total, completed=done, rates=rates)
 
-        summary = run(plan, notes, db, factory, limit=limit, batch_notes=batch_size, id_column=id_column,
-                      text_column=text_column, sex_column=sex_column, patient_column=patient_column,
-                      date_column=date_column, index_date_column=index_date_column, on_progress=on_progress, shard=part,
-                      gate=not no_gate, policy=policy)
+        yield on_progress
+
+
+def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
     for bad in summary.bad_rows[:20]:
         err.print(f"skipped {bad.describe()}", markup=False)
     if len(summary.bad_rows) > 20:
@@ -317,7 +319,7 @@ def merge(out_db: str, shards: tuple[str, ...], crit_file: str | None) -> None:
     Example:
         crit merge results.duckdb shard-1.duckdb shard-2.duckdb shard-3.duckdb
     """
-    from crit.engine.shards import merge_stores
+    from crit.engine.merge import merge_stores
 
     summary = merge_stores(out_db, list(shards), crit_file)
     added = ", ".join(f"{n:,} {table}" for table, n in summary.added.items())
@@ -375,7 +377,7 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
 def _rules_sql(plan: Any) -> str | None:
     """The SQL the rules compile to, when the rules layer is installed with this version."""
     try:
-        from crit.engine.rules_sql import rules_sql
+        from crit.engine.eligibility.compile import rules_sql
     except ImportError:
         return None
     return rules_sql(plan)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
-from crit.engine.notes import BadRow, NoteReader
-from crit.engine.shards import Shard
+from crit.engine.notes import BadRow, NoteColumns, NoteReader
+from crit.engine.notes.shards import Shard
 
 # Rows per batch: large, since no model waits on it; memory stays at a few batches of text.
 BATCH = 20_000
@@ -61,7 +60,7 @@ def dry_run(
     answer_keys: Mapping[str, str],
     db: str | Path | None = None,
     shard: Shard | None = None,
-    reader_options: Mapping[str, Any] | None = None,
+    columns: NoteColumns | None = None,
     batch_size: int = BATCH,
 ) -> DryRunReport:
     """Check every row of `notes_source` and count the pairs not yet answered in `db` (None or absent: all)."""
@@ -73,7 +72,7 @@ def dry_run(
     good = notes = cached = notes_left = dated = 0
     patients: set[str] = set()
     try:
-        with NoteReader(notes_source, **dict(reader_options or {})) as reader:
+        with NoteReader(notes_source, columns) as reader:
             for batch in reader.batches(size=batch_size):
                 good += len(batch)
                 if shard is not None:

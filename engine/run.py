@@ -1,10 +1,10 @@
 """Run: ask a plan's questions over a corpus of notes, store the answers, then decide eligibility.
 
 run() streams the notes in batches; for each note it answers only the questions
-the store has no answer for under the run's identity (crit.engine.combine:
+the store has no answer for under the run's identity (crit.engine.answering.policy:
 model, evidence, policy, gate mode), and commits each batch (notes, answers,
 passages) in one transaction. Each answer is reached evidence first
-(crit.engine.combine.EvidenceEngine): the gate, then the rules, then the model
+(crit.engine.answering.policy.EvidenceEngine): the gate, then the rules, then the model
 where the rules are not sure. The model is loaded only when some question is
 actually missing, so a re-run after a threshold edit loads no model and makes
 no model call: it only re-evaluates the rules.
@@ -21,17 +21,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from crit.engine.answering.backend import Backend, Request, answer_key
+from crit.engine.answering.policy import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
+from crit.engine.answering.registry import BackendFactory
 from crit.engine.answers import Answer
-from crit.engine.backends.base import Backend, Request, answer_key
-from crit.engine.backends.registry import BackendFactory
-from crit.engine.combine import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
-from crit.engine.notes import BadRow, Note, NoteReader
-from crit.engine.plan import Plan
-from crit.engine.rules import EvaluationSummary, evaluate
-from crit.engine.rules_sql import FEMALE, MALE
-from crit.engine.shards import Shard
+from crit.engine.eligibility.compile import FEMALE, MALE
+from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
+from crit.engine.notes import BadRow, Note, NoteColumns, NoteReader
+from crit.engine.notes.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
+from crit.grammar.plan import Plan
 
 
 class Progress(BaseModel):
@@ -87,12 +87,7 @@ def run(
     *,
     limit: int | None = None,
     batch_notes: int = 4,
-    id_column: str | None = None,
-    text_column: str | None = None,
-    sex_column: str | None = None,
-    patient_column: str | None = None,
-    date_column: str | None = None,
-    index_date_column: str | None = None,
+    columns: NoteColumns | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     shard: Shard | None = None,
     gate: bool = True,
@@ -108,8 +103,7 @@ def run(
         raise CritError("--batch-size must be at least 1")
     if limit is not None and limit < 1:
         raise CritError("--limit must be at least 1")
-    reader = NoteReader(notes_source, id_column=id_column, text_column=text_column, sex_column=sex_column,
-                        patient_column=patient_column, date_column=date_column, index_date_column=index_date_column)
+    reader = NoteReader(notes_source, columns)
     total = reader.count()
     if limit is not None:
         total = min(total, limit)
@@ -142,7 +136,7 @@ def run(
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
     try:
-        # A shard (crit.engine.shards) reads only its slice of the corpus; --limit counts in that slice.
+        # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
         for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
             changed = store.changed_notes(batch)
             stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from crit.engine.answering.backend import OneNoteAtATime, answer_key
 from crit.engine.answers import Answer, parse_answer
-from crit.engine.backends.base import OneNoteAtATime, answer_key
-from crit.engine.questions import Question
+from crit.grammar.questions import Question
 
 # (note text the backend was shown, question) -> the JSON the "model" writes
 Script = Callable[[str, Question], str]
@@ -81,7 +81,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from crit.engine.model import embedded_model_dir
+    from crit.engine.answering.model import embedded_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,

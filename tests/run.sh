@@ -12,7 +12,7 @@ pip install -e '.[test]'
 # pip reuses a wheel it cached from an earlier native build whatever CMAKE_ARGS says. One short completion
 # in a child process tells: if it dies, drop the cached wheel and build once more (minutes, then cached).
 llama_completes() {
-    python -c "from llama_cpp import Llama; from crit.engine.model import locate_embedded_gguf
+    python -c "from llama_cpp import Llama; from crit.engine.answering.model import locate_embedded_gguf
 Llama(str(locate_embedded_gguf()), n_ctx=256, verbose=False).create_completion('Hello', max_tokens=4)" \
         >/dev/null 2>&1
 }

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from crit.engine.answering.backend import answer_key
+from crit.engine.answering.chunks import Window, merge_answers, select_windows, split_windows
 from crit.engine.answers import Answer, locate_source, parse_answer
-from crit.engine.backends.base import answer_key
-from crit.engine.questions import make_question
-from crit.engine.windows import Window, merge_answers, select_windows, split_windows
+from crit.grammar.questions import make_question
 
 NOTE = "LABS:\nCreatinine  1.4 mg/dL on admission.\nHemoglobin was 9.5 g/dL.\nNo history of stroke."
 

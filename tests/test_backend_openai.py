@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crit.engine.backends.base import Backend, Request, answer_key
-from crit.engine.backends.openai import OpenAIBackend, normalise_base_url
-from crit.engine.questions import make_question
+from crit.engine.answering.backend import Backend, Request, answer_key
+from crit.engine.answering.backends.openai import OpenAIBackend, normalise_base_url
 from crit.grammar.errors import CritError
+from crit.grammar.questions import make_question
 
 AF = make_question("af", "boolean", "atrial fibrillation")
 HTN = make_question("htn", "boolean", "hypertension")
@@ -134,7 +134,7 @@ def llama_server() -> Iterator[str]:
     # Part of the test extra: missing, the test fails (it must run in CI), it does not skip.
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.fail("llama-cpp-python is not installed: pip install -e '.[test]' (builds it from source)")
-    from crit.engine.model import locate_embedded_gguf
+    from crit.engine.answering.model import locate_embedded_gguf
 
     port = free_port()
     proc = subprocess.Popen(
@@ -211,8 +211,8 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     columns as an embedded run, every (note, question) answered once, resumable (a second run asks nothing)."""
     import duckdb
 
-    from crit.engine.backends.scale import OpenAIFactory
-    from crit.engine.plan import load_plan
+    from crit.engine.answering.backends.openai import OpenAIFactory
+    from crit.engine.eligibility import load_plan
     from crit.engine.run import run
     from crit.engine.store import _ANSWER_ARROW
 
@@ -246,7 +246,7 @@ def test_ray_data_pipeline_against_a_local_server(flaky):
     """The ray backend's real pipeline (HttpRequestProcessorConfig) on a local Ray: about 3 minutes on
     2 loaded cores, mostly Ray start-up. Runs where the optional extra crit[ray] is installed."""
     pytest.importorskip("ray.data.llm", reason="optional extra: pip install 'crit[ray]'")
-    from crit.engine.backends.ray_data import RayBackend
+    from crit.engine.answering.backends.ray import RayBackend
 
     Flaky.failures_left = 0
     backend = RayBackend("http", "tiny", base_url=flaky, concurrency=1, batch_size=4)
@@ -264,7 +264,7 @@ def test_a_teacher_served_over_http_writes_pairs(llama_server, tmp_path):
     turns them into training examples."""
     import duckdb
 
-    from crit.engine.backends.scale import OpenAIFactory
+    from crit.engine.answering.backends.openai import OpenAIFactory
     from crit.trainer.select import SelectConfig, select
     from crit.trainer.teach import synth_from_backend
 

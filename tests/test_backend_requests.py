@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from crit.engine.backends import payloads
-from crit.engine.backends import vllm as vb
-from crit.engine.backends.base import Request, answer_key
-from crit.engine.prompts import messages
-from crit.engine.questions import make_question
+from crit.engine.answering import payloads
+from crit.engine.answering.backend import Request, answer_key
+from crit.engine.answering.backends import vllm as vb
+from crit.engine.answering.prompts import messages
 from crit.grammar.errors import CritError
+from crit.grammar.questions import make_question
 
 AF = make_question("af", "boolean", "atrial fibrillation")
 CREAT = make_question("creat", "numeric", "creatinine", order="highest", unit="mg/dL", aka=("Cr",))

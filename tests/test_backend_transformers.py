@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from crit.engine.answering.backend import Backend, answer_key
 from crit.engine.answers import Answer, parse_answer
-from crit.engine.backends.base import Backend, answer_key
-from crit.engine.questions import make_question
+from crit.grammar.questions import make_question
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +26,14 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def loaded():
-    from crit.engine.model import load_model
+    from crit.engine.answering.model import load_model
 
     return load_model()
 
 
 @pytest.fixture(scope="module")
 def backend(loaded):
-    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.answering.backends.transformers import TransformersBackend
 
     # max_new_tokens 120 still fits the longest schema answer; it keeps a runaway short.
     return TransformersBackend(loaded, batch_size=4, max_new_tokens=120)
@@ -62,7 +62,7 @@ def check(answer: Answer, note: str, question, identity: str) -> None:
 
 
 def test_model_loads_once_per_process(loaded):
-    from crit.engine.model import load_model
+    from crit.engine.answering.model import load_model
 
     t = time.perf_counter()
     again = load_model()
@@ -71,7 +71,7 @@ def test_model_loads_once_per_process(loaded):
 
 
 def test_later_loads_read_the_converted_copy(loaded):
-    from crit.engine import model as model_module
+    from crit.engine.answering import model as model_module
 
     converted = model_module.embedded_model_dir() / "config.json"
     written = converted.stat().st_mtime_ns
@@ -95,7 +95,7 @@ def test_answers_validate_or_say_why(backend, loaded):
 
 
 def test_batched_equals_unbatched(backend, loaded):
-    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.answering.backends.transformers import TransformersBackend
 
     # Boolean and numeric questions share one batch, each row under its own layout.
     one_by_one = TransformersBackend(loaded, batch_size=1, max_new_tokens=120)
@@ -105,7 +105,7 @@ def test_batched_equals_unbatched(backend, loaded):
 
 
 def test_guessed_tokens_change_speed_not_answers(loaded):
-    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.answering.backends.transformers import TransformersBackend
 
     plain = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, speculate=0)
     guessing = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, speculate=32)
@@ -126,7 +126,7 @@ def test_shared_prefix_attention_equals_a_cache_copied_per_row(loaded):
     import torch
     from transformers import DynamicCache
 
-    from crit.engine.backends.shared_prefix import shared_prefix_attention, shared_prefix_cache
+    from crit.engine.answering.shared_prefix import shared_prefix_attention, shared_prefix_cache
 
     model, rows, prefix_len = loaded.model, 3, 200
     gen = torch.Generator().manual_seed(0)
@@ -157,7 +157,7 @@ def test_shared_prefix_attention_equals_a_cache_copied_per_row(loaded):
 
 
 def test_long_note_windows_find_the_line_that_holds_the_answer(loaded):
-    from crit.engine.backends.transformers import TransformersBackend
+    from crit.engine.answering.backends.transformers import TransformersBackend
 
     filler = "\n".join(line for line in NOTE.splitlines() if "emoglobin" not in line and "embolism" not in line)
     distinct = "ALLERGIES: The patient reports a severe allergy to penicillin with hives.\n"

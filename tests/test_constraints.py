@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from crit.engine.backends.constraints import generation_regex, json_layout
-from crit.engine.backends.decoding import Skeleton, _draft, _Row
-from crit.engine.questions import boolean_schema, numeric_schema
+from crit.engine.answering.constraints import generation_regex, json_layout
+from crit.engine.answering.decoding import Skeleton, _draft, _Row
+from crit.grammar.questions import boolean_schema, numeric_schema
 from crit.trainer.synth import pair_schema
 
 

@@ -9,15 +9,15 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine.backends.base import Request, answer_key
-from crit.engine.backends.payloads import to_answer
-from crit.engine.backends.ray_data import RowCodec, http_config_kwargs, rows_for
+from crit.engine.answering.backend import Request, answer_key
+from crit.engine.answering.backends.ray import RowCodec, http_config_kwargs, rows_for
+from crit.engine.answering.payloads import to_answer
 from crit.engine.dryrun import dry_run
+from crit.engine.eligibility import load_plan
 from crit.engine.notes import read_notes
-from crit.engine.plan import load_plan
-from crit.engine.questions import make_question
-from crit.engine.shards import parse_shard
+from crit.engine.notes.shards import parse_shard
 from crit.engine.store import RunInfo, Store
+from crit.grammar.questions import make_question
 
 ROOT = Path(__file__).resolve().parent.parent
 CRIT = ROOT / "criteria" / "aristotle.crit"

@@ -15,13 +15,12 @@ from conftest import ScriptedBackend, ScriptedFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crit.engine.backends.registry import RulesFactory
-from crit.engine.backends.rules import RulesBackend
-from crit.engine.combine import EvidenceEngine, evidence_view
-from crit.engine.evidence import find_passages, phrase_terms, sentences, term_regex
-from crit.engine.plan import load_plan
-from crit.engine.questions import make_question
+from crit.engine.answering.backends.rules import RulesBackend, RulesFactory
+from crit.engine.answering.policy import EvidenceEngine, evidence_view
+from crit.engine.eligibility import load_plan
+from crit.engine.reading.passages import find_passages, phrase_terms, sentences, term_regex
 from crit.engine.run import run
+from crit.grammar.questions import make_question
 from crit.trainer.evaluate import gold_split
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +300,7 @@ def test_the_question_order_picks_among_the_listed_values_in_sql(tmp_path):
                                          trial_id=None, notes_source="x", model=None, adapter=None, backend="rules",
                                          backend_identity="rules"), plan.questions, {"creat": key})
         store.write_batch(run_id, [Note(note_id="n1", text=text, row=1)], [answer], {"creat": key})
-        from crit.engine.rules import evaluate
+        from crit.engine.eligibility.evaluate import evaluate
 
         evaluate(store.con, plan, {"creat": key})
         converted = store.con.execute(

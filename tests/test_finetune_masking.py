@@ -27,9 +27,9 @@ def test_example_without_answer_is_refused():
 def test_masked_positions_equal_the_prompt_the_engine_sends():
     from transformers import AutoTokenizer
 
-    from crit.engine.model import embedded_model_dir
-    from crit.engine.prompts import messages
-    from crit.engine.questions import make_question
+    from crit.engine.answering.model import embedded_model_dir
+    from crit.engine.answering.prompts import messages
+    from crit.grammar.questions import make_question
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     q = make_question("creat", "numeric", "creatinine", order="highest", unit="mg/dL")

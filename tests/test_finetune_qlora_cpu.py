@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from crit.engine.prompts import messages
-from crit.engine.questions import make_question
+from crit.engine.answering.prompts import messages
+from crit.grammar.questions import make_question
 from crit.trainer.finetune import TrainConfig, finetune
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crit.engine.plan import load_plan
+from crit.engine.eligibility import load_plan
 
 GOLD = Path(__file__).parent / "gold"
 BOOLEANS = ("af", "stroke", "hf", "htn", "diabetes")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine.plan import check_source, load_plan
+from crit.engine.eligibility import check_source, load_plan
 from crit.grammar import ast
 from crit.grammar.parse import parse_text
 
@@ -161,7 +161,7 @@ def test_equals_after_a_number_is_a_comparison() -> None:
 
 def test_language_gaps_real_criteria_files_hit(tmp_path):
     """°C and °F (an affine conversion), beats/min, breaths/min and bpm, and a range with no sex (any)."""
-    from crit.engine.plan import load_plan
+    from crit.engine.eligibility import load_plan
     from crit.grammar import units
 
     path = tmp_path / "vitals.crit"

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine.plan import check_source
+from crit.engine.eligibility import check_source
 from crit.grammar.errors import CritError, render
 from crit.grammar.parse import read_source
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crit.engine.plan import check_source
+from crit.engine.eligibility import check_source
 from crit.grammar.errors import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_forty_thousand_more_seeded_cases() -> None:
 def _seeded_fuzz(cases: int, seed: int) -> None:
     import random
 
-    from crit.engine.rules_sql import rules_sql
+    from crit.engine.eligibility.compile import rules_sql
 
     rng = random.Random(seed)
     plans = 0

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crit.cli import cli
-from crit.engine.backends.registry import RulesFactory
-from crit.engine.plan import load_plan
-from crit.engine.rules_sql import rules_sql
+from crit.engine.answering.backends.rules import RulesFactory
+from crit.engine.eligibility import load_plan
+from crit.engine.eligibility.compile import rules_sql
 from crit.engine.run import run
 
 INJECTION = r"x\nCOPY (SELECT note_id, text FROM notes) TO '{leak}';\nCREATE TABLE pwned AS SELECT 1 AS x; --"
@@ -135,7 +135,8 @@ def test_a_key_pasted_into_api_key_env_is_refused_unseen(tmp_path):
 
 
 def test_credentials_in_the_base_url_are_never_stored():
-    from crit.engine.backends.scale import OpenAIFactory, public_url
+    from crit.engine.answering.backends.openai import OpenAIFactory
+    from crit.engine.answering.payloads import public_url
 
     factory = OpenAIFactory(model="m", base_url="https://alice:s3cret@llm.example:8443/v1")
     assert factory.parameters()["base_url"] == "https://llm.example:8443/v1"
@@ -172,7 +173,7 @@ def test_the_checker_reports_what_once_crashed_it(tmp_path, name, text, code):
 
 def test_a_400_digit_number_from_a_server_is_an_error_row():
     from crit.engine.answers import parse_answer
-    from crit.engine.questions import make_question
+    from crit.grammar.questions import make_question
 
     q = make_question("creat", "numeric", "creatinine", order="highest", unit="mg/dL")
     raw = '{"status": "stated", "answer": ' + "9" * 400 + ', "unit": null, "source": ""}'
@@ -202,7 +203,7 @@ def test_a_dollar_label_and_an_infinite_value_do_not_break_the_report(tmp_path):
 def test_a_value_that_converts_to_infinity_is_left_out_of_the_plot_and_counted():
     import math
 
-    from crit.engine.report import Threshold, _plot
+    from crit.engine.report.html import Threshold, _plot
 
     svg = str(_plot("creat", "mg/dL", {"all": [1.0, 2.0, math.inf]},
                     [Threshold(question="creat", label="$a$", op=">", male=2.0, female=2.0)]))

@@ -19,11 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine import n2c2
-from crit.engine.backends.registry import RulesFactory
-from crit.engine.notes import parse_date, read_notes
-from crit.engine.plan import load_plan, plan_from_text
-from crit.engine.rules import evaluate
+from crit.engine.answering.backends.rules import RulesFactory
+from crit.engine.eligibility import load_plan, plan_from_text
+from crit.engine.eligibility.evaluate import evaluate
+from crit.engine.notes import n2c2, parse_date, read_notes
 from crit.engine.run import run
 from tests.conftest import ScriptedFactory
 
@@ -361,7 +360,7 @@ def test_every_new_form_checks_and_compiles_to_its_pinned_sql() -> None:
     Regenerate after a deliberate change: CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_patients.py -k new_form"""
     import os
 
-    from crit.engine.rules_sql import rules_sql
+    from crit.engine.eligibility.compile import rules_sql
 
     result = CliRunner().invoke(cli, ["check", str(FORMS / "patients.crit")])
     assert result.exit_code == 0, result.output
@@ -414,7 +413,8 @@ def test_shards_split_a_patient_and_the_merge_puts_them_together(tmp_path: Path)
     """Sharding is by note id, so one patient's notes land in different shards; the merge evaluates
     the rules again over all the answers, and each patient is whole again."""
     plan = load_plan(PATIENTS / "screen.crit")
-    from crit.engine.shards import merge_stores, parse_shard
+    from crit.engine.merge import merge_stores
+    from crit.engine.notes.shards import parse_shard
 
     shards = []
     for i in (1, 2):

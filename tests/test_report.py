@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from crit.engine.answering.backend import answer_key
 from crit.engine.answers import Answer, locate_source
-from crit.engine.backends.base import answer_key
+from crit.engine.eligibility import load_plan
+from crit.engine.eligibility.evaluate import evaluate
 from crit.engine.notes import Note
-from crit.engine.plan import load_plan
-from crit.engine.report import thresholds, write_report
-from crit.engine.rules import evaluate
+from crit.engine.report.html import thresholds, write_report
 from crit.engine.store import RunInfo, Store
 from crit.grammar.errors import CritError
 
@@ -346,9 +346,9 @@ def test_report_from_another_folder_without_the_crit_file_draws_thresholds(tmp_p
     """The store keeps the .crit text a run compiled: the report needs no file on disk."""
     import json as _json
 
-    from crit.engine.backends.registry import RulesFactory
-    from crit.engine.plan import load_plan
-    from crit.engine.report import write_report
+    from crit.engine.answering.backends.rules import RulesFactory
+    from crit.engine.eligibility import load_plan
+    from crit.engine.report.html import write_report
     from crit.engine.run import run
 
     crit = tmp_path / "trial.crit"

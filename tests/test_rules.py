@@ -1,4 +1,4 @@
-"""The rules layer (crit.engine.rules): criteria and eligibility decided in DuckDB from stored answers.
+"""The rules layer (crit.engine.eligibility.evaluate): criteria and eligibility decided in DuckDB from stored answers.
 
 Every test builds a real in-memory DuckDB store holding answers only (no model is
 loaded anywhere here), evaluates a plan over it and reads the tables it writes.
@@ -16,11 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine.plan import Plan, check_source, load_plan
-from crit.engine.rules import evaluate
-from crit.engine.rules_sql import _Compiler, rules_sql
+from crit.engine.eligibility import check_source, load_plan
+from crit.engine.eligibility.compile import _Compiler, rules_sql
+from crit.engine.eligibility.evaluate import evaluate
 from crit.grammar import ast
 from crit.grammar.errors import CritError
+from crit.grammar.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -534,7 +535,7 @@ def test_aristotle_rules_sql_matches_its_golden_file():
     CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_rules.py -k golden, and read the diff before committing."""
     import os
 
-    from crit.engine.rules_sql import rules_sql
+    from crit.engine.eligibility.compile import rules_sql
 
     root = Path(__file__).resolve().parent.parent
     golden = root / "tests" / "fixtures" / "rules" / "aristotle.sql"

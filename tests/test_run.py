@@ -23,8 +23,8 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
-from crit.engine.backends.registry import TransformersFactory
-from crit.engine.plan import load_plan
+from crit.engine.answering.backends.transformers import TransformersFactory
+from crit.engine.eligibility import load_plan
 from crit.engine.run import run
 
 pytestmark = pytest.mark.slow
@@ -131,8 +131,8 @@ def test_sigkill_then_resume_gives_the_same_answers(first_run: Path, tmp_path: P
     script = textwrap.dedent(
         f"""
         import sys
-        from crit.engine.backends.registry import TransformersFactory
-        from crit.engine.plan import load_plan
+        from crit.engine.answering.backends.transformers import TransformersFactory
+        from crit.engine.eligibility import load_plan
         from crit.engine.run import run
         run(load_plan({str(FIXTURES / "small.crit")!r}), {str(NOTES)!r}, {str(db)!r}, TransformersFactory(),
             batch_notes=1, policy="model", on_progress=lambda p: print("committed", p.notes_done, flush=True))

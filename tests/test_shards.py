@@ -14,12 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crit.engine.backends.base import answer_key
-from crit.engine.backends.payloads import to_answer
+from crit.engine.answering.backend import answer_key
+from crit.engine.answering.payloads import to_answer
+from crit.engine.eligibility import load_plan
+from crit.engine.eligibility.evaluate import evaluate
+from crit.engine.merge import merge_stores
 from crit.engine.notes import read_notes
-from crit.engine.plan import load_plan
-from crit.engine.rules import evaluate
-from crit.engine.shards import Shard, merge_stores, parse_shard, shard_of
+from crit.engine.notes.shards import Shard, parse_shard, shard_of
 from crit.engine.store import RunInfo, Store
 from crit.grammar.errors import CritError
 
@@ -128,10 +129,10 @@ def test_merge_refuses_missing_or_foreign_files(tmp_path):
 
 def test_a_shard_with_limit_runs_that_many_of_its_own_notes(tmp_path):
     """`--shard i/4 --limit 1` once failed with "no note can run": the limit was applied before the shard."""
-    from crit.engine.backends.registry import RulesFactory
-    from crit.engine.plan import load_plan
+    from crit.engine.answering.backends.rules import RulesFactory
+    from crit.engine.eligibility import load_plan
+    from crit.engine.notes.shards import parse_shard
     from crit.engine.run import run
-    from crit.engine.shards import parse_shard
 
     root = Path(__file__).resolve().parent.parent
     plan = load_plan(root / "criteria" / "aristotle.crit")

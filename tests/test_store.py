@@ -7,12 +7,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from crit.engine.answering.backend import answer_key
 from crit.engine.answers import Answer
-from crit.engine.backends.base import answer_key
 from crit.engine.notes import Note
-from crit.engine.questions import make_question
 from crit.engine.store import SCHEMA_VERSION, RunInfo, Store
 from crit.grammar.errors import CritError
+from crit.grammar.questions import make_question
 
 HTN = make_question("htn", "boolean", "hypertension")
 AGE = make_question("age", "numeric", "age", unit="years")

@@ -1,4 +1,4 @@
-"""The student shipped with crit (engine/student): it loads, it is what its manifest says, and the
+"""The student shipped with crit (engine/answering/student): it loads, it is what its manifest says, and the
 documented command rebuilds its training data bit for bit."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crit.engine.backends.registry import TransformersFactory
-from crit.engine.model import EMBEDDED_NAME, STUDENT_DIR, locate_embedded_gguf, model_identity
+from crit.engine.answering.backends.transformers import TransformersFactory
+from crit.engine.answering.model import EMBEDDED_NAME, STUDENT_DIR, locate_embedded_gguf, model_identity
 from crit.grammar.errors import CritError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def test_the_student_loads_with_the_parameter_count_of_its_manifest():
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from crit.engine.model import embedded_model_dir
+    from crit.engine.answering.model import embedded_model_dir
 
     base = AutoModelForCausalLM.from_pretrained(embedded_model_dir())
     model = PeftModel.from_pretrained(base, str(STUDENT_DIR))

@@ -10,7 +10,7 @@ import duckdb
 import jsonschema
 import pytest
 
-from crit.engine.prompts import messages
+from crit.engine.answering.prompts import messages
 from crit.grammar.errors import CritError
 from crit.trainer.select import SelectConfig, pair_question, select, split_notes
 from crit.trainer.synth import _SCHEMA_SQL, check_pair, normalise_question, pair_schema

@@ -105,7 +105,7 @@ def test_synth_select_train_run_eval(tmp_path, tiny_model):
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # peft starts every lora_B at zero
 
     # The engine runs with the adapter, and its identity (part of every answer key) names it.
-    from crit.engine.model import load_model
+    from crit.engine.answering.model import load_model
 
     loaded = load_model(model, str(adapter), "cpu")
     assert "+adapter@" in loaded.identity

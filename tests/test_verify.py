@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from crit.engine.plan import load_plan
+from crit.engine.eligibility import load_plan
 from crit.trainer.select import SelectConfig, select
 from crit.trainer.synth import open_db, store_note
 from crit.trainer.verify import check_label
@@ -76,9 +76,9 @@ def test_the_programmatic_teachers_pairs_are_only_counted_unless_asked(tmp_path)
 
 
 def test_the_engine_example_is_what_the_engine_asks(tmp_path):
-    from crit.engine.combine import model_request
-    from crit.engine.evidence import find_passages
-    from crit.engine.prompts import messages
+    from crit.engine.answering.policy import model_request
+    from crit.engine.answering.prompts import messages
+    from crit.engine.reading.passages import find_passages
 
     select(SelectConfig(db=_db(tmp_path, "some-model"), out=str(tmp_path / "data"), types=("boolean",)))
     ex = json.loads((tmp_path / "data" / "train.jsonl").open().readline())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the student shipped with crit (engine/student/, `crit run --adapter student`) from a seed, on CPU.
+# Rebuild the student shipped with crit (engine/answering/student/, `crit run --adapter student`) from a seed, on CPU.
 #
 #   bash trainer/build_student.sh            # seed 0: the shipped adapter
 #   SEED=1 OUT=build/student-1 bash trainer/build_student.sh
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${SEED:-0}
-OUT=${OUT:-engine/student}
+OUT=${OUT:-engine/answering/student}
 WORK=${WORK:-build/student-work-$SEED}
 MTSAMPLES=${MTSAMPLES:-../shared/data/mtsamples.jsonl}
 SELECT_ARGS=${SELECT_ARGS:-}

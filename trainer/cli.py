@@ -11,7 +11,8 @@ import json
 import click
 from rich.console import Console
 
-from crit.engine.options import columns, device_option, note_columns
+from crit.engine.notes import NoteColumns
+from crit.engine.options import column_options, device_option
 from crit.trainer.synth import PAIR_TYPES
 
 out = Console(highlight=False, soft_wrap=True)
@@ -40,7 +41,7 @@ out = Console(highlight=False, soft_wrap=True)
 @click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--response-format", default=None, help="With --backend openai: json_schema or json_object.")
 @click.option("--concurrency", type=int, default=None, help="With --backend openai: requests in flight.")
-@note_columns
+@column_options("id_column", "text_column")
 @device_option
 def synth_command(notes: str | None, teacher: str | None, db: str, limit: int | None, max_new_tokens: int,
                   criteria: str, count: int, seed: int, real_share: float, exclude: tuple[str, ...], backend: str | None,
@@ -65,30 +66,29 @@ def synth_command(notes: str | None, teacher: str | None, db: str, limit: int | 
             raise click.UsageError("give NOTES: the notes the teacher answers questions over")
         if teacher is not None:
             raise click.UsageError("--teacher and --backend are two kinds of teacher: give one")
-        from crit.engine.backends.registry import BACKENDS
-        from crit.engine.backends.scale import factory_for
+        from crit.engine.answering.registry import backends, factory_for
         from crit.trainer.teach import synth_from_backend
 
-        if backend not in BACKENDS:
-            raise click.UsageError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        factory = factory_for(BACKENDS, backend, model=model, base_url=base_url, response_format=response_format,
-                              concurrency=concurrency, device=device if device != "auto" else None)
-        s = synth_from_backend(criteria, notes, factory, db, limit, columns(id_column, text_column))
+        if backend not in backends():
+            raise click.UsageError(f"unknown backend {backend!r}: use one of {', '.join(backends())}")
+        factory = factory_for(backend, model=model, base_url=base_url, response_format=response_format,
+                              concurrency=concurrency, device=device)
+        s = synth_from_backend(criteria, notes, factory, db, limit, NoteColumns(id_column=id_column, text_column=text_column).named())
     elif teacher == "programmatic":
         from crit.trainer.generate import GenerateConfig, synth_programmatic
-        from crit.trainer.synth import read_notes
+        from crit.trainer.synth import note_pairs
 
-        excluded = tuple(nid for path in exclude for nid, _ in read_notes(path)[0])
+        excluded = tuple(nid for path in exclude for nid, _ in note_pairs(path)[0])
         cfg = GenerateConfig(criteria=criteria, notes=count, seed=seed, real_notes=notes, real_share=real_share,
-                             exclude=excluded, columns=columns(id_column, text_column))
+                             exclude=excluded, columns=NoteColumns(id_column=id_column, text_column=text_column).named())
         s = synth_programmatic(cfg, db)
     else:
         if notes is None:
             raise click.UsageError("give NOTES: the notes the teacher model reads")
         from crit.trainer.synth import SynthConfig, synth
 
-        s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device,
-                              columns=columns(id_column, text_column)))
+        s = synth(SynthConfig(notes=notes, teacher=teacher, db=db, limit=limit, max_new_tokens=max_new_tokens, device=device or "auto",
+                              columns=NoteColumns(id_column=id_column, text_column=text_column).named()))
     out.print(
         f"{s.notes_done} note(s) done, {s.notes_skipped} skipped; {s.pairs_kept} pair(s) kept, "
         f"dropped {json.dumps(s.pairs_dropped)}; {s.seconds:.0f} s -> {db}"
@@ -155,7 +155,7 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
     from crit.trainer.finetune import TrainConfig, finetune
 
     cfg = TrainConfig(base=base, data=data, out=out_dir, qlora=qlora, max_steps=max_steps, lr=lr, epochs=epochs,
-                      r=rank, alpha=alpha, batch_size=batch_size, max_length=max_length, seed=seed, device=device,
+                      r=rank, alpha=alpha, batch_size=batch_size, max_length=max_length, seed=seed, device=device or "auto",
                       loop=loop)  # type: ignore[arg-type]
     path = finetune(cfg)
     m = json.loads((path / "manifest.json").read_text())["metrics"]
@@ -177,7 +177,7 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
 @click.option("--question", "questions", multiple=True, help="Only this gold question (repeatable).")
 @click.option("--limit", type=int, default=None, help="Only the first N gold notes.")
 @click.option("--out", default="eval.duckdb", show_default=True, help="DuckDB file the eval table is appended to.")
-@note_columns
+@column_options("id_column", "text_column")
 @device_option
 def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapters: tuple[str, ...], schemas: tuple[str, ...],
                  notes: str | None, criteria: str, questions: tuple[str, ...], limit: int | None, out: str,
@@ -196,13 +196,13 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
         bases = [None] * len(adapters)
     if adapters and len(adapters) != len(bases):
         raise click.UsageError("give one --adapter per --model, or only --adapter (with the embedded model)")
-    from crit.engine.model import resolve_adapter  # "student": the student shipped with crit
+    from crit.engine.answering.model import resolve_adapter  # "student": the student shipped with crit
 
     pairs = list(zip(bases, adapters)) if adapters else [(b, None) for b in bases]
     pairs = [(b, resolve_adapter(b, a)) for b, a in pairs]
     specs = [ModelSpec(model=b, adapter=a, boolean_schema=s) for b, a in pairs for s in (schemas or ("enum",))]
-    cfg = EvalConfig(gold=gold, notes=notes, columns=columns(id_column, text_column), criteria=criteria, dbs=list(dbs), models=specs,
-                     questions=list(questions) or None, limit=limit, out=out, device=device)
+    cfg = EvalConfig(gold=gold, notes=notes, columns=NoteColumns(id_column=id_column, text_column=text_column).named(), criteria=criteria, dbs=list(dbs), models=specs,
+                     questions=list(questions) or None, limit=limit, out=out, device=device or "auto")
     out_console = Console(highlight=False)
     out_console.print(table(evaluate(cfg)))
 

@@ -121,7 +121,7 @@ def truefalse_variant(question: Any) -> Any:
     Only for the schema experiment: the engine's prompt still names the enum in its system
     message, so the guide restates the variant's meaning for the model.
     """
-    from crit.engine.questions import SOURCE_MAX_CHARS, fingerprint
+    from crit.grammar.questions import SOURCE_MAX_CHARS, fingerprint
 
     schema = {
         "type": "object",
@@ -164,14 +164,14 @@ Predictions = dict[tuple[str, str], Any]  # (note_id, question) -> boolean label
 def _run_model(spec: ModelSpec, notes: list[tuple[str, str]], questions: list[Any], device: str) -> tuple[Predictions, str, list[dict[str, Any]]]:
     from rich.progress import Progress
 
-    from crit.engine.backends.transformers import TransformersBackend
-    from crit.engine.model import load_model
+    from crit.engine.answering.backends.transformers import TransformersBackend
+    from crit.engine.answering.model import load_model
 
     loaded = load_model(spec.model, spec.adapter, device)
     backend = TransformersBackend(loaded)
     asked = [truefalse_variant(q) if (q.kind == "boolean" and spec.boolean_schema == "truefalse") else q for q in questions]
     if spec.layout == "evidence" and spec.boolean_schema == "enum":
-        from crit.engine.combine import EvidenceEngine
+        from crit.engine.answering.policy import EvidenceEngine
 
         engine = EvidenceEngine(backend, policy="model")
 
@@ -226,7 +226,7 @@ def _read_store(path: str, kinds: dict[str, str]) -> dict[str, Predictions]:
 
 def score(source: str, gold: list[GoldLabel], preds: Predictions, cfg: EvalConfig) -> list[MetricRow]:
     """Every metric of one source against the gold labels it covers (missing answers count as errors)."""
-    from crit.engine.questions import BOOLEAN_CHOICES
+    from crit.grammar.questions import BOOLEAN_CHOICES
 
     rows: list[MetricRow] = []
 
@@ -282,12 +282,12 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
 
     Example (shell): ``crit eval tests/gold/aristotle_gold.jsonl --db results.duckdb --model-run``
     """
-    from crit.engine.plan import load_plan
-    from crit.trainer.synth import read_notes
+    from crit.engine.eligibility import load_plan
+    from crit.trainer.synth import note_pairs
 
     gold = read_gold(cfg.gold)
     notes_path = cfg.notes or str(Path(cfg.gold).with_name("notes.jsonl"))
-    notes, _ = read_notes(notes_path, cfg.columns)
+    notes, _ = note_pairs(notes_path, cfg.columns)
     if cfg.limit is not None:
         notes = notes[: cfg.limit]
     note_ids = {n for n, _ in notes}

@@ -138,7 +138,7 @@ def finetune(cfg: TrainConfig) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from crit.engine.model import embedded_model_dir, model_dir, resolve_device, set_threads
+    from crit.engine.answering.model import embedded_model_dir, model_dir, resolve_device, set_threads
 
     # 1. Seed, device, data.
     t0 = time.perf_counter()

@@ -42,9 +42,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crit.engine.evidence import find_passages, question_terms, term_regex
-from crit.engine.questions import SEX_PHRASE, Question
-from crit.trainer.synth import SynthSummary, answer_text, open_db, read_notes, store_note
+from crit.engine.reading.passages import find_passages, question_terms, term_regex
+from crit.grammar.questions import SEX_PHRASE, Question
+from crit.trainer.synth import SynthSummary, answer_text, note_pairs, open_db, store_note
 
 GENERATOR_VERSION = "crit-gen-2"  # 2: ranges ("EF 60-65%") as labelled readings
 
@@ -460,7 +460,7 @@ def _insert(base: str, sentences: list[str], rng: random.Random) -> tuple[str, l
 def _writable(q: Question) -> bool:
     """Questions the templates can answer by construction: not the built-in sex question, not a
     relation ("X due to Y"), whose label would need both halves written together."""
-    from crit.engine.backends.rules import RELATIONS
+    from crit.engine.reading.reader import RELATIONS
 
     return q.phrase != SEX_PHRASE and not RELATIONS.search(q.phrase) and (q.phrase == "age" or bool(question_terms(q)))
 
@@ -483,11 +483,11 @@ def synth_programmatic(cfg: GenerateConfig, db: str) -> SynthSummary:
     import time
     from datetime import datetime, timezone
 
-    from crit.engine.plan import load_plan
+    from crit.engine.eligibility import load_plan
 
     t0 = time.perf_counter()
     plan = load_plan(cfg.criteria)
-    real = read_notes(cfg.real_notes, cfg.columns)[0] if cfg.real_notes else []
+    real = note_pairs(cfg.real_notes, cfg.columns)[0] if cfg.real_notes else []
     notes, skipped = generate(plan.questions, cfg, real)
     teacher = teacher_identity(cfg, plan.source_hash)
     con = open_db(db)

@@ -6,12 +6,12 @@ type so the types stay balanced. The split is 90/10 BY NOTE: every pair of a not
 to the same side, chosen by a hash of the note id (the released code split by question
 and leaked notes across the split).
 
-Each example is the exact prompt the engine sends (crit.engine.prompts.messages) and,
+Each example is the exact prompt the engine sends (crit.engine.answering.prompts.messages) and,
 as the assistant turn, the answer in the exact JSON the engine's schema asks for
-(crit.engine.questions), so the student learns the format it is later constrained to.
+(crit.grammar.questions), so the student learns the format it is later constrained to.
 
 Two layouts (`layout`):
-- "evidence" (the default: what `crit run` asks, crit.engine.combine). A pair that carries its
+- "evidence" (the default: what `crit run` asks, crit.engine.answering.policy). A pair that carries its
   engine Question (the programmatic teacher's, or a backend teacher's: `question_json`) is
   written exactly as the engine asks it: the passages the engine finds, the schema over them,
   and as the answer the passage holding the pair's quote, then the label. Other pairs (a
@@ -85,7 +85,7 @@ def split_notes(note_ids: list[str], val_fraction: float) -> tuple[set[str], set
 
 def pair_question(kind: str, text: str, unit: str | None) -> Any:
     """The engine Question that asks a synthetic pair's question, with the engine's answer schema."""
-    from crit.engine.questions import Question, boolean_schema, fingerprint, numeric_schema
+    from crit.grammar.questions import Question, boolean_schema, fingerprint, numeric_schema
 
     numeric = kind in ("numeric", "na-numeric")
     schema = numeric_schema() if numeric else boolean_schema()
@@ -118,7 +118,7 @@ def target_json(kind: str, answer: str | None, unit: str | None, source: str) ->
 
 def example(note_text: str, row: dict[str, Any]) -> dict[str, Any]:
     """One chat-format training example for a stored pair."""
-    from crit.engine.prompts import messages
+    from crit.engine.answering.prompts import messages
 
     q = pair_question(row["type"], row["question"], row["unit"])
     msgs = messages(note_text, q)
@@ -131,9 +131,9 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
     distractor sentences are chosen by a hash of the note and question."""
     import random
 
-    from crit.engine.combine import evidence_view, over_passages
-    from crit.engine.evidence import Passage, sentences
-    from crit.engine.prompts import messages
+    from crit.engine.answering.policy import evidence_view, over_passages
+    from crit.engine.answering.prompts import messages
+    from crit.engine.reading.passages import Passage, sentences
 
     spans = sentences(note_text)
     source = row["source"] or ""
@@ -156,12 +156,12 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
 
 def engine_example(note_text: str, row: dict[str, Any], quote: bool = True) -> dict[str, Any] | None:
     """One example exactly as `crit run` asks the pair's engine question (row["question_json"]): the
-    passages the engine finds, the schema over them (crit.engine.combine.model_request), and as the
+    passages the engine finds, the schema over them (crit.engine.answering.policy.model_request), and as the
     answer the passage holding the pair's quote, then the label. None when the engine could not
     answer it this way (the quote is not among the passages the schema offers)."""
-    from crit.engine.combine import model_request
-    from crit.engine.evidence import find_passages
-    from crit.engine.prompts import messages
+    from crit.engine.answering.policy import model_request
+    from crit.engine.answering.prompts import messages
+    from crit.engine.reading.passages import find_passages
     from crit.trainer.verify import question_of
 
     q = question_of(row)

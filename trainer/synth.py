@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crit.engine.combine import number_in
+from crit.engine.answering.policy import number_in
 
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
 PAIR_TYPES: tuple[PairType, ...] = ("boolean", "numeric", "na-boolean", "na-numeric")
@@ -38,7 +38,7 @@ SYNTH_PROMPT_VERSION = "crit-synth-1"
 
 QUESTION_MAX_CHARS = 120
 SECTION_MAX_CHARS = 40
-SOURCE_MAX_CHARS = 100  # the engine's own source bound (crit.engine.questions)
+SOURCE_MAX_CHARS = 100  # the engine's own source bound (crit.grammar.questions)
 EXPLANATION_MAX_CHARS = 160
 UNIT_MAX_CHARS = 16
 
@@ -222,12 +222,12 @@ def _answer_fits(answer: Any, kind: PairType) -> bool:
     return answer is None
 
 
-def read_notes(path: str, columns: dict[str, str] | None = None) -> tuple[list[tuple[str, str]], int]:
-    """(note_id, text) pairs of every good note (any source crit.engine.notes reads, with the id and
-    text columns named in `columns`, crit.engine.options.columns), and the bad-row count."""
-    from crit.engine.notes import read_notes as engine_read_notes
+def note_pairs(path: str, columns: dict[str, str] | None = None) -> tuple[list[tuple[str, str]], int]:
+    """(note_id, text) pairs of every good note (any source crit.engine.notes reads, with the columns
+    named in `columns`, crit.engine.notes.NoteColumns' fields), and the bad-row count."""
+    from crit.engine.notes import NoteColumns, read_notes
 
-    notes, bad = engine_read_notes(path, **(columns or {}))
+    notes, bad = read_notes(path, NoteColumns(**(columns or {})))
     return [(n.note_id, n.text) for n in notes], len(bad)
 
 
@@ -282,11 +282,11 @@ def synth(cfg: SynthConfig) -> SynthSummary:
     import torch
     from rich.progress import Progress
 
-    from crit.engine.backends.constraints import generation_regex
-    from crit.engine.model import load_model
+    from crit.engine.answering.constraints import generation_regex
+    from crit.engine.answering.model import load_model
 
     t0 = time.perf_counter()
-    notes, bad_rows = read_notes(cfg.notes, cfg.columns)
+    notes, bad_rows = note_pairs(cfg.notes, cfg.columns)
     if cfg.limit is not None:
         notes = notes[: cfg.limit]
     loaded = load_model(cfg.teacher, None, cfg.device)

@@ -1,7 +1,7 @@
 """Any crit backend as teacher: it answers a `.crit` file's questions over notes, through the engine.
 
 Task-targeted distillation. The teacher is asked exactly what the student will be asked:
-the engine (crit.engine.combine, policy "model") finds each question's passages, gates the
+the engine (crit.engine.answering.policy, policy "model") finds each question's passages, gates the
 questions no passage mentions (the student never sees those), and sends the rest to the
 teacher backend in the evidence layout. Each answer becomes a pair of the paper's four
 types (a "not mentioned" or "not stated" answer is an NA pair), with the engine Question
@@ -20,10 +20,10 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from crit.engine.answering.backend import Request
+from crit.engine.answering.policy import EvidenceEngine
 from crit.engine.answers import Answer
-from crit.engine.backends.base import Request
-from crit.engine.combine import EvidenceEngine
-from crit.engine.questions import Question
+from crit.grammar.questions import Question
 from crit.trainer.synth import answer_text
 
 TEACH_VERSION = "crit-teach-1"
@@ -52,17 +52,17 @@ def pair_of(a: Answer, q: Question, passages: int) -> tuple[dict[str, Any] | Non
 
 def synth_from_backend(criteria: str, notes_path: str, factory: Any, db: str, limit: int | None = None,
                        columns: dict[str, str] | None = None) -> Any:
-    """Ask the teacher (a backend factory, crit.engine.backends.registry) every gated-in question of
+    """Ask the teacher (a backend factory, crit.engine.answering.registry) every gated-in question of
     `criteria` over the notes; store pairs in `db`. Notes already in `db` are skipped (a rerun resumes).
 
     Example (shell): ``crit synth notes.jsonl --backend openai --base-url http://127.0.0.1:8000/v1 --model m``
     """
-    from crit.engine.plan import load_plan
-    from crit.trainer.synth import SynthSummary, open_db, read_notes, store_note
+    from crit.engine.eligibility import load_plan
+    from crit.trainer.synth import SynthSummary, note_pairs, open_db, store_note
 
     t0 = time.perf_counter()
     plan = load_plan(criteria)
-    notes, bad_rows = read_notes(notes_path, columns)
+    notes, bad_rows = note_pairs(notes_path, columns)
     if limit is not None:
         notes = notes[:limit]
     teacher = f"{factory.identity()}|{TEACH_VERSION}"

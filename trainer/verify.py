@@ -2,13 +2,13 @@
 
 As in the label-correction step of 2403.19511, every teacher's pairs are checked by an
 independent reader before a student learns from them. The reader here is the engine's own
-rules answerer (crit.engine.backends.rules, with NegEx and the context cues), run over the
+rules answerer (crit.engine.reading.reader, with NegEx and the context cues), run over the
 pair's quote alone and over the whole note. Reasons, in the order they are tried:
 
 - ``quote_not_verbatim``: the quote is not the note's text at the pair's span;
 - ``number_not_in_quote``: a numeric answer its quote does not write;
 - ``na_contradicted``: an NA answer, where the rules are sure the note answers it;
-- then crit.engine.combine.objection, the check the engine makes of a model's answer:
+- then crit.engine.answering.policy.objection, the check the engine makes of a model's answer:
   ``off_question`` (the quote is no passage of the question), ``quote_denies`` (answer
   "present", the quote a sure denial: "denies CP"), ``quote_not_about_patient`` (answer
   "present", the quote only family history or a hypothetical: "mother w/ DM", "r/o MI"),
@@ -29,10 +29,10 @@ import re
 from collections import Counter
 from typing import Any
 
-from crit.engine.backends.rules import decide
-from crit.engine.combine import OBJECTIONS, number_in, objection
-from crit.engine.evidence import find_passages
-from crit.engine.questions import Question
+from crit.engine.answering.policy import OBJECTIONS, number_in, objection
+from crit.engine.reading.passages import find_passages
+from crit.engine.reading.reader import decide
+from crit.grammar.questions import Question
 
 REASONS = ("quote_not_verbatim", "number_not_in_quote", "na_contradicted", *OBJECTIONS)
 _STOP = frozenset("the a an of in on is are was does did what note document documents patient any which how".split())

@@ -1,0 +1,264 @@
+"""Evidence: find the passages of a note that mention a question, before any model is asked.
+
+For each (note, question) this module returns the sentences (or lines) that mention one of
+the question's terms, with character spans into the note. Everything after it reads these
+passages only: the gate (no passage: "not mentioned", no model call), the rules answerer
+(crit.engine.reading.reader) and the model, which is shown the passages, not the note.
+
+Terms of a question, in the order they are tried:
+- the phrase, split into its alternatives on "," / "or" / "and" / "such as" / "due to",
+  with leading articles and modifiers ("a prior", "active", "moderate") stripped, so
+  "a prior stroke, transient ischemic attack or systemic embolism" gives "stroke",
+  "transient ischemic attack" and "systemic embolism"; a lone word before a longer last
+  part borrows its head noun ("alcohol or drug abuse": "alcohol abuse", "drug abuse");
+- the question's `aka` terms, as written in the .crit file;
+- built-in families for the two questions no term list can cover: age ("81-year-old",
+  "age 81", "81 yo") and the built-in sex question (she, he, woman, Mr., ...).
+Each term matches case-insensitively on word boundaries, with systematic variants: a
+plural ending, a hyphen or a space between words ("a-fib", "a fib"), and an optional
+period after each letter of an abbreviation ("C.H.F.").
+
+A passage records the section it sits in (the last "HEADER:" line before it), because a
+finding under FAMILY HISTORY is the family's, not the patient's. Pure functions, no model,
+no I/O: about 0.2 ms a (note, question) pair.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from crit.grammar.questions import SEX_PHRASE, Question
+
+# Bump when the passages found for a note can change: it is part of every answer key.
+EVIDENCE_VERSION = "evidence-2"  # 2: a label line joins the value-only line below it
+
+# Words that qualify a finding without naming it; stripped from the front of a term.
+_MODIFIERS = frozenset(
+    "a an the any prior previous past history of known current currently active acute chronic "
+    "recent moderate severe mild significant planned high risk clinically documented".split()
+)
+# Generic heads: "ticlopidine therapy" is also looked for as "ticlopidine".
+_GENERIC_HEADS = frozenset("therapy treatment use usage procedure".split())
+_SPLIT = re.compile(r",|;|\bor\b|\band\b|\bsuch as\b|\bdue to\b|\bsecondary to\b|\bincluding\b", re.I)
+
+# The two questions whose evidence is a pattern, not a term (see module docstring).
+# AGE finds an age's passage here and reads its value in the rules answerer (groups: the number and
+# unit of "81-year-old", the number of "81 yo", the number of "age 81"). A mixed number
+# ("3-1/2-year-old") is one age; the "2" of its fraction is never taken for the age.
+AGE = re.compile(
+    r"(?<![\d/])\b(\d{1,3}(?:\.\d)?|\d{1,2}-1/2)[- ]?(years?|yrs?|months?|mos?|weeks?|wks?|days?)[- ]?old\b"
+    r"|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)(?![a-z])"
+    r"|\bage(?:d)?\s*(?:of\s*)?:?\s*(\d{1,3})\b",
+    re.I,
+)
+_SEX_WORDS = (
+    re.compile(r"\b(?:she|her|hers|herself|woman|women|female|lady|girl|mrs|ms|miss|mother of)\b", re.I),
+    re.compile(r"\b(?:he|him|his|himself|man|men|male|gentleman|boy|mr)\b", re.I),
+)
+_BUILTIN: dict[str, tuple[re.Pattern[str], ...]] = {"age": (AGE,), SEX_PHRASE: _SEX_WORDS}
+_BUILTIN_TERM = {"age": "(age pattern)", SEX_PHRASE: "(sex words)"}  # Passage.term
+
+# A section header: a line that starts with capitals and a colon ("FAMILY HISTORY:").
+_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z0-9 /&,()'-]{2,60}):", re.M)
+# Sentence ends: a period, ! or ? followed by space and a capital or a digit, unless the
+# period closes a common abbreviation or sits inside a number.
+_SENTENCE_END = re.compile(r"(?<!\b[A-Z])(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bvs)(?<!\bSt)[.!?](?=\s+[A-Z0-9(\[])")
+
+_LIST_NUMBER = re.compile(r"\s*\(?\d{1,2}[.)]")
+
+MAX_PASSAGE_CHARS = 400
+
+
+class Passage(BaseModel):
+    """One sentence or line that mentions a question: where it is, and which term found it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int  # character offsets into the note, end exclusive
+    end: int
+    term: str  # the term (or pattern family) that matched, as the .crit file or phrase writes it
+    term_start: int
+    term_end: int
+    section: str | None = None  # the header above the passage, upper-cased ("FAMILY HISTORY")
+
+    def text(self, note_text: str) -> str:
+        return note_text[self.start : self.end]
+
+
+def _strip_modifiers(words: list[str]) -> list[str]:
+    while words and words[0].lower() in _MODIFIERS:
+        words = words[1:]
+    return words
+
+
+def phrase_terms(phrase: str) -> list[str]:
+    """The alternatives a phrase names, modifiers stripped (see module docstring)."""
+    parts = [_strip_modifiers(p.split()) for p in _SPLIT.split(phrase)]
+    parts = [p for p in parts if p]
+    last = parts[-1] if parts else []
+    terms: list[str] = []
+    for words in parts:
+        # Only "X or Y Z" shares a head; in a list ("stroke, TIA or systemic embolism") each
+        # part is whole.
+        if len(parts) == 2 and len(words) == 1 and len(last) > 1 and words is not last:
+            terms.append(f"{words[0]} {last[-1]}")  # "alcohol" + "abuse"
+        else:
+            terms.append(" ".join(words))
+        if len(words) > 1 and words[-1].lower() in _GENERIC_HEADS:
+            terms.append(" ".join(words[:-1]))
+    return list(dict.fromkeys(terms))
+
+
+def question_terms(question: Question) -> tuple[str, ...]:
+    """Every term that locates the question's evidence: phrase alternatives, then aka."""
+    if question.phrase in _BUILTIN:
+        return ()
+    return tuple(dict.fromkeys([*phrase_terms(question.phrase), *question.aka]))
+
+
+def _word_pattern(word: str) -> str:
+    """One word of a term: an abbreviation (all capitals, or with periods) may carry a period after
+    each letter; other words match as written."""
+    letters = word.replace(".", "")
+    if letters.isalpha() and (letters.isupper() or "." in word) and len(letters) <= 6 and len(letters) > 1:
+        dotted = r"\.".join(re.escape(c) for c in letters) + r"\.?"  # "C.H.F." or "C.H.F"
+        return f"(?:{re.escape(letters)}|{dotted})"
+    return re.escape(word)
+
+
+@functools.lru_cache(maxsize=4096)
+def term_regex(term: str) -> re.Pattern[str]:
+    """Case-insensitive, whole words, plural endings, hyphen or space between words."""
+    words = re.split(r"[\s-]+", term.strip())
+    body = r"[\s-]*".join(_word_pattern(w) for w in words if w)
+    # A plural ending on the last word ("platelets", "diagnoses"); a possessive too.
+    return re.compile(r"(?<![\w])" + body + r"(?:s|es|'s)?(?![\w])", re.I)
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence: lines split further at sentence ends; whitespace trimmed.
+    A sentence longer than MAX_PASSAGE_CHARS is cut at its clause marks (";", ",")."""
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        body, start, prev = line.group(), line.start(), 0
+        cuts = []
+        for m in _SENTENCE_END.finditer(body):
+            # Not after a list number ("1. Diabetes. 2. Hypertension."): that period opens an item.
+            if not _LIST_NUMBER.fullmatch(body[prev : m.end()]):
+                cuts.append(m.end())
+                prev = m.end()
+        for cut in [*cuts, len(body)]:
+            piece_start, piece_end = start, line.start() + cut
+            start = piece_end
+            spans.extend(_bounded(text, piece_start, piece_end))
+    spans = [s for s in (_trim(text, a, b) for a, b in spans) if s[1] > s[0]]
+    return _join_label_values(text, spans)
+
+
+# A line that is only a label ("EJECTION FRACTION:"), then a line that is only a value ("72%.",
+# "1.4 mg/dL", "55 to 60%"): a number, a unit, perhaps a second number, nothing else.
+_LABEL_LINE = re.compile(r"[A-Za-z][A-Za-z0-9 /&()'-]{1,60}:")
+_VALUE_LINE = re.compile(r"[<>~]?\s*\d+(?:\.\d+)?\s*(?:(?:-|to)\s*\d+(?:\.\d+)?)?\s*(?:%|[A-Za-z/^0-9µμ]{1,12})?\.?")
+
+
+def _join_label_values(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join a label line with a value-only line after it, so "EJECTION FRACTION:\n 72%." is one
+    sentence: a report's value on the line below its label belongs to it. A section header
+    above a sentence, a list or a paragraph stays apart."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(spans):
+        a, b = spans[i]
+        if i + 1 < len(spans) and _LABEL_LINE.fullmatch(text, a, b):
+            c, d = spans[i + 1]
+            line_end = text.find("\n", d)
+            whole_line = not text[d:line_end if line_end >= 0 else len(text)].strip()
+            if text.count("\n", b, c) == 1 and whole_line and _VALUE_LINE.fullmatch(text, c, d):
+                out.append((a, d))
+                i += 2
+                continue
+        out.append((a, b))
+        i += 1
+    return out
+
+
+def _bounded(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    if end - start <= MAX_PASSAGE_CHARS:
+        return [(start, end)]
+    out = []
+    while end - start > MAX_PASSAGE_CHARS:
+        window = text[start : start + MAX_PASSAGE_CHARS]
+        cut = max(window.rfind("; "), window.rfind(", "), window.rfind(" "))
+        cut = cut + 1 if cut > 0 else MAX_PASSAGE_CHARS
+        out.append((start, start + cut))
+        start += cut
+    out.append((start, end))
+    return out
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def section_at(text: str, offset: int) -> str | None:
+    """The last section header at or before `offset`, upper-cased, or None."""
+    found = None
+    for m in _HEADER.finditer(text, 0, offset + 1):
+        found = m.group(1).strip().upper()
+    return found
+
+
+def find_passages(note_text: str, question: Question) -> list[Passage]:
+    """The sentences of `note_text` that mention `question`, in note order, one per sentence
+    (the first term found in it). Empty when the note never mentions the question."""
+    if question.phrase in _BUILTIN:
+        regexes: Sequence[tuple[str, re.Pattern[str]]] = [
+            (_BUILTIN_TERM[question.phrase], r) for r in _BUILTIN[question.phrase]
+        ]
+    else:
+        regexes = [(t, term_regex(t)) for t in question_terms(question)]
+    hits: list[tuple[int, int, str]] = []
+    for term, regex in regexes:
+        hits.extend((m.start(), m.end(), term) for m in regex.finditer(note_text))
+    if not hits:
+        return []
+    hits.sort()
+    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    passages: list[Passage] = []
+    spans = sentences(note_text)
+    h = 0
+    for start, end in spans:
+        while h < len(hits) and hits[h][1] <= start:
+            h += 1
+        inside = [x for x in hits[h:] if x[0] < end and x[0] >= start]
+        if not inside:
+            continue
+        term_start, term_end, term = inside[0]
+        section = None
+        for offset, name in headers:
+            if offset > term_start:
+                break
+            section = name
+        last = passages[-1] if passages else None
+        if (last and last.section == section and "\n" not in note_text[last.end : start]
+                and end - last.start <= MAX_PASSAGE_CHARS):
+            # Consecutive sentences of one line that both mention the question are one passage
+            # ("No TIA. No CVA."): the evidence reads as one quote.
+            passages[-1] = last.model_copy(update={"end": end})
+            continue
+        passages.append(Passage(start=start, end=end, term=term, term_start=term_start,
+                                term_end=min(term_end, end), section=section))
+    return passages
+
+
+def evidence_for(note_text: str, questions: Sequence[Question]) -> dict[str, list[Passage]]:
+    """Passages per question name, for every question over one note."""
+    return {q.name: find_passages(note_text, q) for q in questions}

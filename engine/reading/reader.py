@@ -1,0 +1,238 @@
+"""The reader: answer a question from a note's passages alone, by rule, with no model.
+
+It is the baseline every model must beat (`--backend rules`,
+crit.engine.answering.backends.rules) and half of the default answerer
+(crit.engine.answering.policy). It loads no model, so it runs anywhere, at thousands of answers a
+second. For one (note, question) it reads the passages of crit.engine.reading.passages:
+
+- boolean: each mention's context (crit.engine.reading.context). A mention of the patient that is
+  not negated is "present"; a negated one is "absent" when no mention is present; a
+  question with no mention of the patient (only family, only hypothetical) is "not
+  mentioned". A phrase that relates two findings ("atrial fibrillation due to a reversible
+  cause such as thyrotoxicosis") needs both halves in one passage.
+- numeric: every number written within 30 characters after a term, with the numbers
+  chained to it ("from 2.08 to 2.67", "25% to 30%"), each with the unit written after it.
+  All are kept (Answer.candidates, with spans); the question's order then picks one:
+  highest / lowest by value in the question's unit, first / last by position.
+  Age reads "81-year-old", "age 81" and "81 yo"; a month or week age keeps its unit.
+- the built-in sex question counts the passages with female and with male words; where both
+  appear (a boy and his mother), the patient's own descriptor ("a 62-year-old male") decides.
+
+Each answer says whether the rules are sure (`confident`): not when mentions disagree,
+when the only mention is possible or hypothetical, when a relational phrase is half
+found, or when the question's terms appear with no number. crit.engine.answering.policy asks
+the model only where the rules are not sure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from crit.engine.answers import Candidate
+from crit.engine.reading.context import RELATIVES, read_context
+from crit.engine.reading.passages import (
+    AGE,
+    Passage,
+    phrase_terms,
+    question_terms,
+    term_regex,
+)
+from crit.grammar import units
+from crit.grammar.questions import SEX_PHRASE, Question
+
+READER_VERSION = "rules-2"  # 2: the patient's own descriptor decides sex where passages disagree
+
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
+_CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
+_UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)")
+_AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
+_FEMALE = re.compile(r"\b(she|her|hers|herself|woman|female|lady|girl|mrs|ms|miss)\b", re.I)
+_MALE = re.compile(r"\b(he|him|his|himself|man|male|gentleman|boy|mr)\b", re.I)
+RELATIONS = re.compile(r"\b(?:due to|secondary to|caused by|such as)\b", re.I)  # "X due to Y": both halves needed
+# A different analyte that begins with this one's term: "hemoglobin A1c" is not hemoglobin.
+_OTHER_ANALYTE = re.compile(r"\s*(?:a1c|a 1c|a1-c)\b", re.I)
+# "H&H 10/32", "H and H 13 and 40": hemoglobin and hematocrit as a pair; hemoglobin is the
+# smaller, whichever order they are written in (tests/gold/README.md).
+_H_AND_H = re.compile(r"\bH\s*(?:&|and)\s*H\b\D{0,25}?(\d+(?:\.\d+)?)\s*(?:/|and|,)\s*(\d+(?:\.\d+)?)", re.I)
+_VALUE_REACH = 30  # characters between a term and its first number
+# The patient's own descriptor: "a 62-year-old male", "9-month-old Hispanic male", "55 yo woman". The
+# other people of a note ("his mother", a doctor's "she") are seldom written of so.
+_DESCRIBED = re.compile(
+    rf"(?:{AGE.pattern})[\s,]+(?:(?!(?:with|and|who|of|his|her|is|was)\b)[A-Za-z-]+\s+){{0,3}}?"
+    r"(?P<sex>male|female|man|woman|boy|girl|gentleman|lady)\b", re.I)
+# ... unless the sentence has turned to another person first ("2 children, a 23-year-old and a 20-year-old female").
+_OTHER_PERSON = re.compile(
+    r"\b(?:grand\w+|(?:%s)s?)\b" % "|".join(RELATIVES + ("wife", "husband", "child", "children", "partner", "friend",
+                                                          "donor")), re.I)
+
+
+def decide(question: Question, note_text: str, passages: Sequence[Passage], *, reach: int = _VALUE_REACH) -> dict:
+    """The rules' answer over `passages`, as Answer fields plus 'label' (the JSON answer). `reach`: the
+    characters a number may lie after its term (a check of a model's quote reads further,
+    crit.engine.answering.policy.objection)."""
+    if question.phrase == SEX_PHRASE:
+        return _sex(note_text, passages)
+    if question.kind == "boolean":
+        return _boolean(question, note_text, passages)
+    if question.phrase == "age":
+        return _age(note_text, passages)
+    return _numeric(question, note_text, passages, reach)
+
+
+def _grounded(p: Passage, note_text: str) -> dict:
+    return dict(source=p.text(note_text), span_start=p.start, span_end=p.end, grounded=True, match="exact")
+
+
+def _not_mentioned(confident: bool = True) -> dict:
+    return dict(label="not mentioned", na=True, confident=confident)
+
+
+def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
+    relation = RELATIONS.search(question.phrase)
+    needs: list[re.Pattern[str]] = []
+    if relation:  # both halves of "X due to Y" in one passage
+        qualifier = question.phrase[relation.end():]
+        needs = [term_regex(t) for t in phrase_terms(qualifier)]
+    affirmed: list[tuple[Passage, bool]] = []
+    denied: list[Passage] = []
+    other = 0
+    for p in passages:
+        text = p.text(note_text)
+        if needs and not any(r.search(text) for r in needs):
+            other += 1
+            continue
+        # Every mention in the passage counts ("No TIA. No CVA." holds two denials).
+        for start, end in _term_matches(question, note_text, p):
+            ctx = read_context(text, start - p.start, end - p.start, p.section)
+            if not ctx.about_patient:
+                other += 1
+            elif ctx.negated:
+                denied.append(p)
+            else:
+                affirmed.append((p, ctx.possible))
+    if affirmed:
+        p, possible = next(((p, f) for p, f in affirmed if not f), affirmed[0])
+        sure = not denied and not possible and not (relation and other)
+        return dict(label="present", value=1.0, confident=sure, **_grounded(p, note_text))
+    if denied:
+        return dict(label="absent", value=0.0, confident=not other, **_grounded(denied[0], note_text))
+    return _not_mentioned(confident=not passages)
+
+
+def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
+    female = [p for p in passages if _FEMALE.search(p.text(note_text))]
+    male = [p for p in passages if _MALE.search(p.text(note_text))]
+    if not female and not male:
+        return _not_mentioned()
+    if female and male:
+        # Passages disagree (a boy and his mother): the patient's own descriptor decides, if all agree.
+        described = [(p, bool(_FEMALE.fullmatch(m.group("sex"))))
+                     for p in passages for m in _DESCRIBED.finditer(note_text, p.start, p.end)
+                     if not _OTHER_PERSON.search(note_text, p.start, m.start())]
+        if described and len({is_female for _, is_female in described}) == 1:
+            p, is_female = described[0]
+            return _sex_answer(is_female, True, p, note_text)
+    if len(female) >= len(male):
+        return _sex_answer(True, not male, female[0], note_text)
+    return _sex_answer(False, not female, male[0], note_text)
+
+
+def _sex_answer(is_female: bool, confident: bool, p: Passage, note_text: str) -> dict:
+    return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0, confident=confident,
+                **_grounded(p, note_text))
+
+
+def _age(note_text: str, passages: Sequence[Passage]) -> dict:
+    for p in passages:
+        m = AGE.search(note_text, p.start, p.end)
+        if m is None:
+            continue
+        number = m.group(1) or m.group(3) or m.group(4)
+        unit = _AGE_UNITS[m.group(2)[0].lower()] if m.group(2) else "years"
+        value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
+        cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
+        return dict(label=value, value=value, unit=unit, candidates=[cand], confident=True, **_grounded(p, note_text))
+    return _not_mentioned(confident=not passages)
+
+
+def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_REACH) -> list[Candidate]:
+    """The numbers written after a term (see module docstring), each with its unit and span."""
+    if _OTHER_ANALYTE.match(note_text, term_end, limit):
+        return []
+    out: list[Candidate] = []
+    pos = term_end
+    for m in _NUMBER.finditer(note_text, term_end, limit):
+        gap = note_text[pos : m.start()]
+        if not out and m.start() - term_end > reach:
+            break
+        if out and not _CHAIN.match(gap):
+            break
+        if not out and re.search(r"[.;]\s", gap):  # the term's clause ended before any number
+            break
+        value = float(m.group(1).replace(",", ""))
+        unit_match = _UNIT.match(note_text, m.end(), limit)
+        unit = None
+        end = m.end()
+        if unit_match:
+            written = unit_match.group(1).rstrip(".")  # "2.67 mg/dL." ends a sentence
+            if units.is_known_unit(written):
+                unit, end = written, unit_match.start(1) + len(written)
+        out.append(Candidate(value=value, unit=unit, span_start=m.start(), span_end=end))
+        pos = end
+    # "2.1 and 2.3 mg/dL": numbers of a chain without their own unit take the last one's.
+    if out and out[-1].unit and any(c.unit is None for c in out):
+        out = [c if c.unit else c.model_copy(update={"unit": out[-1].unit}) for c in out]
+    return out
+
+
+def _with_count_unit(c: Candidate, question: Question) -> Candidate:
+    """"platelets 126,000": a count written out in cells, not in thousands, for a question in 10^3/uL."""
+    if c.unit is None and question.unit is not None and "10^3" in question.unit and c.value >= 1000:
+        return c.model_copy(update={"unit": "/mm3"})
+    return c
+
+
+def _in_unit(c: Candidate, question: Question) -> float | None:
+    """A candidate's value in the question's unit (None when unconvertible)."""
+    if question.unit is None:
+        return c.value
+    return units.convert(c.value, c.unit, question.unit, units.analyte_of(question.phrase, question.aka))
+
+
+def _numeric(question: Question, note_text: str, passages: Sequence[Passage], reach: int) -> dict:
+    found: list[tuple[Candidate, Passage]] = []
+    hemoglobin = units.analyte_of(question.phrase, question.aka) == "hemoglobin"
+    for p in passages:
+        for hh in _H_AND_H.finditer(note_text, p.start, p.end) if hemoglobin else ():
+            g = 1 if float(hh.group(1)) <= float(hh.group(2)) else 2
+            found.append((Candidate(value=float(hh.group(g)), span_start=hh.start(g), span_end=hh.end(g)), p))
+        for start, end in _term_matches(question, note_text, p):
+            if hemoglobin and _H_AND_H.match(note_text, start):
+                continue  # read as a pair above
+            found.extend((_with_count_unit(c, question), p) for c in values_after(note_text, end, p.end, reach))
+    if not found:
+        return _not_mentioned(confident=not passages)
+    seen: set[tuple[int, int]] = set()
+    unique = [(c, p) for c, p in found if not ((c.span_start, c.span_end) in seen or seen.add((c.span_start, c.span_end)))]
+    unique.sort(key=lambda cp: cp[0].span_start)
+    order = question.order or "value"
+    chosen = unique[0]
+    if order in ("highest", "lowest"):
+        comparable = [(c, p, v) for c, p in unique if (v := _in_unit(c, question)) is not None]
+        if comparable:
+            pick = (max if order == "highest" else min)(comparable, key=lambda cpv: cpv[2])
+            chosen = (pick[0], pick[1])
+    elif order == "last":
+        chosen = unique[-1]
+    c, p = chosen
+    return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _ in unique], confident=True,
+                **_grounded(p, note_text))
+
+
+def _term_matches(question: Question, note_text: str, p: Passage) -> list[tuple[int, int]]:
+    """(start, end) of every term match inside a passage."""
+    found = []
+    for t in question_terms(question):
+        found.extend(m.span() for m in term_regex(t).finditer(note_text, p.start, p.end))
+    return sorted(set(found))

@@ -1,0 +1,765 @@
+"""Store: one DuckDB file holding runs, notes, questions and answers; the rules layer adds its tables to it.
+
+Answers are keyed by (note_id, answer_key), where answer_key hashes the
+question's fingerprint with the backend's model/adapter identity
+(crit.engine.answering.backend.answer_key): another model never reuses an answer,
+and a threshold edit (which changes no question) re-asks nothing.
+
+Crash safety: each batch of answers is written, with its notes, in ONE
+transaction as Arrow tables (`INSERT ... SELECT ... ON CONFLICT DO NOTHING`).
+After kill -9 or Ctrl-C everything up to the last commit is there and nothing
+is half-written; running the same command again asks only what `missing`
+reports. A run left 'running' by a dead process is marked 'interrupted' the
+next time the file is opened for writing (DuckDB's file lock means no other
+process can be writing it then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from crit.engine.answers import Answer
+from crit.engine.notes import Note
+from crit.grammar.errors import CritError
+from crit.grammar.questions import Question
+
+SCHEMA_VERSION = 3  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates
+
+RunStatus = Literal["running", "done", "interrupted", "failed"]
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
+        crit_file VARCHAR,
+        crit_hash VARCHAR,
+        rules_fingerprint VARCHAR,
+        trial_id VARCHAR,
+        notes_source VARCHAR,
+        model VARCHAR,
+        adapter VARCHAR,
+        backend VARCHAR,
+        backend_identity VARCHAR,
+        parameters JSON,
+        notes_total BIGINT,
+        notes_done BIGINT DEFAULT 0,
+        bad_rows BIGINT DEFAULT 0,
+        answers_new BIGINT DEFAULT 0,
+        answers_cached BIGINT DEFAULT 0,
+        errors BIGINT DEFAULT 0,
+        message VARCHAR
+    )""",
+    # What each answer_key means: the question as asked, under which model.
+    """CREATE TABLE IF NOT EXISTS questions (
+        answer_key VARCHAR PRIMARY KEY,
+        question VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        text VARCHAR NOT NULL,
+        unit VARCHAR,
+        question_fingerprint VARCHAR NOT NULL,
+        backend_identity VARCHAR NOT NULL,
+        answer_schema JSON
+    )""",
+    "CREATE TABLE IF NOT EXISTS run_questions (run_id VARCHAR, question VARCHAR, answer_key VARCHAR, "
+    "PRIMARY KEY (run_id, question))",
+    # The text stays here, in the user's own file: reports highlight evidence spans in it.
+    """CREATE TABLE IF NOT EXISTS notes (
+        note_id VARCHAR PRIMARY KEY,
+        sex VARCHAR,
+        text VARCHAR NOT NULL,
+        text_hash VARCHAR NOT NULL,
+        length BIGINT NOT NULL,
+        source_row BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS answers (
+        note_id VARCHAR NOT NULL,
+        answer_key VARCHAR NOT NULL,
+        question VARCHAR NOT NULL,
+        question_fingerprint VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        value DOUBLE,
+        unit VARCHAR,
+        na BOOLEAN NOT NULL,
+        source VARCHAR,
+        span_start BIGINT,
+        span_end BIGINT,
+        grounded BOOLEAN NOT NULL,
+        match VARCHAR,
+        raw VARCHAR,
+        latency_s DOUBLE,
+        prompt_tokens BIGINT,
+        output_tokens BIGINT,
+        error VARCHAR,
+        "window" BIGINT,
+        created_at TIMESTAMPTZ NOT NULL,
+        method VARCHAR,
+        candidates JSON,
+        PRIMARY KEY (note_id, answer_key)
+    )""",
+    # A store of schema 1 gains the columns of 2 (its answers were all the model's).
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS method VARCHAR DEFAULT 'model'",
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
+    # The .crit text a run compiled (schema 2): reports and merges read the plan from the store.
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS crit_source VARCHAR",
+    # Schema 3: the patient a note is about and its dates (the rules' patient layer and windows read them).
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS patient_id VARCHAR",
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS note_date DATE",
+    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS index_date DATE",
+    # Why a question was or was not asked of a note: the sentences that mention it, with
+    # spans into notes.text. A (note, answer_key) with no rows here was answered by the gate.
+    """CREATE TABLE IF NOT EXISTS passages (
+        note_id VARCHAR NOT NULL,
+        answer_key VARCHAR NOT NULL,
+        question VARCHAR NOT NULL,
+        passage INTEGER NOT NULL,
+        span_start BIGINT NOT NULL,
+        span_end BIGINT NOT NULL,
+        term VARCHAR NOT NULL,
+        section VARCHAR,
+        PRIMARY KEY (note_id, answer_key, passage)
+    )""",
+    "CREATE OR REPLACE VIEW latest_run AS SELECT * FROM runs ORDER BY started_at DESC LIMIT 1",
+    # The answers the latest run's questions use (another model's answers stay in `answers`).
+    """CREATE OR REPLACE VIEW latest_answers AS
+        SELECT a.* FROM answers a
+        JOIN run_questions rq ON rq.answer_key = a.answer_key
+        WHERE rq.run_id = (SELECT run_id FROM latest_run)""",
+]
+
+# Arrow layout of one batch of answers; column order is the INSERT's.
+_ANSWER_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("answer_key", pa.string()),
+        ("question", pa.string()),
+        ("question_fingerprint", pa.string()),
+        ("run_id", pa.string()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("na", pa.bool_()),
+        ("source", pa.string()),
+        ("span_start", pa.int64()),
+        ("span_end", pa.int64()),
+        ("grounded", pa.bool_()),
+        ("match", pa.string()),
+        ("raw", pa.string()),
+        ("latency_s", pa.float64()),
+        ("prompt_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("error", pa.string()),
+        ("window", pa.int64()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("method", pa.string()),
+        ("candidates", pa.string()),
+    ]
+)
+
+_NOTE_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("sex", pa.string()),
+        ("text", pa.string()),
+        ("text_hash", pa.string()),
+        ("length", pa.int64()),
+        ("source_row", pa.int64()),
+        ("patient_id", pa.string()),
+        ("note_date", pa.date32()),
+        ("index_date", pa.date32()),
+    ]
+)
+
+
+_PASSAGE_ARROW = pa.schema(
+    [
+        ("note_id", pa.string()),
+        ("answer_key", pa.string()),
+        ("question", pa.string()),
+        ("passage", pa.int32()),
+        ("span_start", pa.int64()),
+        ("span_end", pa.int64()),
+        ("term", pa.string()),
+        ("section", pa.string()),
+    ]
+)
+
+
+_READ_ONLY_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+# Tables a shard contributes, each with the key that makes a row the same row.
+MERGED_TABLES: tuple[tuple[str, str], ...] = (
+    ("runs", "run_id"),
+    ("questions", "answer_key"),
+    ("run_questions", "run_id, question"),
+    ("notes", "note_id"),
+    ("answers", "note_id, answer_key"),
+    ("passages", "note_id, answer_key, passage"),
+)
+
+
+class PassageRow(BaseModel):
+    """One row of the passages table (crit.engine.reading.passages.Passage, keyed to its note and answer)."""
+
+    note_id: str
+    answer_key: str
+    question: str
+    passage: int
+    span_start: int
+    span_end: int
+    term: str
+    section: str | None = None
+
+
+def _select_list(cols: set[str], wanted: tuple[str, ...]) -> str:
+    """A select list of the wanted columns, NULL for those the store lacks (older or newer stores)."""
+    return ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class RunInfo(BaseModel):
+    """What a run is: recorded in `runs` when it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crit_file: str | None
+    crit_hash: str
+    rules_fingerprint: str
+    trial_id: str | None
+    notes_source: str
+    model: str | None
+    adapter: str | None
+    backend: str
+    backend_identity: str
+    parameters: dict[str, Any] = {}
+    notes_total: int | None = None
+    crit_source: str | None = None  # the .crit text itself
+
+
+class StoredRun(BaseModel):
+    run_id: str
+    crit_file: str | None
+    crit_source: str | None  # the .crit text the run compiled
+
+
+class ShardMerge(BaseModel):
+    """What merging one shard store added: rows per table, notes whose text differs, its newest crit hash."""
+
+    added: dict[str, int]
+    conflicting_notes: int
+    newest_crit_hash: str | None
+
+
+class BatchResult(BaseModel):
+    notes_changed: int  # notes whose text changed since stored: their old answers were dropped
+    answers_new: int  # rows actually inserted (a row already there is left as it was)
+
+
+class Store:
+    """One open DuckDB store. Open with Store.open(path); one Store per command (DuckDB locks the file)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, read_only: bool = False) -> Store:
+        """Open (and, for writing, create or upgrade) the store at `path`; CritError when it cannot."""
+        p = Path(path)
+        if read_only and not p.exists():
+            raise CritError(f"store '{path}' not found")
+        if not read_only and not p.parent.exists():
+            raise CritError(f"folder '{p.parent}' for the store '{path}' does not exist")
+        if not str(path).strip() or p.is_dir():
+            raise CritError(f"store '{path}' is not a file")
+        # A read-only store reads nothing but itself: no files, no network, no extensions, and no
+        # statement can switch that back on (`crit sql` runs what the user types).
+        config = _READ_ONLY_CONFIG if read_only else {}
+        try:
+            con = duckdb.connect(str(p), read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            msg = str(e).splitlines()[0]
+            if "lock" in msg.lower():
+                raise CritError(f"store '{path}' is in use by another process (is a `crit run` still going?)") from None
+            raise CritError(f"cannot open store '{path}': {msg}") from None
+        except duckdb.Error as e:
+            raise CritError(f"cannot open store '{path}': {str(e).splitlines()[0]}") from None
+        store = cls(con, str(p), read_only)
+        if not read_only:
+            store._create()
+        return store
+
+    def _create(self) -> None:
+        version = self._schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise CritError(
+                f"store '{self.path}' was written by a newer crit (schema {version}; this crit knows {SCHEMA_VERSION})"
+            )
+        if version is None and self._has_table("answers"):
+            raise CritError(f"'{self.path}' holds an `answers` table that crit did not create; use another --db file")
+        self.con.execute("BEGIN TRANSACTION")
+        for sql in _SCHEMA:
+            self.con.execute(sql)
+        self.con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [str(SCHEMA_VERSION)],
+        )
+        # Runs whose process died: nobody else can hold the write lock now, so they are not running.
+        self.con.execute(
+            "UPDATE runs SET status = 'interrupted', message = coalesce(message, 'process ended without finishing') "
+            "WHERE status = 'running'"
+        )
+        self.con.execute("COMMIT")
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
+        ).fetchall()[0]
+        return bool(row and row[0])
+
+    def _schema_version(self) -> int | None:
+        if not self._has_table("meta"):
+            return None
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0]
+        return int(row[0]) if row else None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def begin_run(self, info: RunInfo, questions: Sequence[Question], answer_keys: Mapping[str, str]) -> str:
+        """Record a new run and the answer_key of each of its questions; return its run_id."""
+        now = datetime.now(timezone.utc)
+        run_id = now.strftime("%Y%m%dT%H%M%S") + "-" + hashlib.sha256(f"{now.isoformat()}{info}".encode()).hexdigest()[:6]
+        self.con.execute("BEGIN TRANSACTION")
+        self.con.execute(
+            "INSERT INTO runs (run_id, started_at, status, crit_file, crit_hash, rules_fingerprint, trial_id, "
+            "notes_source, model, adapter, backend, backend_identity, parameters, notes_total, crit_source) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                now,
+                info.crit_file,
+                info.crit_hash,
+                info.rules_fingerprint,
+                info.trial_id,
+                info.notes_source,
+                info.model,
+                info.adapter,
+                info.backend,
+                info.backend_identity,
+                json.dumps(info.parameters, sort_keys=True),
+                info.notes_total,
+                info.crit_source,
+            ],
+        )
+        for q in questions:
+            key = answer_keys[q.name]
+            self.con.execute(
+                "INSERT INTO questions VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [key, q.name, q.kind, q.text, q.unit, q.fingerprint, info.backend_identity, json.dumps(q.answer_schema)],
+            )
+            self.con.execute("INSERT INTO run_questions VALUES (?, ?, ?)", [run_id, q.name, key])
+        self.con.execute("COMMIT")
+        return run_id
+
+    def finish_run(self, run_id: str, status: RunStatus, message: str | None = None, **counts: int) -> None:
+        """Set a run's final status, end time, and any counts given (notes_done=..., bad_rows=..., ...)."""
+        allowed = {"notes_total", "notes_done", "bad_rows", "answers_new", "answers_cached", "errors"}
+        unknown = set(counts) - allowed
+        if unknown:
+            raise ValueError(f"unknown run counts: {sorted(unknown)}")
+        sets = "".join(f", {k} = ?" for k in counts)
+        self.con.execute(
+            f"UPDATE runs SET status = ?, finished_at = ?, message = ?{sets} WHERE run_id = ?",
+            [status, datetime.now(timezone.utc), message, *counts.values(), run_id],
+        )
+
+    # -- notes and answers --------------------------------------------------------------
+
+    def missing(self, note_ids: Iterable[str], answer_keys: Iterable[str]) -> dict[str, set[str]]:
+        """For each note, the answer keys it has no answer for (notes with none missing are left out)."""
+        ids = list(dict.fromkeys(note_ids))
+        keys = list(dict.fromkeys(answer_keys))
+        if not ids or not keys:
+            return {}
+        wanted = pa.table({"note_id": pa.array(ids, pa.string())})
+        key_table = pa.table({"answer_key": pa.array(keys, pa.string())})
+        self.con.register("_crit_wanted_notes", wanted)
+        self.con.register("_crit_wanted_keys", key_table)
+        try:
+            rows = self.con.execute(
+                "SELECT n.note_id, k.answer_key FROM _crit_wanted_notes n CROSS JOIN _crit_wanted_keys k "
+                "ANTI JOIN answers a ON a.note_id = n.note_id AND a.answer_key = k.answer_key"
+            ).fetchall()
+        finally:
+            self.con.unregister("_crit_wanted_notes")
+            self.con.unregister("_crit_wanted_keys")
+        out: dict[str, set[str]] = {}
+        for note_id, key in rows:
+            out.setdefault(note_id, set()).add(key)
+        return out
+
+    def changed_notes(self, notes: Sequence[Note]) -> set[str]:
+        """Ids of `notes` stored before with a different text (their answers are about another text)."""
+        if not notes:
+            return set()
+        table = pa.table(
+            {"note_id": [n.note_id for n in notes], "text_hash": [text_hash(n.text) for n in notes]}
+        )
+        self.con.register("_crit_check_notes", table)
+        try:
+            rows = self.con.execute(
+                "SELECT c.note_id FROM _crit_check_notes c JOIN notes n USING (note_id) WHERE n.text_hash <> c.text_hash"
+            ).fetchall()
+        finally:
+            self.con.unregister("_crit_check_notes")
+        return {r[0] for r in rows}
+
+    def write_batch(self, run_id: str, notes: Sequence[Note], answers: Sequence[Answer], answer_keys: Mapping[str, str],
+                    *, answers_cached: int = 0, passages: Sequence[PassageRow] = ()) -> BatchResult:
+        """Store a batch of notes and their new answers in ONE transaction (all or nothing).
+
+        Notes are upserted; a note whose text changed loses its old answers first. Answers
+        go in with ON CONFLICT DO NOTHING, so writing a batch twice changes nothing.
+        `answer_keys` (question name -> key) is checked against each answer's own key.
+        """
+        now = datetime.now(timezone.utc)
+        fingerprints = {name: key for name, key in answer_keys.items()}
+        for a in answers:
+            if fingerprints.get(a.question) != a.fingerprint:
+                raise ValueError(
+                    f"answer for question {a.question!r} carries key {a.fingerprint}, expected {fingerprints.get(a.question)}"
+                )
+        note_table = pa.Table.from_pylist(
+            [
+                dict(note_id=n.note_id, sex=n.sex, text=n.text, text_hash=text_hash(n.text), length=len(n.text),
+                     source_row=n.row, patient_id=n.patient_id, note_date=n.note_date, index_date=n.index_date)
+                for n in notes
+            ],
+            schema=_NOTE_ARROW,
+        )
+        qfp = self._question_fingerprints(answer_keys)
+        answer_table = pa.Table.from_pylist(
+            [
+                {
+                    "note_id": a.note_id,
+                    "answer_key": a.fingerprint,
+                    "question": a.question,
+                    "question_fingerprint": qfp.get(a.fingerprint, ""),
+                    "run_id": run_id,
+                    "value": a.value,
+                    "unit": a.unit,
+                    "na": a.na,
+                    "source": a.source,
+                    "span_start": a.span_start,
+                    "span_end": a.span_end,
+                    "grounded": a.grounded,
+                    "match": a.match,
+                    "raw": a.raw,
+                    "latency_s": a.latency_s,
+                    "prompt_tokens": a.prompt_tokens,
+                    "output_tokens": a.output_tokens,
+                    "error": a.error,
+                    "window": a.window,
+                    "created_at": now,
+                    "method": a.method,
+                    "candidates": json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None,
+                }
+                for a in answers
+            ],
+            schema=_ANSWER_ARROW,
+        )
+        passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=_PASSAGE_ARROW)
+        changed = self.changed_notes(notes)
+        cols = ", ".join(f'"{c}"' for c in _ANSWER_ARROW.names)
+        note_cols = ", ".join(f'"{c}"' for c in _NOTE_ARROW.names)
+        self.con.register("_crit_batch_notes", note_table)
+        self.con.register("_crit_batch_answers", answer_table)
+        self.con.register("_crit_batch_passages", passage_table)
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                if changed:
+                    for table in ("answers", "passages"):
+                        self.con.execute(
+                            f"DELETE FROM {table} WHERE note_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(changed)]
+                        )
+                self.con.execute(
+                    f"INSERT INTO notes ({note_cols}) SELECT {note_cols} FROM _crit_batch_notes "
+                    "ON CONFLICT (note_id) DO UPDATE SET "
+                    "sex = excluded.sex, text = excluded.text, text_hash = excluded.text_hash, "
+                    "length = excluded.length, source_row = excluded.source_row, patient_id = excluded.patient_id, "
+                    "note_date = excluded.note_date, index_date = excluded.index_date"
+                )
+                before = self._count_answers()
+                self.con.execute(
+                    f"INSERT INTO answers ({cols}) SELECT {cols} FROM _crit_batch_answers ON CONFLICT DO NOTHING"
+                )
+                inserted = self._count_answers() - before
+                self.con.execute("INSERT INTO passages SELECT * FROM _crit_batch_passages ON CONFLICT DO NOTHING")
+                errors = sum(1 for a in answers if a.error)
+                self.con.execute(
+                    "UPDATE runs SET notes_done = notes_done + ?, answers_new = answers_new + ?, "
+                    "answers_cached = answers_cached + ?, errors = errors + ? WHERE run_id = ?",
+                    [len(notes), inserted, answers_cached, errors, run_id],
+                )
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        finally:
+            self.con.unregister("_crit_batch_notes")
+            self.con.unregister("_crit_batch_answers")
+            self.con.unregister("_crit_batch_passages")
+        return BatchResult(notes_changed=len(changed), answers_new=inserted)
+
+    def answer_counts(self, answer_keys: Iterable[str]) -> tuple[int, int]:
+        """(error rows, ungrounded quotes) among the answers under these keys, over the stored notes."""
+        row = self.con.execute(
+            "SELECT count(*) FILTER (WHERE error IS NOT NULL), "
+            "count(*) FILTER (WHERE error IS NULL AND coalesce(trim(source), '') <> '' AND NOT grounded) "
+            "FROM answers WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) AND note_id IN (SELECT note_id FROM notes)",
+            [list(answer_keys)],
+        ).fetchall()[0]
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def _count_answers(self) -> int:
+        return self._count("answers")
+
+    def _question_fingerprints(self, answer_keys: Mapping[str, str]) -> dict[str, str]:
+        keys = list(answer_keys.values())
+        if not keys:
+            return {}
+        rows = self.con.execute(
+            "SELECT answer_key, question_fingerprint FROM questions WHERE answer_key IN (SELECT unnest(?::VARCHAR[]))",
+            [keys],
+        ).fetchall()
+        return dict(rows)
+
+    # -- merging shards -------------------------------------------------------------------
+
+    def merge_from(self, shard: str | Path, tables: Sequence[tuple[str, str]]) -> ShardMerge:
+        """Copy the rows of `tables` ((table, key columns) pairs) from the store at `shard` into this one,
+        in one transaction; a row whose key is already here is kept as it is (so merging twice adds
+        nothing). A shard of an older schema lacks some columns (NULL here) or tables (skipped)."""
+        alias = "crit_shard"
+        try:
+            self.con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(shard)])
+        except duckdb.Error as e:
+            raise CritError(f"cannot open shard store '{shard}': {str(e).splitlines()[0]}") from None
+        try:
+            present = {r[0] for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall()}
+            if "meta" not in present:
+                raise CritError(f"'{shard}' is not a crit store (no meta table)")
+            row = self.con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else None
+            if version is None:
+                raise CritError(f"'{shard}' is not a crit store (no schema version)")
+            if version > SCHEMA_VERSION:
+                raise CritError(f"shard store '{shard}' was written by a newer crit (schema {version})")
+            # Notes already merged with another text: their answers are about different texts (both kept).
+            conflicting = self.con.execute(
+                f"SELECT count(*) FROM notes n JOIN {alias}.notes s USING (note_id) WHERE n.text_hash <> s.text_hash"
+            ).fetchone()
+            newest = self.con.execute(f"SELECT crit_hash FROM {alias}.runs ORDER BY started_at DESC LIMIT 1").fetchone()
+            added: dict[str, int] = {}
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                for table, key in tables:
+                    if table not in present:
+                        continue  # a shard of an older schema (no passages table)
+                    before = self._count(table)
+                    self.con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
+                    )
+                    added[table] = self._count(table) - before
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        finally:
+            self.con.execute(f"DETACH {alias}")
+        return ShardMerge(added=added, conflicting_notes=int(conflicting[0]) if conflicting else 0,
+                          newest_crit_hash=newest[0] if newest else None)
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def latest_run(self) -> StoredRun | None:
+        """The newest run: its id and the .crit file (path and text) it compiled."""
+        row = self.con.execute(
+            "SELECT run_id, crit_file, crit_source FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        return StoredRun(run_id=row[0], crit_file=row[1], crit_source=row[2]) if row else None
+
+    def run_answer_keys(self, run_id: str) -> dict[str, str]:
+        """Question name -> the answer_key a run stored its answers under."""
+        return dict(self.con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
+
+    def stored_answers(self, note_ids: Sequence[str], answer_keys: Sequence[str]) -> list[tuple[str, str, int]]:
+        """(note_id, text_hash, answers under these keys) for each of these notes the store holds."""
+        return [(str(n), str(h), int(c)) for n, h, c in self.con.execute(
+            "SELECT n.note_id, n.text_hash, count(a.answer_key) FROM notes n "
+            "LEFT JOIN answers a ON a.note_id = n.note_id AND list_contains(?::VARCHAR[], a.answer_key) "
+            "WHERE list_contains(?::VARCHAR[], n.note_id) GROUP BY n.note_id, n.text_hash",
+            [list(answer_keys), list(note_ids)],
+        ).fetchall()]
+
+    def answers_by_backend(self) -> list[tuple[str, str, str, float | None, bool, str | None]]:
+        """(backend identity, note_id, question, value, na, error) of every stored answer."""
+        return self.con.execute(
+            "SELECT q.backend_identity, a.note_id, a.question, a.value, a.na, a.error "
+            "FROM answers a JOIN questions q USING (answer_key)"
+        ).fetchall()
+
+    # -- reading, for the report ------------------------------------------------------------
+    # Tolerant of other schemas: a report may be asked of a store an older crit wrote, which a
+    # read-only open cannot migrate, so these read the columns it has and NULL for the rest.
+
+    def columns(self) -> dict[str, set[str]]:
+        """Table or view -> its columns, for the tables in the store's schema."""
+        out: dict[str, set[str]] = {}
+        for table, column in self.con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        ).fetchall():
+            out.setdefault(table, set()).add(column)
+        return out
+
+    def _dicts(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description or []]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def run_record(self, run_id: str | None) -> dict[str, Any] | None:
+        """The run `run_id` (None: the newest) as a dict of its columns; CritError when there is no such run."""
+        columns = self.columns()
+        if "runs" not in columns:
+            if run_id is not None:
+                raise CritError(f"the store has no runs table, so there is no run {run_id!r}")
+            return None
+        order = "started_at DESC NULLS LAST" if "started_at" in columns["runs"] else "run_id DESC"
+        if run_id is None:
+            rows = self._dicts(f"SELECT * FROM runs ORDER BY {order} LIMIT 1")
+        else:
+            rows = self._dicts("SELECT * FROM runs WHERE CAST(run_id AS VARCHAR) = ?", [run_id])
+            if not rows:
+                known = [r[0] for r in self.con.execute(
+                    f"SELECT CAST(run_id AS VARCHAR) FROM runs ORDER BY {order} LIMIT 5").fetchall()]
+                raise CritError(f"the store has no run {run_id!r}; latest runs: {', '.join(known) or 'none'}")
+        return rows[0] if rows else None
+
+    def evaluation_record(self) -> dict[str, Any] | None:
+        """The last evaluation's row (rules fingerprint, counts), None before any."""
+        if "evaluation" not in self.columns():
+            return None
+        rows = self._dicts("SELECT * FROM evaluation LIMIT 1")
+        return rows[0] if rows else None
+
+    def questions_of(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """name, kind, unit, text of the questions stored under these keys (by name)."""
+        return self._dicts("SELECT question AS name, kind, unit, text FROM questions WHERE "
+                           "list_contains(?::VARCHAR[], answer_key) ORDER BY question", [list(answer_keys)])
+
+    def answered_questions(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT DISTINCT question FROM answers ORDER BY 1").fetchall()]
+
+    def note_texts(self) -> list[dict[str, Any]]:
+        """note_id, sex, text of every note, by id."""
+        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_select_list(self.columns()['notes'], ('sex', 'text'))} "
+                           "FROM notes ORDER BY note_id")
+
+    def chosen_answers(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """One answer per note and question, under these keys (none given: any): among competing rows a
+        successful one first, then the newest (as the rules choose)."""
+        acols = self.columns()["answers"]
+        wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method")
+        newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
+        where, params = "", []
+        if answer_keys and "answer_key" in acols:
+            where, params = "WHERE list_contains(?::VARCHAR[], answer_key)", [list(answer_keys)]
+        return self._dicts(
+            f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_select_list(acols, wanted)} FROM answers {where} "
+            f"QUALIFY row_number() OVER (PARTITION BY note_id, question ORDER BY (error IS NULL) DESC{newest}) = 1",
+            params,
+        )
+
+    def rules_rows(self, table: str) -> list[dict[str, Any]]:
+        """The rules' results for the report: `answer_values`, `eligibility`, `criteria`, `attrition` or
+        `patient_eligibility` ([] before the rules have run)."""
+        sql = {
+            "answer_values": "SELECT CAST(note_id AS VARCHAR) AS note_id, question, converted, reason FROM answer_values",
+            "eligibility": "SELECT CAST(note_id AS VARCHAR) AS note_id, status, deciding FROM eligibility",
+            "criteria": "SELECT CAST(note_id AS VARCHAR) AS note_id, position, label, type, status, reason "
+                        "FROM criteria ORDER BY note_id, position",
+            "attrition": "SELECT * FROM attrition ORDER BY position",
+            "patient_eligibility": "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id",
+        }[table]
+        return self._dicts(sql) if table in self.columns() else []
+
+    def patient_rows(self, patient_ids: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:
+        """For these patients: their notes by date (with text), combined answers and criteria."""
+        ids = [list(patient_ids)]
+        notes = self._dicts("SELECT patient_id, note_id, note_date, text FROM notes WHERE list_contains(?, patient_id) "
+                            "ORDER BY patient_id, note_date NULLS LAST, source_row", ids)
+        answers = self._dicts("SELECT * FROM patient_answers WHERE list_contains(?, patient_id)", ids)
+        criteria = self._dicts("SELECT patient_id, position, label, type, status, reason FROM patient_criteria "
+                               "WHERE list_contains(?, patient_id) ORDER BY patient_id, position", ids)
+        return notes, answers, criteria
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only statement (SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXPLAIN); (column
+        names, rows). Anything else, or several statements, is refused before it runs (and a store
+        opened read-only reads no file but itself); DuckDB's own message becomes a CritError."""
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {str(e).splitlines()[0]}") from None
+        if len(statements) != 1:
+            raise CritError(f"crit sql runs exactly one statement; this has {len(statements)} "
+                            "(hint: run them one at a time)")
+        kind = statements[0].type
+        if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+            raise CritError(f"crit sql is read-only: {kind.name} statements are refused "
+                            "(hint: SELECT ..., WITH ... SELECT, DESCRIBE or SHOW)")
+        try:
+            cur = self.con.execute(sql)
+            columns = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        except duckdb.PermissionException as e:
+            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {e}") from None
+        return columns, rows
