@@ -240,9 +240,9 @@ def test_typed_sources_refuse_a_text_column_that_is_not_text(tmp_path):
 
 
 def test_a_column_name_with_a_quote_is_an_identifier(tmp_path):
-    from crit.engine.notes import read_notes
+    from crit.engine.notes import NoteColumns, read_notes
 
     path = tmp_path / "notes.json"
     path.write_text(json.dumps([{"note_id": "n1", "doctor's note": "Atrial fibrillation."}]))
-    notes, bad = read_notes(path, text_column="doctor's note")
+    notes, bad = read_notes(path, NoteColumns(text_column="doctor's note"))
     assert [(n.note_id, n.text) for n in notes] == [("n1", "Atrial fibrillation.")] and not bad

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crit.engine.notes import NoteReader, read_notes
+from crit.engine.notes import NoteColumns, NoteReader, read_notes
 from crit.grammar.errors import CritError
 
 GOOD = [
@@ -106,10 +106,10 @@ def test_columns_named_or_missing(tmp_path: Path) -> None:
     path.write_text(json.dumps({"doc": "d1", "body_text": "hello", "gender": "F"}) + "\n")
     with pytest.raises(CritError, match="no note id column"):
         NoteReader(path)
-    notes, _ = read_notes(path, id_column="doc", text_column="body_text")
+    notes, _ = read_notes(path, NoteColumns(id_column="doc", text_column="body_text"))
     assert _ids(notes) == [("d1", 1, "F")]
     with pytest.raises(CritError, match="no column 'nope'"):
-        NoteReader(path, id_column="nope")
+        NoteReader(path, NoteColumns(id_column="nope"))
 
 
 def test_missing_and_unknown_sources(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from crit.cli import cli
 from crit.engine.answering.backends.rules import RulesFactory
 from crit.engine.eligibility import load_plan, plan_from_text
 from crit.engine.eligibility.evaluate import evaluate
-from crit.engine.notes import n2c2, parse_date, read_notes
+from crit.engine.notes import NoteColumns, n2c2, parse_date, read_notes
 from crit.engine.run import run
 from tests.conftest import ScriptedFactory
 
@@ -34,7 +34,8 @@ FORMS = ROOT / "tests" / "fixtures" / "forms"
 
 def screen(tmp_path: Path, name: str, **columns: str):
     db = tmp_path / f"{name}.duckdb"
-    summary = run(load_plan(PATIENTS / "screen.crit"), PATIENTS / "notes.jsonl", db, RulesFactory(), **columns)
+    summary = run(load_plan(PATIENTS / "screen.crit"), PATIENTS / "notes.jsonl", db, RulesFactory(),
+                  columns=NoteColumns(**columns))
     return summary, duckdb.connect(str(db))
 
 
@@ -89,11 +90,11 @@ def test_a_window_edit_asks_no_model(tmp_path: Path) -> None:
     shutil.copy(PATIENTS / "screen.crit", crit)
     notes, db = PATIENTS / "notes.jsonl", tmp_path / "edit.duckdb"
     first = ScriptedFactory()
-    run(load_plan(crit), notes, db, first, policy="model", patient_column="patient")
+    run(load_plan(crit), notes, db, first, policy="model", columns=NoteColumns(patient_column="patient"))
     assert first.asked(), "the first run asks the scripted model"
     crit.write_text(crit.read_text().replace("stroke within 1 month", "stroke within 18 months"))
     again = ScriptedFactory()
-    summary = run(load_plan(crit), notes, db, again, policy="model", patient_column="patient")
+    summary = run(load_plan(crit), notes, db, again, policy="model", columns=NoteColumns(patient_column="patient"))
     assert again.asked() == [] and summary.answers_new == 0
     con = duckdb.connect(str(db))
     assert con.execute("SELECT DISTINCT time_window FROM patient_answers WHERE question = 'stroke' "
@@ -419,7 +420,7 @@ def test_shards_split_a_patient_and_the_merge_puts_them_together(tmp_path: Path)
     shards = []
     for i in (1, 2):
         db = tmp_path / f"shard-{i}.duckdb"
-        run(plan, PATIENTS / "notes.jsonl", db, RulesFactory(), patient_column="patient", shard=parse_shard(f"{i}/2"))
+        run(plan, PATIENTS / "notes.jsonl", db, RulesFactory(), columns=NoteColumns(patient_column="patient"), shard=parse_shard(f"{i}/2"))
         shards.append(db)
     split = {duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM notes").fetchone()[0] for db in shards}
     assert 0 not in split  # both shards got notes

@@ -408,7 +408,7 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
         data = _gather(store, run_id)
     finally:
         store.close()
-    env = Environment(loader=PackageLoader("crit.engine", "templates"), autoescape=True)
+    env = Environment(loader=PackageLoader("crit.engine.report", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         **{k: v for k, v in data.items() if k != "blob"},
         blob=_script_json(data["blob"]),
