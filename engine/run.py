@@ -25,9 +25,8 @@ from crit.engine.answering.backend import Backend, Request, answer_key
 from crit.engine.answering.policy import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
 from crit.engine.answering.registry import BackendFactory
 from crit.engine.answers import Answer
-from crit.engine.eligibility.compile import FEMALE, MALE
 from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
-from crit.engine.notes import BadRow, Note, NoteColumns, NoteReader
+from crit.engine.notes import BadRow, Note, NoteColumns, NoteReader, sex_of
 from crit.engine.notes.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
@@ -76,7 +75,7 @@ def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, polic
 
 
 def _has_sex(note: Note) -> bool:
-    return note.sex is not None and note.sex.strip().lower() in MALE + FEMALE
+    return sex_of(note.sex) is not None
 
 
 def run(

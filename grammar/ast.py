@@ -82,6 +82,10 @@ class Arith(Node):
     right: Expr
 
 
+# The comparison that holds with its sides swapped: `3 < x` is `x > 3`.
+FLIPPED: dict[str, str] = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
+
+
 class Compare(Node):
     kind: Literal["compare"] = "compare"
     op: Literal[">", ">=", "<", "<=", "=", "!="]

@@ -7,7 +7,6 @@ renders them and exits 1; nothing below the CLI prints.
 
 from __future__ import annotations
 
-import sys
 import unicodedata
 from typing import Literal
 
@@ -97,7 +96,3 @@ def render(diag: Diagnostic, source: str | None = None, color: bool = False) -> 
     elif diag.hint:
         out.append(f"  = hint: {diag.hint}")
     return "\n".join(out)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

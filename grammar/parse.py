@@ -415,8 +415,3 @@ def read_source(path: str | Path) -> str:
                 hint="save the file as UTF-8; is this really a .crit file?",
             )
         ) from None
-
-
-def parse_file(path: str | Path) -> ast.CritFile:
-    text = read_source(path)
-    return parse_text(text, str(path))

@@ -47,7 +47,8 @@ def test_json_object_form_carries_the_schema_for_llama_cpp_python():
 
 def test_schema_keeps_status_before_answer():
     # Key order matters for constrained decoding: the model decides "stated" before writing a number.
-    assert list(json.loads(payloads.schema_json(CREAT))["properties"]) == ["status", "answer", "unit", "source"]
+    assert list(payloads.response_format(CREAT, "json_schema")["json_schema"]["schema"]["properties"]) == [
+        "status", "answer", "unit", "source"]
 
 
 def test_to_answer_validates_through_parse_answer():

@@ -14,9 +14,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crit.engine.answering.policy import numbers_written
 from crit.engine.eligibility import load_plan
 from crit.engine.reading.passages import find_passages, question_terms, term_regex
+from crit.engine.reading.reader import numbers_written
 from crit.trainer import generate as g
 
 ROOT = Path(__file__).resolve().parent.parent

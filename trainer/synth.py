@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crit.engine.answering.policy import number_in
+from crit.engine.reading.reader import number_in
+from crit.grammar.questions import SOURCE_MAX_CHARS, UNIT_MAX_CHARS  # the engine's own answer bounds
 
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
 PAIR_TYPES: tuple[PairType, ...] = ("boolean", "numeric", "na-boolean", "na-numeric")
@@ -38,9 +39,7 @@ SYNTH_PROMPT_VERSION = "crit-synth-1"
 
 QUESTION_MAX_CHARS = 120
 SECTION_MAX_CHARS = 40
-SOURCE_MAX_CHARS = 100  # the engine's own source bound (crit.grammar.questions)
 EXPLANATION_MAX_CHARS = 160
-UNIT_MAX_CHARS = 16
 
 TEACHER_SYSTEM = (
     "You write exam questions that test whether a reader understood one clinical note.\n"

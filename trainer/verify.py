@@ -29,12 +29,11 @@ import re
 from collections import Counter
 from typing import Any
 
-from crit.engine.answering.policy import OBJECTIONS, number_in, objection
+from crit.engine.answering.policy import objection
 from crit.engine.reading.passages import find_passages
-from crit.engine.reading.reader import decide
+from crit.engine.reading.reader import decide, number_in
 from crit.grammar.questions import Question
 
-REASONS = ("quote_not_verbatim", "number_not_in_quote", "na_contradicted", *OBJECTIONS)
 _STOP = frozenset("the a an of in on is are was does did what note document documents patient any which how".split())
 
 

@@ -11,7 +11,6 @@ through `to_answer`, i.e. through crit.engine.answers.parse_answer, whatever the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -69,11 +68,6 @@ def chat_request(
         "max_tokens": max_tokens,
         "response_format": response_format(question, form),
     }
-
-
-def schema_json(question: Question) -> str:
-    """The answer schema as compact JSON text, key order kept (numeric schemas put status before answer)."""
-    return json.dumps(question.answer_schema, separators=(",", ":"))
 
 
 def batch_pairs(requests: Sequence[Request]) -> list[tuple[int, int]]:

@@ -42,7 +42,6 @@ Policies, measured on the gold dev split (benchmarks/RESULTS.md, "Evidence-first
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -51,7 +50,7 @@ from crit.engine.answering.backend import Backend, Request
 from crit.engine.answering.backends.rules import RulesBackend
 from crit.engine.answers import Answer
 from crit.engine.reading.passages import EVIDENCE_VERSION, Passage, evidence_for
-from crit.engine.reading.reader import decide
+from crit.engine.reading.reader import decide, number_in, numbers_written
 from crit.grammar.questions import SEX_PHRASE, Question, evidence_schema
 
 Policy = Literal["rules", "model", "rules-then-model"]
@@ -115,24 +114,11 @@ def _to_note(answer: Answer, pieces: list[tuple[int, int, int]], note_text: str)
     return answer.model_copy(update={"span_start": None, "span_end": None, "grounded": False, "match": None})
 
 
-_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
-
-
-def numbers_written(text: str) -> list[float]:
-    """The numbers a text writes ("126,000" is 126000)."""
-    return [float(n.replace(",", "")) for n in _NUMBER.findall(text)]
-
-
 def value_in_quote(a: Answer, q: Question) -> bool:
     """A numeric answer must be a number its quote writes ("Hgb 9.8" for 9.8); a boolean has no number."""
     if q.kind == "boolean" or a.value is None:
         return True
     return number_in(a.value, a.source or "")
-
-
-def number_in(value: float, text: str) -> bool:
-    """Whether `text` writes the number `value` ("126,000" writes 126000)."""
-    return any(abs(n - value) < 1e-9 for n in numbers_written(text))
 
 
 MAX_QUOTES = 12  # passages a model may choose among for one question (the first ones, in note order)

@@ -47,21 +47,19 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
+from crit.engine.notes import FEMALE, MALE
 from crit.engine.sql import ident, literal
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan, RangeRule, WindowSpec, window_spec
 from crit.grammar.questions import SEX_PHRASE, Question
 
-__all__ = ["FEMALE", "MALE", "STORED_TABLES", "STORED_VIEWS", "Reason", "Status", "Tables", "analyte", "rules_sql",
+__all__ = ["STORED_TABLES", "STORED_VIEWS", "Reason", "Status", "Tables", "analyte", "rules_sql",
            "statements"]
 
 Status = Literal["met", "not met", "unknown"]
 Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy", "window"]
 
-# Spellings of the notes' sex column that we accept (compared lower-cased, trimmed).
-MALE = ("male", "m", "man")
-FEMALE = ("female", "f", "woman")
 
 
 class Tables:
@@ -153,7 +151,6 @@ def _as_number(part: _Sql) -> str:
 
 
 _SQL_OP = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "!=": "<>"}
-_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
 
 
 class _Compiler:
@@ -264,7 +261,7 @@ class _Compiler:
         if _is_count(node.left) and _constant(node.right) is not None:
             agg, k, op = node.left, _constant(node.right), node.op
         elif _is_count(node.right) and _constant(node.left) is not None:
-            agg, k, op = node.right, _constant(node.left), _FLIP[node.op]
+            agg, k, op = node.right, _constant(node.left), ast.FLIPPED[node.op]
         else:
             return None
         assert isinstance(agg, ast.Aggregate) and k is not None

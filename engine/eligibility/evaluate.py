@@ -19,7 +19,8 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.eligibility.compile import FEMALE, MALE, STORED_TABLES, STORED_VIEWS, Tables, analyte, statements
+from crit.engine.eligibility.compile import STORED_TABLES, STORED_VIEWS, Tables, analyte, statements
+from crit.engine.notes import FEMALE, MALE
 from crit.engine.sql import ident, literal
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError

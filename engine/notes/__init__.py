@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +39,17 @@ SEX_COLUMNS = ("sex", "gender")
 PATIENT_COLUMNS = ("patient_id", "subject_id", "person_id", "mrn")
 DATE_COLUMNS = ("note_date", "date", "chartdate", "record_date")
 INDEX_DATE_COLUMNS = ("index_date",)
+
+# Spellings of a sex column that crit reads (compared trimmed and lower-cased); any other value is unknown.
+MALE = ("male", "m", "man")
+FEMALE = ("female", "f", "woman")
+
+
+def sex_of(value: str | None) -> Literal["male", "female"] | None:
+    """'M', ' Female ' -> male / female; anything else (None, 'unknown', 'x') -> None."""
+    s = (value or "").strip().lower()
+    return "male" if s in MALE else "female" if s in FEMALE else None
+
 
 # What a note may carry besides its id and text: attribute -> (default columns, option naming it).
 ATTRIBUTES: dict[str, tuple[tuple[str, ...], str]] = {

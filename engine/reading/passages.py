@@ -208,14 +208,6 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def section_at(text: str, offset: int) -> str | None:
-    """The last section header at or before `offset`, upper-cased, or None."""
-    found = None
-    for m in _HEADER.finditer(text, 0, offset + 1):
-        found = m.group(1).strip().upper()
-    return found
-
-
 def find_passages(note_text: str, question: Question) -> list[Passage]:
     """The sentences of `note_text` that mention `question`, in note order, one per sentence
     (the first term found in it). Empty when the note never mentions the question."""

@@ -43,7 +43,11 @@ from crit.grammar.questions import SEX_PHRASE, Question
 
 READER_VERSION = "rules-2"  # 2: the patient's own descriptor decides sex where passages disagree
 
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
+# The two readings of a number. A value the reader takes stands alone: not inside a word, a date or a
+# ratio ("151/102" is a pair, read apart). A number a text writes is any run of digits: a model's
+# quote "BP 151/102" writes 151, so an answer of 151 is in its quote.
+_VALUE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
+_WRITTEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
 _UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)")
 _AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
@@ -162,7 +166,7 @@ def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_
         return []
     out: list[Candidate] = []
     pos = term_end
-    for m in _NUMBER.finditer(note_text, term_end, limit):
+    for m in _VALUE.finditer(note_text, term_end, limit):
         gap = note_text[pos : m.start()]
         if not out and m.start() - term_end > reach:
             break
@@ -236,3 +240,13 @@ def _term_matches(question: Question, note_text: str, p: Passage) -> list[tuple[
     for t in question_terms(question):
         found.extend(m.span() for m in term_regex(t).finditer(note_text, p.start, p.end))
     return sorted(set(found))
+
+
+def numbers_written(text: str) -> list[float]:
+    """The numbers a text writes ("126,000" is 126000)."""
+    return [float(n.replace(",", "")) for n in _WRITTEN.findall(text)]
+
+
+def number_in(value: float, text: str) -> bool:
+    """Whether `text` writes the number `value` ("126,000" writes 126000)."""
+    return any(abs(n - value) < 1e-9 for n in numbers_written(text))

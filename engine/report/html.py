@@ -36,6 +36,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility import stored_plan
+from crit.engine.notes import sex_of
 from crit.engine.report.timeline import timelines
 from crit.engine.store import Store
 from crit.grammar import ast, units
@@ -43,10 +44,6 @@ from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
 
 __all__ = ["Threshold", "thresholds", "write_report"]
-
-# Spellings of a notes' sex column, as the rules layer reads them.
-_MALE = {"male", "m", "man"}
-_FEMALE = {"female", "f", "woman"}
 
 
 class Threshold(BaseModel):
@@ -71,7 +68,6 @@ class Threshold(BaseModel):
 # ---- thresholds from the plan -----------------------------------------------------------
 
 
-_FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "=", "!=": "!="}
 
 
 def _per_sex(node: ast.Node, question: str, plan: Plan) -> tuple[float | None, float | None] | None:
@@ -83,7 +79,7 @@ def _per_sex(node: ast.Node, question: str, plan: Plan) -> tuple[float | None, f
         lin = units.linear(node.unit, q.unit, units.analyte_of(q.phrase, q.aka), tuple(plan.conversions))
         if lin is None:
             return None
-        v = node.value * lin.factor + lin.offset
+        v = lin.apply(node.value)
         return v, v
     if isinstance(node, ast.Neg):
         inner = _per_sex(node.operand, question, plan)
@@ -116,7 +112,7 @@ def thresholds(plan: Plan) -> list[Threshold]:
     for c in plan.criteria:
         for node in ast.walk(c.expr):
             if isinstance(node, ast.Compare):
-                for name_side, other, op in ((node.left, node.right, node.op), (node.right, node.left, _FLIP[node.op])):
+                for name_side, other, op in ((node.left, node.right, node.op), (node.right, node.left, ast.FLIPPED[node.op])):
                     if isinstance(name_side, ast.Name) and name_side.name in numeric:
                         value = _per_sex(other, name_side.name, plan)
                         if value is not None:
@@ -207,11 +203,6 @@ def _utf16(text: str, offset: int) -> int:
     return offset + len(_NON_BMP.findall(text[:offset]))
 
 
-def _sex(raw: Any) -> str | None:
-    s = str(raw).strip().lower() if raw is not None else ""
-    return "male" if s in _MALE else "female" if s in _FEMALE else None
-
-
 def _num(v: Any) -> float | None:
     return None if v is None else round(float(v), 6)
 
@@ -265,13 +256,13 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
             qstat["ungrounded"] += 1
 
     # Sex per note, as the rules read it: the notes' column, else the built-in question (1 = female).
-    sex_of: dict[str, str | None] = {}
+    note_sex: dict[str, str | None] = {}
     for n in notes:
-        s = _sex(n["sex"])
+        s = sex_of(None if n["sex"] is None else str(n["sex"]))
         if s is None:
             v = values.get((n["note_id"], "sex"), {}).get("converted")
             s = None if v is None else "female" if v else "male"
-        sex_of[n["note_id"]] = s
+        note_sex[n["note_id"]] = s
 
     note_data = []
     for n in notes:
@@ -305,7 +296,7 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         note_data.append(
             {
                 "id": nid,
-                "sex": sex_of.get(nid),
+                "sex": note_sex.get(nid),
                 "status": e.get("status"),
                 "deciding": list(e.get("deciding") or []),
                 "crit": per_note_criteria.get(nid, []),
@@ -327,7 +318,7 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         if any(t.sex_aware for t in qlines):
             groups: dict[str, list[float]] = {"male": [], "female": [], "unknown sex": []}
             for nid, v in converted:
-                groups[sex_of.get(nid) or "unknown sex"].append(float(v))
+                groups[note_sex.get(nid) or "unknown sex"].append(float(v))
         else:
             groups = {"any": [float(v) for _, v in converted]}
         plots.append({"question": q["name"], "svg": _plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
