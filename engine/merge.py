@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from crit.engine.eligibility import load_plan, stored_plan
 from crit.engine.eligibility.evaluate import evaluate
-from crit.engine.store import MERGED_TABLES, Store
+from crit.engine.store import Store
+from crit.engine.store.schema import MERGED_TABLES
 from crit.grammar.errors import CritError
 
 
@@ -50,7 +51,7 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
     shard_hashes: dict[str, str | None] = {}  # shard -> the crit file hash of its newest run
     with Store.open(out) as store:
         for s in shards:
-            merged = store.merge_from(s, MERGED_TABLES)
+            merged = store.merge_from(s)
             for table, n in merged.added.items():
                 added[table] += n
             conflicting += merged.conflicting_notes

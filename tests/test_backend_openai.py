@@ -214,7 +214,7 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     from crit.engine.answering.backends.openai import OpenAIFactory
     from crit.engine.eligibility import load_plan
     from crit.engine.run import run
-    from crit.engine.store import _ANSWER_ARROW
+    from crit.engine.store.schema import ANSWER_ARROW
 
     corpus = tmp_path / "notes.jsonl"
     corpus.write_text("\n".join(json.dumps({"note_id": i, "text": t}) for i, t in NOTES) + "\n")
@@ -228,7 +228,7 @@ def test_crit_run_through_the_server_stores_what_the_embedded_backend_stores(lla
     assert first.by_method["model"] == first.model_questions > 0
     with duckdb.connect(str(db), read_only=True) as con:
         columns = [r[0] for r in con.execute("DESCRIBE answers").fetchall()]
-        assert columns == _ANSWER_ARROW.names
+        assert columns == ANSWER_ARROW.names
         rows = con.execute(
             "SELECT count(*), count(DISTINCT (note_id, answer_key)), min(prompt_tokens) FILTER (WHERE method = 'model'), "
             "min(latency_s) FILTER (WHERE method = 'model') FROM answers"

@@ -10,7 +10,8 @@ import pytest
 from crit.engine.answering.backend import answer_key
 from crit.engine.answers import Answer
 from crit.engine.notes import Note
-from crit.engine.store import SCHEMA_VERSION, RunInfo, Store
+from crit.engine.store import RunInfo, Store
+from crit.engine.store.schema import SCHEMA_VERSION
 from crit.grammar.errors import CritError
 from crit.grammar.questions import make_question
 

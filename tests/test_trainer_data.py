@@ -11,9 +11,10 @@ import jsonschema
 import pytest
 
 from crit.engine.answering.prompts import messages
+from crit.engine.store.trainer import SYNTH_SCHEMA
 from crit.grammar.errors import CritError
 from crit.trainer.select import SelectConfig, pair_question, select, split_notes
-from crit.trainer.synth import _SCHEMA_SQL, check_pair, normalise_question, pair_schema
+from crit.trainer.synth import check_pair, normalise_question, pair_schema
 
 NOTE = "HISTORY: Hypertension. Denies diabetes.\nLABS: Creatinine 1.4 mg/dL, hemoglobin 11.2."
 
@@ -79,7 +80,7 @@ def test_split_by_note_is_deterministic_and_disjoint():
 
 def _synth_db(path, n_notes=12):
     con = duckdb.connect(str(path))
-    con.execute(_SCHEMA_SQL)
+    con.execute(SYNTH_SCHEMA)
     now = datetime.now(timezone.utc)
     for i in range(n_notes):
         nid = f"note-{i}"

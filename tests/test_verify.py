@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from crit.engine.eligibility import load_plan
+from crit.engine.store.trainer import open_db, store_note
 from crit.trainer.select import SelectConfig, select
-from crit.trainer.synth import open_db, store_note
 from crit.trainer.verify import check_label
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def _db(path: Path, teacher: str) -> str:
         bad = row("diabetes", "boolean", "present", "Patient denies diabetes mellitus.", teacher)
         rows = [{**r, "note_id": f"n{i}", "section": "", "explanation": "", "prompt_version": "v", "created_at": now}
                 for r in (good, bad)]
-        store_note(con, f"n{i}", NOTE, rows, [], teacher, now)
+        store_note(con, f"n{i}", NOTE, rows, [], teacher, now, "test")
     con.close()
     return db
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -316,39 +315,10 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
 
     results = [row for name, preds in sources.items() for row in score(name, gold, preds, cfg)]
     if cfg.out:
-        write_eval(cfg.out, results, answer_rows)
+        from crit.engine.store.trainer import write_eval
+
+        write_eval(cfg.out, [r.model_dump() for r in results], answer_rows)
     return results
-
-
-def write_eval(path: str, results: list[MetricRow], answer_rows: list[dict[str, Any]]) -> None:
-    """Append the metrics (and the direct runs' answers) to DuckDB tables `eval` and `eval_answers`."""
-    import duckdb
-
-    now = datetime.now(timezone.utc)
-    con = duckdb.connect(path)
-    try:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS eval (evaluated_at TIMESTAMPTZ, source VARCHAR, question VARCHAR,"
-            " metric VARCHAR, value DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n INTEGER)"
-        )
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS eval_answers (evaluated_at TIMESTAMPTZ, source VARCHAR, identity VARCHAR,"
-            " note_id VARCHAR, question VARCHAR, raw VARCHAR, value DOUBLE, na BOOLEAN, error VARCHAR, latency_s DOUBLE)"
-        )
-        con.execute("BEGIN")
-        con.executemany(
-            "INSERT INTO eval VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [[now, r.source, r.question, r.metric, r.value, r.ci_low, r.ci_high, r.n] for r in results],
-        )
-        if answer_rows:
-            con.executemany(
-                "INSERT INTO eval_answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[now, r["source"], r["identity"], r["note_id"], r["question"], r["raw"], r["value"], r["na"],
-                  r["error"], r["latency_s"]] for r in answer_rows],
-            )
-        con.execute("COMMIT")
-    finally:
-        con.close()
 
 
 def table(results: list[MetricRow]) -> Any:

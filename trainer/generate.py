@@ -43,8 +43,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crit.engine.reading.passages import find_passages, question_terms, term_regex
+from crit.engine.store.trainer import open_db, store_note
 from crit.grammar.questions import SEX_PHRASE, Question
-from crit.trainer.synth import SynthSummary, answer_text, note_pairs, open_db, store_note
+from crit.trainer.synth import SynthSummary, answer_text, note_pairs
 
 GENERATOR_VERSION = "crit-gen-2"  # 2: ranges ("EF 60-65%") as labelled readings
 

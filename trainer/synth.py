@@ -18,7 +18,6 @@ skipped, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -29,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crit.engine.reading.reader import number_in
+from crit.engine.store.trainer import open_db, store_note
 from crit.grammar.questions import SOURCE_MAX_CHARS, UNIT_MAX_CHARS  # the engine's own answer bounds
 
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
@@ -230,48 +230,6 @@ def note_pairs(path: str, columns: dict[str, str] | None = None) -> tuple[list[t
     return [(n.note_id, n.text) for n in notes], len(bad)
 
 
-_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS notes (note_id VARCHAR PRIMARY KEY, text VARCHAR, text_sha256 VARCHAR,
-    teacher VARCHAR, prompt_version VARCHAR, done_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS pairs (note_id VARCHAR, type VARCHAR, question VARCHAR, answer VARCHAR,
-    unit VARCHAR, source VARCHAR, span_start INTEGER, span_end INTEGER, section VARCHAR,
-    explanation VARCHAR, difficulty INTEGER, teacher VARCHAR, prompt_version VARCHAR, created_at TIMESTAMPTZ,
-    question_json VARCHAR);
-CREATE TABLE IF NOT EXISTS dropped (note_id VARCHAR, type VARCHAR, reason VARCHAR, raw VARCHAR,
-    teacher VARCHAR, prompt_version VARCHAR, created_at TIMESTAMPTZ);
-"""
-
-
-def open_db(path: str) -> Any:
-    """The synth database, its tables created (an older one gains the question_json column)."""
-    import duckdb
-
-    con = duckdb.connect(path)
-    con.execute(_SCHEMA_SQL)
-    con.execute("ALTER TABLE pairs ADD COLUMN IF NOT EXISTS question_json VARCHAR")
-    return con
-
-
-def store_note(con: Any, note_id: str, text: str, rows: list[dict[str, Any]], drops: list[tuple[str, str, str]],
-               teacher: str, now: datetime, prompt_version: str = SYNTH_PROMPT_VERSION) -> None:
-    """One note with its pairs and dropped pairs, in one transaction: a note is either fully stored
-    and marked done, or not at all."""
-    con.execute("BEGIN")
-    for r in rows:
-        con.execute(
-            "INSERT INTO pairs VALUES ($note_id, $type, $question, $answer, $unit, $source, $span_start,"
-            " $span_end, $section, $explanation, $difficulty, $teacher, $prompt_version, $created_at, $question_json)",
-            r,
-        )
-    for kind, reason, raw in drops:
-        con.execute("INSERT INTO dropped VALUES (?, ?, ?, ?, ?, ?, ?)", [note_id, kind, reason, raw, teacher, prompt_version, now])
-    con.execute(
-        "INSERT INTO notes VALUES (?, ?, ?, ?, ?, ?)",
-        [note_id, text, hashlib.sha256(text.encode()).hexdigest(), teacher, prompt_version, now],
-    )
-    con.execute("COMMIT")
-
-
 def synth(cfg: SynthConfig) -> SynthSummary:
     """Have the teacher write pairs for every note not yet in `cfg.db`; return what was done.
 
@@ -339,7 +297,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
                         prompt_version=SYNTH_PROMPT_VERSION, created_at=now, **fields,
                     ).model_dump()
                 )
-            store_note(con, note_id, text, rows, drops, loaded.identity, now)
+            store_note(con, note_id, text, rows, drops, loaded.identity, now, SYNTH_PROMPT_VERSION)
             kept += len(rows)
             dropped.update(reason for _, reason, _ in drops)
             new += 1

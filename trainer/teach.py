@@ -58,7 +58,8 @@ def synth_from_backend(criteria: str, notes_path: str, factory: Any, db: str, li
     Example (shell): ``crit synth notes.jsonl --backend openai --base-url http://127.0.0.1:8000/v1 --model m``
     """
     from crit.engine.eligibility import load_plan
-    from crit.trainer.synth import SynthSummary, note_pairs, open_db, store_note
+    from crit.engine.store.trainer import open_db, store_note
+    from crit.trainer.synth import SynthSummary, note_pairs
 
     t0 = time.perf_counter()
     plan = load_plan(criteria)

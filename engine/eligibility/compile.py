@@ -49,12 +49,13 @@ from typing import Any, Literal, NamedTuple
 
 from crit.engine.notes import FEMALE, MALE
 from crit.engine.sql import ident, literal
+from crit.engine.store.schema import ELIGIBILITY_TABLES
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan, RangeRule, WindowSpec, window_spec
 from crit.grammar.questions import SEX_PHRASE, Question
 
-__all__ = ["STORED_TABLES", "STORED_VIEWS", "Reason", "Status", "Tables", "analyte", "rules_sql",
+__all__ = ["Reason", "Status", "Tables", "analyte", "rules_sql",
            "statements"]
 
 Status = Literal["met", "not met", "unknown"]
@@ -453,8 +454,9 @@ class _Level(NamedTuple):
     attrition: str
 
 
-_NOTE_LEVEL = _Level("note_id", "note_decisions", "criteria", "eligibility", "attrition")
-_PATIENT_LEVEL = _Level("patient_id", "patient_decisions", "patient_criteria", "patient_eligibility", "patient_attrition")
+# The tables and views the script writes are the store's to declare (crit.engine.store.schema).
+_NOTE_LEVEL = _Level("note_id", ELIGIBILITY_TABLES[0], "criteria", "eligibility", "attrition")
+_PATIENT_LEVEL = _Level("patient_id", ELIGIBILITY_TABLES[1], "patient_criteria", "patient_eligibility", "patient_attrition")
 
 
 def _windows(plan: Plan) -> list[tuple[int, WindowSpec, Question]]:
@@ -851,10 +853,6 @@ def statements(plan: Plan) -> list[str]:
             _patient_decisions_sql(plan), _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
 
 
-# What the script writes: the stored tables, and the views over them.
-STORED_TABLES = (_NOTE_LEVEL.decisions, _PATIENT_LEVEL.decisions)
-STORED_VIEWS = ("answer_values", "criteria", "eligibility", "attrition",
-                "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition")
 
 
 def rules_sql(plan: Plan) -> str:

@@ -19,9 +19,10 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.eligibility.compile import STORED_TABLES, STORED_VIEWS, Tables, analyte, statements
+from crit.engine.eligibility.compile import Tables, analyte, statements
 from crit.engine.notes import FEMALE, MALE
 from crit.engine.sql import ident, literal
+from crit.engine.store.schema import ELIGIBILITY_TABLES, ELIGIBILITY_VIEWS, EVALUATION_SQL
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
@@ -213,7 +214,7 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
 def _clear_outputs(con: duckdb.DuckDBPyConnection) -> None:
     """Drop what an earlier evaluation wrote under the names the script writes: a store of an older
     crit holds `criteria` and the other long tables as tables, where they are now views."""
-    names = list(STORED_TABLES + STORED_VIEWS)
+    names = list(ELIGIBILITY_TABLES + ELIGIBILITY_VIEWS)
     for name, kind in con.execute(
         "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE schema_name = current_schema() "
         "AND NOT temporary AND list_contains(?, table_name) "
@@ -259,11 +260,7 @@ def evaluate(
                                             _status_counts(con, "patient_eligibility"))))
         dated = con.execute(f"SELECT count(note_date) FROM {Tables.notes}").fetchone()
         con.execute(
-            "CREATE OR REPLACE TABLE evaluation AS SELECT ?::VARCHAR AS rules_fingerprint, ?::VARCHAR AS trial, "
-            "?::VARCHAR AS source, ?::TIMESTAMPTZ AS evaluated_at, ?::VARCHAR AS answer_keys, "
-            "?::BIGINT AS notes, ?::BIGINT AS eligible, ?::BIGINT AS ineligible, ?::BIGINT AS unknown, "
-            "?::BIGINT AS patients, ?::BIGINT AS patients_eligible, ?::BIGINT AS patients_ineligible, "
-            "?::BIGINT AS patients_unknown",
+            EVALUATION_SQL,
             [
                 plan.rules_fingerprint,
                 plan.trial_id,

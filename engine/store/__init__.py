@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -29,189 +29,19 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
 from crit.engine.notes import Note
+from crit.engine.store.reads import StoreReads
+from crit.engine.store.schema import (
+    ANSWER_ARROW,
+    MERGED_TABLES,
+    NOTE_ARROW,
+    PASSAGE_ARROW,
+    READ_ONLY_CONFIG,
+    SCHEMA,
+    SCHEMA_VERSION,
+    RunStatus,
+)
 from crit.grammar.errors import CritError
 from crit.grammar.questions import Question
-
-SCHEMA_VERSION = 3  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates
-
-RunStatus = Literal["running", "done", "interrupted", "failed"]
-
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY,
-        started_at TIMESTAMPTZ NOT NULL,
-        finished_at TIMESTAMPTZ,
-        status VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'interrupted', 'failed')),
-        crit_file VARCHAR,
-        crit_hash VARCHAR,
-        rules_fingerprint VARCHAR,
-        trial_id VARCHAR,
-        notes_source VARCHAR,
-        model VARCHAR,
-        adapter VARCHAR,
-        backend VARCHAR,
-        backend_identity VARCHAR,
-        parameters JSON,
-        notes_total BIGINT,
-        notes_done BIGINT DEFAULT 0,
-        bad_rows BIGINT DEFAULT 0,
-        answers_new BIGINT DEFAULT 0,
-        answers_cached BIGINT DEFAULT 0,
-        errors BIGINT DEFAULT 0,
-        message VARCHAR
-    )""",
-    # What each answer_key means: the question as asked, under which model.
-    """CREATE TABLE IF NOT EXISTS questions (
-        answer_key VARCHAR PRIMARY KEY,
-        question VARCHAR NOT NULL,
-        kind VARCHAR NOT NULL,
-        text VARCHAR NOT NULL,
-        unit VARCHAR,
-        question_fingerprint VARCHAR NOT NULL,
-        backend_identity VARCHAR NOT NULL,
-        answer_schema JSON
-    )""",
-    "CREATE TABLE IF NOT EXISTS run_questions (run_id VARCHAR, question VARCHAR, answer_key VARCHAR, "
-    "PRIMARY KEY (run_id, question))",
-    # The text stays here, in the user's own file: reports highlight evidence spans in it.
-    """CREATE TABLE IF NOT EXISTS notes (
-        note_id VARCHAR PRIMARY KEY,
-        sex VARCHAR,
-        text VARCHAR NOT NULL,
-        text_hash VARCHAR NOT NULL,
-        length BIGINT NOT NULL,
-        source_row BIGINT
-    )""",
-    """CREATE TABLE IF NOT EXISTS answers (
-        note_id VARCHAR NOT NULL,
-        answer_key VARCHAR NOT NULL,
-        question VARCHAR NOT NULL,
-        question_fingerprint VARCHAR NOT NULL,
-        run_id VARCHAR NOT NULL,
-        value DOUBLE,
-        unit VARCHAR,
-        na BOOLEAN NOT NULL,
-        source VARCHAR,
-        span_start BIGINT,
-        span_end BIGINT,
-        grounded BOOLEAN NOT NULL,
-        match VARCHAR,
-        raw VARCHAR,
-        latency_s DOUBLE,
-        prompt_tokens BIGINT,
-        output_tokens BIGINT,
-        error VARCHAR,
-        "window" BIGINT,
-        created_at TIMESTAMPTZ NOT NULL,
-        method VARCHAR,
-        candidates JSON,
-        PRIMARY KEY (note_id, answer_key)
-    )""",
-    # A store of schema 1 gains the columns of 2 (its answers were all the model's).
-    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS method VARCHAR DEFAULT 'model'",
-    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
-    # The .crit text a run compiled (schema 2): reports and merges read the plan from the store.
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS crit_source VARCHAR",
-    # Schema 3: the patient a note is about and its dates (the rules' patient layer and windows read them).
-    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS patient_id VARCHAR",
-    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS note_date DATE",
-    "ALTER TABLE notes ADD COLUMN IF NOT EXISTS index_date DATE",
-    # Why a question was or was not asked of a note: the sentences that mention it, with
-    # spans into notes.text. A (note, answer_key) with no rows here was answered by the gate.
-    """CREATE TABLE IF NOT EXISTS passages (
-        note_id VARCHAR NOT NULL,
-        answer_key VARCHAR NOT NULL,
-        question VARCHAR NOT NULL,
-        passage INTEGER NOT NULL,
-        span_start BIGINT NOT NULL,
-        span_end BIGINT NOT NULL,
-        term VARCHAR NOT NULL,
-        section VARCHAR,
-        PRIMARY KEY (note_id, answer_key, passage)
-    )""",
-    "CREATE OR REPLACE VIEW latest_run AS SELECT * FROM runs ORDER BY started_at DESC LIMIT 1",
-    # The answers the latest run's questions use (another model's answers stay in `answers`).
-    """CREATE OR REPLACE VIEW latest_answers AS
-        SELECT a.* FROM answers a
-        JOIN run_questions rq ON rq.answer_key = a.answer_key
-        WHERE rq.run_id = (SELECT run_id FROM latest_run)""",
-]
-
-# Arrow layout of one batch of answers; column order is the INSERT's.
-_ANSWER_ARROW = pa.schema(
-    [
-        ("note_id", pa.string()),
-        ("answer_key", pa.string()),
-        ("question", pa.string()),
-        ("question_fingerprint", pa.string()),
-        ("run_id", pa.string()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-        ("na", pa.bool_()),
-        ("source", pa.string()),
-        ("span_start", pa.int64()),
-        ("span_end", pa.int64()),
-        ("grounded", pa.bool_()),
-        ("match", pa.string()),
-        ("raw", pa.string()),
-        ("latency_s", pa.float64()),
-        ("prompt_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("error", pa.string()),
-        ("window", pa.int64()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("method", pa.string()),
-        ("candidates", pa.string()),
-    ]
-)
-
-_NOTE_ARROW = pa.schema(
-    [
-        ("note_id", pa.string()),
-        ("sex", pa.string()),
-        ("text", pa.string()),
-        ("text_hash", pa.string()),
-        ("length", pa.int64()),
-        ("source_row", pa.int64()),
-        ("patient_id", pa.string()),
-        ("note_date", pa.date32()),
-        ("index_date", pa.date32()),
-    ]
-)
-
-
-_PASSAGE_ARROW = pa.schema(
-    [
-        ("note_id", pa.string()),
-        ("answer_key", pa.string()),
-        ("question", pa.string()),
-        ("passage", pa.int32()),
-        ("span_start", pa.int64()),
-        ("span_end", pa.int64()),
-        ("term", pa.string()),
-        ("section", pa.string()),
-    ]
-)
-
-
-_READ_ONLY_CONFIG = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
-
-
-# Tables a shard contributes, each with the key that makes a row the same row.
-MERGED_TABLES: tuple[tuple[str, str], ...] = (
-    ("runs", "run_id"),
-    ("questions", "answer_key"),
-    ("run_questions", "run_id, question"),
-    ("notes", "note_id"),
-    ("answers", "note_id, answer_key"),
-    ("passages", "note_id, answer_key, passage"),
-)
 
 
 class PassageRow(BaseModel):
@@ -225,11 +55,6 @@ class PassageRow(BaseModel):
     span_end: int
     term: str
     section: str | None = None
-
-
-def _select_list(cols: set[str], wanted: tuple[str, ...]) -> str:
-    """A select list of the wanted columns, NULL for those the store lacks (older or newer stores)."""
-    return ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
 
 
 def text_hash(text: str) -> str:
@@ -274,7 +99,7 @@ class BatchResult(BaseModel):
     answers_new: int  # rows actually inserted (a row already there is left as it was)
 
 
-class Store:
+class Store(StoreReads):
     """One open DuckDB store. Open with Store.open(path); one Store per command (DuckDB locks the file)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, read_only: bool):
@@ -296,7 +121,7 @@ class Store:
             raise CritError(f"store '{path}' is not a file")
         # A read-only store reads nothing but itself: no files, no network, no extensions, and no
         # statement can switch that back on (`crit sql` runs what the user types).
-        config = _READ_ONLY_CONFIG if read_only else {}
+        config = READ_ONLY_CONFIG if read_only else {}
         try:
             con = duckdb.connect(str(p), read_only=read_only, config=config)
         except duckdb.IOException as e:
@@ -320,7 +145,7 @@ class Store:
         if version is None and self._has_table("answers"):
             raise CritError(f"'{self.path}' holds an `answers` table that crit did not create; use another --db file")
         self.con.execute("BEGIN TRANSACTION")
-        for sql in _SCHEMA:
+        for sql in SCHEMA:
             self.con.execute(sql)
         self.con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -466,7 +291,7 @@ class Store:
                      source_row=n.row, patient_id=n.patient_id, note_date=n.note_date, index_date=n.index_date)
                 for n in notes
             ],
-            schema=_NOTE_ARROW,
+            schema=NOTE_ARROW,
         )
         qfp = self._question_fingerprints(answer_keys)
         answer_table = pa.Table.from_pylist(
@@ -497,12 +322,12 @@ class Store:
                 }
                 for a in answers
             ],
-            schema=_ANSWER_ARROW,
+            schema=ANSWER_ARROW,
         )
-        passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=_PASSAGE_ARROW)
+        passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=PASSAGE_ARROW)
         changed = self.changed_notes(notes)
-        cols = ", ".join(f'"{c}"' for c in _ANSWER_ARROW.names)
-        note_cols = ", ".join(f'"{c}"' for c in _NOTE_ARROW.names)
+        cols = ", ".join(f'"{c}"' for c in ANSWER_ARROW.names)
+        note_cols = ", ".join(f'"{c}"' for c in NOTE_ARROW.names)
         self.con.register("_crit_batch_notes", note_table)
         self.con.register("_crit_batch_answers", answer_table)
         self.con.register("_crit_batch_passages", passage_table)
@@ -568,8 +393,8 @@ class Store:
 
     # -- merging shards -------------------------------------------------------------------
 
-    def merge_from(self, shard: str | Path, tables: Sequence[tuple[str, str]]) -> ShardMerge:
-        """Copy the rows of `tables` ((table, key columns) pairs) from the store at `shard` into this one,
+    def merge_from(self, shard: str | Path) -> ShardMerge:
+        """Copy the rows of every merged table (schema.MERGED_TABLES) from the store at `shard` into this one,
         in one transaction; a row whose key is already here is kept as it is (so merging twice adds
         nothing). A shard of an older schema lacks some columns (NULL here) or tables (skipped)."""
         alias = "crit_shard"
@@ -596,7 +421,7 @@ class Store:
             added: dict[str, int] = {}
             self.con.execute("BEGIN TRANSACTION")
             try:
-                for table, key in tables:
+                for table, key in MERGED_TABLES:
                     if table not in present:
                         continue  # a shard of an older schema (no passages table)
                     before = self._count(table)
@@ -628,116 +453,6 @@ class Store:
     def run_answer_keys(self, run_id: str) -> dict[str, str]:
         """Question name -> the answer_key a run stored its answers under."""
         return dict(self.con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
-
-    def stored_answers(self, note_ids: Sequence[str], answer_keys: Sequence[str]) -> list[tuple[str, str, int]]:
-        """(note_id, text_hash, answers under these keys) for each of these notes the store holds."""
-        return [(str(n), str(h), int(c)) for n, h, c in self.con.execute(
-            "SELECT n.note_id, n.text_hash, count(a.answer_key) FROM notes n "
-            "LEFT JOIN answers a ON a.note_id = n.note_id AND list_contains(?::VARCHAR[], a.answer_key) "
-            "WHERE list_contains(?::VARCHAR[], n.note_id) GROUP BY n.note_id, n.text_hash",
-            [list(answer_keys), list(note_ids)],
-        ).fetchall()]
-
-    def answers_by_backend(self) -> list[tuple[str, str, str, float | None, bool, str | None]]:
-        """(backend identity, note_id, question, value, na, error) of every stored answer."""
-        return self.con.execute(
-            "SELECT q.backend_identity, a.note_id, a.question, a.value, a.na, a.error "
-            "FROM answers a JOIN questions q USING (answer_key)"
-        ).fetchall()
-
-    # -- reading, for the report ------------------------------------------------------------
-    # Tolerant of other schemas: a report may be asked of a store an older crit wrote, which a
-    # read-only open cannot migrate, so these read the columns it has and NULL for the rest.
-
-    def columns(self) -> dict[str, set[str]]:
-        """Table or view -> its columns, for the tables in the store's schema."""
-        out: dict[str, set[str]] = {}
-        for table, column in self.con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
-        ).fetchall():
-            out.setdefault(table, set()).add(column)
-        return out
-
-    def _dicts(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, params or [])
-        names = [d[0] for d in cur.description or []]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-
-    def run_record(self, run_id: str | None) -> dict[str, Any] | None:
-        """The run `run_id` (None: the newest) as a dict of its columns; CritError when there is no such run."""
-        columns = self.columns()
-        if "runs" not in columns:
-            if run_id is not None:
-                raise CritError(f"the store has no runs table, so there is no run {run_id!r}")
-            return None
-        order = "started_at DESC NULLS LAST" if "started_at" in columns["runs"] else "run_id DESC"
-        if run_id is None:
-            rows = self._dicts(f"SELECT * FROM runs ORDER BY {order} LIMIT 1")
-        else:
-            rows = self._dicts("SELECT * FROM runs WHERE CAST(run_id AS VARCHAR) = ?", [run_id])
-            if not rows:
-                known = [r[0] for r in self.con.execute(
-                    f"SELECT CAST(run_id AS VARCHAR) FROM runs ORDER BY {order} LIMIT 5").fetchall()]
-                raise CritError(f"the store has no run {run_id!r}; latest runs: {', '.join(known) or 'none'}")
-        return rows[0] if rows else None
-
-    def evaluation_record(self) -> dict[str, Any] | None:
-        """The last evaluation's row (rules fingerprint, counts), None before any."""
-        if "evaluation" not in self.columns():
-            return None
-        rows = self._dicts("SELECT * FROM evaluation LIMIT 1")
-        return rows[0] if rows else None
-
-    def questions_of(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
-        """name, kind, unit, text of the questions stored under these keys (by name)."""
-        return self._dicts("SELECT question AS name, kind, unit, text FROM questions WHERE "
-                           "list_contains(?::VARCHAR[], answer_key) ORDER BY question", [list(answer_keys)])
-
-    def answered_questions(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT DISTINCT question FROM answers ORDER BY 1").fetchall()]
-
-    def note_texts(self) -> list[dict[str, Any]]:
-        """note_id, sex, text of every note, by id."""
-        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_select_list(self.columns()['notes'], ('sex', 'text'))} "
-                           "FROM notes ORDER BY note_id")
-
-    def chosen_answers(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
-        """One answer per note and question, under these keys (none given: any): among competing rows a
-        successful one first, then the newest (as the rules choose)."""
-        acols = self.columns()["answers"]
-        wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method")
-        newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
-        where, params = "", []
-        if answer_keys and "answer_key" in acols:
-            where, params = "WHERE list_contains(?::VARCHAR[], answer_key)", [list(answer_keys)]
-        return self._dicts(
-            f"SELECT CAST(note_id AS VARCHAR) AS note_id, question, {_select_list(acols, wanted)} FROM answers {where} "
-            f"QUALIFY row_number() OVER (PARTITION BY note_id, question ORDER BY (error IS NULL) DESC{newest}) = 1",
-            params,
-        )
-
-    def rules_rows(self, table: str) -> list[dict[str, Any]]:
-        """The rules' results for the report: `answer_values`, `eligibility`, `criteria`, `attrition` or
-        `patient_eligibility` ([] before the rules have run)."""
-        sql = {
-            "answer_values": "SELECT CAST(note_id AS VARCHAR) AS note_id, question, converted, reason FROM answer_values",
-            "eligibility": "SELECT CAST(note_id AS VARCHAR) AS note_id, status, deciding FROM eligibility",
-            "criteria": "SELECT CAST(note_id AS VARCHAR) AS note_id, position, label, type, status, reason "
-                        "FROM criteria ORDER BY note_id, position",
-            "attrition": "SELECT * FROM attrition ORDER BY position",
-            "patient_eligibility": "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id",
-        }[table]
-        return self._dicts(sql) if table in self.columns() else []
-
-    def patient_rows(self, patient_ids: Sequence[str]) -> tuple[list[dict[str, Any]], ...]:
-        """For these patients: their notes by date (with text), combined answers and criteria."""
-        ids = [list(patient_ids)]
-        notes = self._dicts("SELECT patient_id, note_id, note_date, text FROM notes WHERE list_contains(?, patient_id) "
-                            "ORDER BY patient_id, note_date NULLS LAST, source_row", ids)
-        answers = self._dicts("SELECT * FROM patient_answers WHERE list_contains(?, patient_id)", ids)
-        criteria = self._dicts("SELECT patient_id, position, label, type, status, reason FROM patient_criteria "
-                               "WHERE list_contains(?, patient_id) ORDER BY patient_id, position", ids)
-        return notes, answers, criteria
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXPLAIN); (column
