@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crit.engine.answering.backends.rules import RulesBackend, RulesFactory
-from crit.engine.answering.policy import EvidenceEngine, evidence_view
+from crit.engine.answering.policy import EvidenceEngine
+from crit.engine.answering.view import evidence_view
 from crit.engine.eligibility import load_plan
 from crit.engine.reading.passages import find_passages, phrase_terms, sentences, term_regex
 from crit.engine.run import run

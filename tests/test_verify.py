@@ -76,8 +76,8 @@ def test_the_programmatic_teachers_pairs_are_only_counted_unless_asked(tmp_path)
 
 
 def test_the_engine_example_is_what_the_engine_asks(tmp_path):
-    from crit.engine.answering.policy import model_request
     from crit.engine.answering.prompts import messages
+    from crit.engine.answering.view import model_request
     from crit.engine.reading.passages import find_passages
 
     select(SelectConfig(db=_db(tmp_path, "some-model"), out=str(tmp_path / "data"), types=("boolean",)))

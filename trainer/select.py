@@ -131,8 +131,8 @@ def evidence_example(note_text: str, row: dict[str, Any], distractors: int = 3) 
     distractor sentences are chosen by a hash of the note and question."""
     import random
 
-    from crit.engine.answering.policy import evidence_view, over_passages
     from crit.engine.answering.prompts import messages
+    from crit.engine.answering.view import evidence_view, over_passages
     from crit.engine.reading.passages import Passage, sentences
 
     spans = sentences(note_text)
@@ -159,8 +159,8 @@ def engine_example(note_text: str, row: dict[str, Any], quote: bool = True) -> d
     passages the engine finds, the schema over them (crit.engine.answering.policy.model_request), and as the
     answer the passage holding the pair's quote, then the label. None when the engine could not
     answer it this way (the quote is not among the passages the schema offers)."""
-    from crit.engine.answering.policy import model_request
     from crit.engine.answering.prompts import messages
+    from crit.engine.answering.view import model_request
     from crit.engine.reading.passages import find_passages
     from crit.trainer.verify import question_of
 

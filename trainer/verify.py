@@ -29,7 +29,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from crit.engine.answering.policy import objection
+from crit.engine.answering.checks import objection
 from crit.engine.reading.passages import find_passages
 from crit.engine.reading.reader import decide, number_in
 from crit.grammar.questions import Question
