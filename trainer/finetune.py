@@ -7,9 +7,8 @@ model, data hash, parameters, loss per step, time).
 
 The loop is transformers' Trainer (`loop="trainer"`) or a plain torch loop over the same
 batches (`loop="hand"`); both take the same optimiser settings (AdamW, linear schedule with
-warmup, gradient clipping at 1). Trainer is the default: on the shipped student's data it
-ran 0.89x the hand loop's time per step, with the same validation loss
-(benchmarks/trainer_loop_speed.py; RESULTS.md).
+warmup, gradient clipping at 1). Trainer is the default, as fast as the hand loop with the
+same validation loss (benchmarks/trainer_loop_speed.py; its figures in RESULTS.md).
 
 Why the prompt and the answer are tokenised separately: the engine tokenises the
 prompt (chat template with the generation prompt) and the model generates the rest,

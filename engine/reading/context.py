@@ -6,10 +6,9 @@ module reads those three contexts around one term in one passage:
 
 - negated: negspacy's clinical termset and scope (pseudo-negations such as "no increase"
   filtered out; a preceding cue reaches every finding after it in its sentence until a
-  termination term such as "but"), plus a few review-of-systems cues it lacks. A
-  NegEx-style limit of 6 tokens after the cue was measured and dropped: on the gold dev
-  split it scored 0.968 answer accuracy against 0.995 unlimited, because review-of-systems
-  lines deny long lists ("Specifically denies chest pain, heart attack, ..., diabetes");
+  termination term such as "but"), plus a few review-of-systems cues it lacks. Its scope
+  is not cut at a few tokens, because review-of-systems lines deny long lists
+  ("Specifically denies chest pain, heart attack, ..., diabetes"; benchmarks/RESULTS.md);
 - hypothetical ("rule out", "risk of", "if", "evaluate for") and family ("mother",
   "family history of") use the same matcher with termsets of their own, and a passage
   under a FAMILY HISTORY header is always family;

@@ -1,4 +1,8 @@
-"""Store: one DuckDB file holding runs, notes, questions and answers; the rules layer adds its tables to it.
+"""Store: one DuckDB file holding runs, notes, questions and answers, and the eligibility decided over them.
+
+Takes a run's notes, answers and passages in batches; gives them back by key, so a run
+resumes and a threshold edit re-asks nothing. Its tables are declared in schema.py, its
+named reads are in reads.py, and the trainer's tables in trainer.py.
 
 Answers are keyed by (note_id, answer_key), where answer_key hashes the
 question's fingerprint with the backend's model/adapter identity
