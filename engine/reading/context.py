@@ -21,38 +21,55 @@ Tokenisation is spaCy's blank English tokenizer; no model is loaded.
 from __future__ import annotations
 
 import functools
+import tomllib
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-MAX_SCOPE_TOKENS = 6  # hypothetical, family and possible cues: NegEx's window of about five words
+CUES_FILE = Path(__file__).with_name("context_cues.toml")
 
-_HYPOTHETICAL = {
-    "pseudo_negations": [],
-    "preceding_negations": [
-        "rule out", "r/o", "to rule out", "risk of", "risk for", "at risk", "if", "evaluate for",
-        "evaluation for", "concern for", "screen for", "screening for", "prophylaxis", "prevent",
-        "prevention of", "in case of", "should she develop", "should he develop", "return for",
-        "unknown whether", "unknown if", "whether", "not known if", "not known whether",
-    ],
-    "following_negations": ["prophylaxis", "was not excluded"],
-    "termination": ["but", "however", "although", "though", "which", "with", "and"],
-}
+
+class Termset(BaseModel):
+    """One NegEx termset: cues before and after a finding, and the terms that end a cue's reach."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preceding: tuple[str, ...] = ()
+    following: tuple[str, ...] = ()
+    termination: tuple[str, ...] = ()
+
+    def patterns(self, extra_preceding: tuple[str, ...] = ()) -> dict[str, list[str]]:
+        """The termset as negspacy takes it."""
+        return {"pseudo_negations": [], "preceding_negations": [*self.preceding, *extra_preceding],
+                "following_negations": list(self.following), "termination": list(self.termination)}
+
+
+class FamilyCues(Termset):
+    relatives: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+
+
+class Cues(BaseModel):
+    """The context cues of one cue file (context_cues.toml is the reader's own)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope_tokens: int
+    negated: Termset
+    hypothetical: Termset
+    family: FamilyCues
+    possible: Termset
+
+
+def load_cues(path: Path = CUES_FILE) -> Cues:
+    """The cues of a TOML cue file (raises pydantic's ValidationError on a misspelt key)."""
+    return Cues.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+
+
+DEFAULT_CUES = load_cues()
 # A patient's relatives, as notes name them (also crit.engine.reading.reader: a relative's descriptor).
-RELATIVES = ("mother", "father", "brother", "sister", "son", "daughter", "grandmother", "grandfather", "aunt",
-             "uncle", "sibling", "siblings", "parents", "cousin", "mom", "dad")
-_FAMILY = {
-    "pseudo_negations": [],
-    "preceding_negations": ["family history", "family hx", "fhx", "fh", *RELATIVES, "maternal", "paternal"],
-    "following_negations": ["in the family", "runs in the family", "in her mother", "in his mother",
-                            "in her father", "in his father"],
-    "termination": ["but", "however", "patient", "she", "he", "himself", "herself"],
-}
-# Cues NegEx's clinical termset lacks, common in review-of-systems lines.
-_MORE_NEGATIONS = ["nothing supportive of", "nothing suggestive of", "nothing to suggest", "specifically denies"]
-_POSSIBLE = ("possible", "questionable", "suspected", "suspicion of", "probable", "likely", "presumed",
-             "cannot be excluded", "may have", "might have", "?")
-_FAMILY_SECTIONS = ("FAMILY HISTORY", "FAMILY HX", "FAMILY MEDICAL HISTORY")
+RELATIVES = DEFAULT_CUES.family.relatives
 
 
 class Context(BaseModel):
@@ -67,9 +84,9 @@ class Context(BaseModel):
         return not (self.hypothetical or self.family)
 
 
-@functools.lru_cache(maxsize=1)
-def _pipeline() -> tuple[Any, Any, Any, Any]:
-    """spaCy's blank English and three negex matchers (negation, hypothetical, family), built once."""
+@functools.lru_cache(maxsize=4)
+def _pipeline(cues: Cues) -> tuple[Any, Any, Any, Any]:
+    """spaCy's blank English and three negex matchers (negation, hypothetical, family), built once a cue set."""
     import spacy
     from negspacy.negation import Negex
     from negspacy.termsets import termset
@@ -77,10 +94,12 @@ def _pipeline() -> tuple[Any, Any, Any, Any]:
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
     negation_terms = termset("en_clinical").get_patterns()
-    negation_terms["preceding_negations"] = [*negation_terms["preceding_negations"], *_MORE_NEGATIONS]
-    negation = Negex(nlp, "negation", negation_terms, extension_name="crit_negated")
-    hypothetical = Negex(nlp, "hypothetical", _HYPOTHETICAL, extension_name="crit_hypothetical")
-    family = Negex(nlp, "family", _FAMILY, extension_name="crit_family")
+    negation_terms["preceding_negations"] = [*negation_terms["preceding_negations"], *cues.negated.preceding]
+    # Each cue set names its own token extensions: two cue sets in one process never share a flag.
+    tag = f"{hash(cues) & 0xFFFFFFFF:08x}"
+    negation = Negex(nlp, "negation", negation_terms, extension_name=f"crit_negated_{tag}")
+    hypothetical = Negex(nlp, "hypothetical", cues.hypothetical.patterns(), extension_name=f"crit_hypothetical_{tag}")
+    family = Negex(nlp, "family", cues.family.patterns(cues.family.relatives), extension_name=f"crit_family_{tag}")
     return nlp, negation, hypothetical, family
 
 
@@ -100,19 +119,20 @@ def _cued(negex: Any, doc: Any, target: Any, scope: int | None) -> bool:
     return False
 
 
-def read_context(passage_text: str, term_start: int, term_end: int, section: str | None = None) -> Context:
+def read_context(passage_text: str, term_start: int, term_end: int, section: str | None = None,
+                 cues: Cues = DEFAULT_CUES) -> Context:
     """The context of the term at [term_start, term_end) of `passage_text` (offsets into the passage)."""
-    nlp, negation, hypothetical, family = _pipeline()
+    nlp, negation, hypothetical, family = _pipeline(cues)
     doc = nlp(passage_text)
     target = doc.char_span(term_start, term_end, alignment_mode="expand")
     if target is None:  # a term that spaCy cannot align (never seen; be explicit rather than guess)
         return Context()
     before = passage_text[:term_start].lower()
-    window = " ".join(before.split()[-MAX_SCOPE_TOKENS:])
-    in_family_section = section is not None and any(section.startswith(s) for s in _FAMILY_SECTIONS)
+    window = " ".join(before.split()[-cues.scope_tokens:])
+    in_family_section = section is not None and any(section.startswith(s) for s in cues.family.sections)
     return Context(
         negated=_cued(negation, doc, target, None),
-        hypothetical=_cued(hypothetical, doc, target, MAX_SCOPE_TOKENS),
-        family=in_family_section or _cued(family, doc, target, MAX_SCOPE_TOKENS),
-        possible=any(p in window.split() or (" " in p and p in window) for p in _POSSIBLE),
+        hypothetical=_cued(hypothetical, doc, target, cues.scope_tokens),
+        family=in_family_section or _cued(family, doc, target, cues.scope_tokens),
+        possible=any(p in window.split() or (" " in p and p in window) for p in cues.possible.preceding),
     )
