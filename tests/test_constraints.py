@@ -8,7 +8,7 @@ import re
 import pytest
 
 from crit.engine.answering.constraints import generation_regex, json_layout
-from crit.engine.answering.decoding import Skeleton, _draft, _Row
+from crit.engine.answering.decoding import Row, Skeleton, lookup_draft
 from crit.grammar.questions import boolean_schema, numeric_schema
 from crit.trainer.synth import pair_schema
 
@@ -69,8 +69,8 @@ def test_schemas_without_a_fixed_layout_are_refused(schema, why):
         json_layout(schema)
 
 
-def row_with(context: list[int]) -> _Row:
-    row = _Row(Skeleton((), ()), guide=None, context=[], pending=[], position=0)
+def row_with(context: list[int]) -> Row:
+    row = Row(Skeleton((), ()), guide=None, context=[], pending=[], position=0)
     row.extend(context, output=False)
     return row
 
@@ -78,18 +78,18 @@ def row_with(context: list[int]) -> _Row:
 def test_draft_continues_the_latest_occurrence_of_the_longest_match():
     # ... 5 6 7 8 ... 5 6 9 ... 5 6  -> the latest "5 6" was followed by 9
     row = row_with([1, 5, 6, 7, 8, 2, 5, 6, 9, 3, 5, 6])
-    assert _draft(row, limit=3) == [9, 3, 5]
+    assert lookup_draft(row, limit=3) == [9, 3, 5]
     # a longer match wins over a later shorter one: "4 5 6" occurred once, followed by 7
     row = row_with([4, 5, 6, 7, 8, 5, 6, 9, 4, 5, 6])
-    assert _draft(row, limit=2) == [7, 8]
+    assert lookup_draft(row, limit=2) == [7, 8]
 
 
 def test_draft_is_empty_without_a_match_or_room():
-    assert _draft(row_with([1, 2, 3, 4]), limit=5) == []
-    assert _draft(row_with([1, 2, 1, 2]), limit=0) == []
-    assert _draft(row_with([7]), limit=3) == []
+    assert lookup_draft(row_with([1, 2, 3, 4]), limit=5) == []
+    assert lookup_draft(row_with([1, 2, 1, 2]), limit=0) == []
+    assert lookup_draft(row_with([7]), limit=3) == []
 
 
 def test_draft_follows_a_repeating_runaway():
     row = row_with([10, 11, 12, 10, 11, 12, 10])
-    assert _draft(row, limit=4) == [11, 12, 10]  # "11 12 10" occurred before, followed by 11 12 10
+    assert lookup_draft(row, limit=4) == [11, 12, 10]  # "11 12 10" occurred before, followed by 11 12 10

@@ -203,9 +203,9 @@ def test_a_dollar_label_and_an_infinite_value_do_not_break_the_report(tmp_path):
 def test_a_value_that_converts_to_infinity_is_left_out_of_the_plot_and_counted():
     import math
 
-    from crit.engine.report.html import Threshold, _plot
+    from crit.engine.report.html import Threshold, value_plot
 
-    svg = str(_plot("creat", "mg/dL", {"all": [1.0, 2.0, math.inf]},
+    svg = str(value_plot("creat", "mg/dL", {"all": [1.0, 2.0, math.inf]},
                     [Threshold(question="creat", label="$a$", op=">", male=2.0, female=2.0)]))
     assert "<svg" in svg and "1 value(s) not finite, left out" in svg
 

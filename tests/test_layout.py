@@ -75,3 +75,15 @@ def test_the_checker_catches_a_cycle_and_an_arrow_back() -> None:
     graph = {"crit.grammar.plan": {"crit.engine.eligibility.compile"}, "crit.engine.eligibility.compile": {"crit.grammar.plan"}}
     assert import_graph.cycles(graph) == [["crit.engine.eligibility.compile", "crit.grammar.plan"]]
     assert stage_of("crit.engine.eligibility.compile") > stage_of("crit.grammar.plan")
+
+
+def test_tests_import_no_private_name_of_crit() -> None:
+    """Tests go through what a module offers, so a private helper can change without breaking them."""
+    import ast
+
+    private = []
+    for file in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crit"):
+                private += [f"{file.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from crit.cli import cli
 from crit.engine.eligibility import check_source, load_plan
-from crit.engine.eligibility.compile import _Compiler, rules_sql
+from crit.engine.eligibility.compile import ExprCompiler, rules_sql
 from crit.engine.eligibility.evaluate import evaluate
+from crit.engine.store.schema import SCHEMA
 from crit.grammar import ast
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
@@ -71,26 +72,24 @@ def plan_of(text: str) -> Plan:
     return checked.plan
 
 
-def store(rows: list[tuple[Any, ...]], notes: list[tuple[str, str | None]] | None) -> duckdb.DuckDBPyConnection:
-    """A store with answers (note_id, question, value, unit, na, error) and optionally notes (note_id, sex)."""
+def store(rows: list[tuple[Any, ...]], notes: list[tuple[str, str | None]]) -> duckdb.DuckDBPyConnection:
+    """An in-memory store with the store's own tables (crit.engine.store.schema), holding answers
+    (note_id, question, value, unit, na, error) under the key 'key-' + question, and notes (note_id, sex)."""
     con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE answers (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, value DOUBLE, unit VARCHAR, "
-        "na BOOLEAN, error VARCHAR, source VARCHAR, grounded BOOLEAN)"
-    )
+    for sql in SCHEMA:
+        con.execute(sql)
     # Through Arrow: one insert, whatever the number of rows.
     columns = ["note_id", "question", "value", "unit", "na", "error"]
     answers = pa.Table.from_pylist([dict(zip(columns, r)) for r in rows], schema=ANSWERS_SCHEMA)
     con.register("answers_in", answers)
     con.execute(
-        "INSERT INTO answers SELECT note_id, question, 'key-' || question, value, unit, na, error, NULL, NULL "
-        "FROM answers_in"
+        "INSERT INTO answers BY NAME SELECT note_id, question, 'key-' || question AS answer_key, "
+        "'fp-' || question AS question_fingerprint, 'run' AS run_id, value, unit, na, error, false AS grounded, "
+        "now() AS created_at FROM answers_in"
     )
     con.unregister("answers_in")
-    if notes is not None:
-        con.execute("CREATE TABLE notes (note_id VARCHAR, sex VARCHAR, text VARCHAR)")
-        values = ", ".join(["(?, ?)"] * len(notes))
-        con.execute(f"INSERT INTO notes SELECT *, 'not read by the rules' FROM (VALUES {values})", [v for n in notes for v in n])
+    con.executemany("INSERT INTO notes BY NAME SELECT ? AS note_id, ? AS sex, 'not read by the rules' AS text, "
+                    "'h' AS text_hash, 0 AS length", [list(n) for n in notes])
     return con
 
 
@@ -323,6 +322,7 @@ def test_attrition_in_file_order() -> None:
 
 def test_threshold_edit_reevaluates_from_stored_answers_only() -> None:
     con = trial_store()
+    own = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
     answers_before = con.execute("SELECT * FROM answers ORDER BY ALL").fetchall()
     first = evaluate(con, plan_of(TRIAL))
     edited = plan_of(TRIAL.replace("creat > 2.5 mg/dL", "creat > 1.0 mg/dL"))
@@ -335,10 +335,10 @@ def test_threshold_edit_reevaluates_from_stored_answers_only() -> None:
     assert con.execute("SELECT rules_fingerprint FROM evaluation").fetchone() == (edited.rules_fingerprint,)
     assert con.execute("SELECT * FROM answers ORDER BY ALL").fetchall() == answers_before
     tables = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    added = {t: kind for t, kind in tables.items() if t not in own}
     # The rules store one decided row per note and per patient; the long tables are views of them.
-    assert {t for t, kind in tables.items() if kind == "BASE TABLE"} == {
-        "answers", "notes", "evaluation", "note_decisions", "patient_decisions"}
-    assert {t for t, kind in tables.items() if kind == "VIEW"} == {
+    assert {t for t, kind in added.items() if kind == "BASE TABLE"} == {"evaluation", "note_decisions", "patient_decisions"}
+    assert {t for t, kind in added.items() if kind == "VIEW"} == {
         "answer_values", "criteria", "eligibility", "attrition",
         "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition"}
     # No note names a patient: the patient layer is there, and empty.
@@ -377,7 +377,8 @@ def test_answer_keys_choose_the_current_models_answers() -> None:
     plan = plan_of(TRIAL)
     con = trial_store()
     # An older model's answers for creat sit beside the current ones.
-    con.execute("INSERT INTO answers SELECT note_id, question, 'old-model', 9.9, unit, na, error, NULL, NULL FROM answers WHERE question = 'creat'")
+    con.execute("INSERT INTO answers BY NAME SELECT * REPLACE ('old-model' AS answer_key, 9.9 AS value) FROM answers "
+                "WHERE question = 'creat'")
     keys = {q.name: f"key-{q.name}" for q in plan.questions}
     evaluate(con, plan, keys)
     assert eligibility(con)["p1"] == ("eligible", [])
@@ -441,15 +442,17 @@ def test_store_without_answers_table() -> None:
 
 
 def test_duplicate_notes_are_reported() -> None:
+    # crit's notes table keys note_id; a notes table another tool wrote may not.
     con = trial_store()
-    con.execute("INSERT INTO notes VALUES ('p1', 'f', '')")
+    con.execute("ALTER TABLE notes RENAME TO crit_notes")
+    con.execute("CREATE TABLE notes AS SELECT note_id, sex FROM crit_notes UNION ALL SELECT 'p1', 'f'")
     with pytest.raises(CritError, match="'p1' more than once"):
         evaluate(con, plan_of(TRIAL))
 
 
 def test_unknown_node_is_a_bug() -> None:
     with pytest.raises(TypeError, match="no case for Trial"):
-        _Compiler(plan_of(TRIAL)).expr(ast.Trial(id="x"))
+        ExprCompiler(plan_of(TRIAL)).expr(ast.Trial(id="x"))
 
 
 def test_rules_sql_is_what_compile_shows() -> None:

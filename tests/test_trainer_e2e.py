@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from crit.cli import cli
 from crit.trainer.finetune import TrainConfig, finetune
 from crit.trainer.select import SelectConfig, select
-from crit.trainer.synth import SynthConfig, _answer_fits, synth
+from crit.trainer.synth import SynthConfig, answer_fits, synth
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT / "tests" / "fixtures" / "trainer" / "notes.jsonl"
@@ -72,7 +72,7 @@ def test_synth_select_train_run_eval(tmp_path, tiny_model):
             assert answer is None and source == "" and start is None
         else:
             assert texts[note_id][start:end] == source and source  # verbatim, at its span
-            assert _answer_fits(float(answer) if kind == "numeric" else answer, kind)
+            assert answer_fits(float(answer) if kind == "numeric" else answer, kind)
     questions = [(n, q.lower()) for n, _, q, *_ in pairs]
     assert len(set(questions)) == len(questions)
 

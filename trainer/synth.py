@@ -166,10 +166,10 @@ def check_pair(data: Any, kind: PairType, note_text: str) -> tuple[dict[str, Any
         jsonschema.validate(data, pair_schema(kind))
     except jsonschema.ValidationError:
         # Tell a wrongly typed answer from any other schema break: it is its own reason.
-        if "answer" in data and not _answer_fits(data["answer"], kind):
+        if "answer" in data and not answer_fits(data["answer"], kind):
             return None, "answer_type"
         return None, "schema"
-    if not _answer_fits(data["answer"], kind):
+    if not answer_fits(data["answer"], kind):
         return None, "answer_type"
     question = data["question"].strip()
     if not normalise_question(question):
@@ -211,7 +211,7 @@ def answer_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _answer_fits(answer: Any, kind: PairType) -> bool:
+def answer_fits(answer: Any, kind: PairType) -> bool:
     if kind == "boolean":
         return answer in ("present", "absent")
     if kind == "numeric":

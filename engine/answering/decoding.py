@@ -44,7 +44,7 @@ class Decoded:
 
 
 @dataclass
-class _Row:
+class Row:
     skeleton: Skeleton
     guide: Any
     context: list[int]  # prompt and answer so far: where drafts are looked up
@@ -63,7 +63,7 @@ class _Row:
             self.out.tokens.extend(tokens)
 
 
-def _draft(row: _Row, limit: int, longest: int = 3) -> list[int]:
+def lookup_draft(row: Row, limit: int, longest: int = 3) -> list[int]:
     """Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the
     context's last n tokens (n = longest..1). An answer's quote is copied from the note,
     and a small model's runaway text repeats itself, so the guess is often right."""
@@ -126,7 +126,7 @@ def decode_layout(
     k = prefix_length
     state = []
     for r, s in zip(rows, skeletons):
-        row = _Row(s, Guide(s.values[0]), context=[], pending=list(r[k:]) + list(s.literals[0]), position=k)
+        row = Row(s, Guide(s.values[0]), context=[], pending=list(r[k:]) + list(s.literals[0]), position=k)
         row.extend(r, output=False)
         row.extend(s.literals[0])
         state.append(row)
@@ -204,7 +204,7 @@ def decode_layout(
                 # Guess ahead only while a forward pass is bound by reading the weights,
                 # not by arithmetic: a few guessed tokens per row are then nearly free.
                 limit = min(speculate // len(active), max_new_tokens - len(row.out.tokens) - 1)
-                row.draft = _draft(row, limit) if limit > 0 else []
+                row.draft = lookup_draft(row, limit) if limit > 0 else []
                 row.pending.extend(row.draft)
                 going.append(j)
             if len(going) < len(active):

@@ -154,7 +154,7 @@ def _as_number(part: _Sql) -> str:
 _SQL_OP = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "!=": "<>"}
 
 
-class _Compiler:
+class ExprCompiler:
     """Compiles AST expressions of one plan to SQL over the pivoted row (q_*, r_*, l_*, sex columns)."""
 
     def __init__(self, plan: Plan):
@@ -477,7 +477,7 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
     columns l_*, lr_*; each criterion's value (c_*), status (s_*) and reason (cr_*). The stored row
     holds the `kept` columns and each criterion's status and reason; the rest are steps on the way
     (storing them cost more than computing them)."""
-    comp = _Compiler(plan)
+    comp = ExprCompiler(plan)
     previous = answered
     for i, let in enumerate(plan.lets, 1):
         compiled = comp.expr(let.expr)

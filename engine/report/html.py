@@ -134,7 +134,7 @@ def thresholds(plan: Plan) -> list[Threshold]:
 _COLORS = {"any": "#4c72b0", "male": "#4c72b0", "female": "#c44e52"}
 
 
-def _plot(question: str, unit: str | None, values: dict[str, list[float]], lines: list[Threshold]) -> Markup:
+def value_plot(question: str, unit: str | None, values: dict[str, list[float]], lines: list[Threshold]) -> Markup:
     """An inline SVG: histogram of `values` per sex group, with a vertical line per threshold."""
     import matplotlib
 
@@ -321,7 +321,7 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
                 groups[note_sex.get(nid) or "unknown sex"].append(float(v))
         else:
             groups = {"any": [float(v) for _, v in converted]}
-        plots.append({"question": q["name"], "svg": _plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
+        plots.append({"question": q["name"], "svg": value_plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
 
     # The rules' tables hold the latest evaluation only; say so when that is not this run's rules.
     rules_note = None
