@@ -6,6 +6,7 @@ loaded anywhere here), evaluates a plan over it and reads the tables it writes.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
+from crit.engine.answering.backends.rules import RulesFactory
 from crit.engine.eligibility import check_source, load_plan
 from crit.engine.eligibility.compile import ExprCompiler, rules_sql
 from crit.engine.eligibility.evaluate import evaluate
+from crit.engine.run import run
 from crit.engine.store.schema import SCHEMA
 from crit.grammar import ast
 from crit.grammar.errors import CritError
@@ -546,3 +549,57 @@ def test_aristotle_rules_sql_matches_its_golden_file():
     if os.environ.get("CRIT_UPDATE_GOLDEN") == "1":
         golden.write_text(sql)
     assert sql == golden.read_text()
+
+
+# -- through a run: the order picks in SQL, and sex from the corpus or the notes ------------------
+
+
+def test_the_question_order_picks_among_the_listed_values_in_sql(tmp_path):
+    """Order is a rule: an answer lists every value with its unit and span, and the rules SQL picks the
+    highest in the question's unit (230 umol/L is 2.6 mg/dL), whatever value the answer row holds."""
+    from crit.engine.answers import Answer, Candidate
+    from crit.engine.notes import Note
+    from crit.engine.store import RunInfo, Store
+
+    crit = tmp_path / "renal.crit"
+    crit.write_text('trial T-1\nnumeric creat highest "creatinine" in mg/dL\nexclude "renal": creat > 2.5 mg/dL\n')
+    plan = load_plan(crit)
+    text = "Creatinine 1.1 mg/dL on admission, 230 umol/L on day 2 and 2.4 mg/dL at discharge."
+    values = [(1.1, "mg/dL", 11), (230.0, "umol/L", 35), (2.4, "mg/dL", 59)]
+    key = "k-creat"
+    answer = Answer(note_id="n1", question="creat", fingerprint=key, raw="{}", latency_s=0, prompt_tokens=0,
+                    output_tokens=0, value=1.1, unit="mg/dL", method="rules", grounded=True,
+                    candidates=[Candidate(value=v, unit=u, span_start=s, span_end=s + 3) for v, u, s in values])
+    db = tmp_path / "r.duckdb"
+    with Store.open(db) as store:
+        run_id = store.begin_run(RunInfo(crit_file=None, crit_hash=plan.source_hash, rules_fingerprint="r",
+                                         trial_id=None, notes_source="x", model=None, adapter=None, backend="rules",
+                                         backend_identity="rules"), plan.questions, {"creat": key})
+        store.write_batch(run_id, [Note(note_id="n1", text=text, row=1)], [answer], {"creat": key})
+        from crit.engine.eligibility.evaluate import evaluate
+
+        evaluate(store.con, plan, {"creat": key})
+        converted = store.con.execute(
+            "SELECT value, unit, converted FROM answer_values WHERE note_id = 'n1' AND question = 'creat'").fetchone()
+    assert converted[0] == 230.0 and converted[1] == "umol/L" and converted[2] == pytest.approx(2.6, abs=0.01)
+
+
+def test_sex_equals_female_reads_the_corpus_column_or_the_notes(tmp_path):
+    """`include "women": sex = female` (it did not parse): the notes' sex column first, else the built-in
+    question (answered by the rules from she/he words); unknown sex leaves the criterion unknown."""
+    crit = tmp_path / "women.crit"
+    crit.write_text('trial T-1\nboolean htn "hypertension"\ninclude "women": sex = female\ninclude "htn": htn\n')
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps(n) + "\n" for n in [
+        {"note_id": "a", "text": "She has hypertension."},
+        {"note_id": "b", "text": "He has hypertension."},
+        {"note_id": "c", "text": "Hypertension."},
+        {"note_id": "d", "sex": "F", "text": "Hypertension."},
+    ]))
+    db = tmp_path / "r.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    con = duckdb.connect(str(db), read_only=True)
+    women = dict(con.execute("SELECT note_id, status || '/' || coalesce(reason, '') FROM criteria "
+                             "WHERE label = 'women'").fetchall())
+    con.close()
+    assert women == {"a": "met/value", "b": "not met/value", "c": "unknown/sex", "d": "met/value"}
