@@ -74,7 +74,7 @@ class Answer(ParsedAnswer):
     latency_s: float  # wall time attributed to this answer (shared prefill split evenly)
     prompt_tokens: int
     output_tokens: int
-    window: int | None = None  # index of the note window the answer came from; None = whole note
+    chunk: int | None = None  # index of the long note's chunk the answer came from (answering.chunks); None = whole note
     method: Method = "model"
     # The rules answerer's own view of its answer: False sends it to the model (combine.py).
     confident: bool | None = None

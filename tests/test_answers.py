@@ -7,7 +7,7 @@ import json
 import pytest
 
 from crit.engine.answering.backend import answer_key
-from crit.engine.answering.chunks import Window, merge_answers, select_windows, split_windows
+from crit.engine.answering.chunks import Chunk, merge_answers, select_chunks, split_chunks
 from crit.engine.answers import Answer, locate_source, parse_answer
 from crit.grammar.questions import make_question
 
@@ -138,7 +138,7 @@ def words(text: str) -> int:
 
 def test_windows_cover_the_note_overlap_and_respect_the_budget():
     text = "".join(f"line {i} has five words\n" for i in range(40))  # 5 words a line
-    windows = split_windows(text, words, max_tokens=50, overlap_tokens=10)
+    windows = split_chunks(text, words, max_tokens=50, overlap_tokens=10)
     assert windows[0].start == 0 and windows[-1].end == len(text)
     for a, b in zip(windows, windows[1:]):
         assert b.start < a.end  # overlap
@@ -149,24 +149,24 @@ def test_windows_cover_the_note_overlap_and_respect_the_budget():
 
 def test_a_single_long_line_is_cut_at_spaces():
     text = " ".join(f"w{i}" for i in range(300))
-    windows = split_windows(text, words, max_tokens=100, overlap_tokens=0)
+    windows = split_chunks(text, words, max_tokens=100, overlap_tokens=0)
     assert len(windows) >= 3
     assert "".join(text[w.start : w.end] for w in windows) == text
 
 
-def test_select_windows_by_phrase_alias_or_first():
+def test_select_chunks_by_phrase_alias_or_first():
     text = "intro line\n" * 5 + "Hb 9.1 today\n" + "filler\n" * 5 + "creatinine 2.0\n"
-    windows = split_windows(text, words, max_tokens=6, overlap_tokens=0)
-    hgb = select_windows(HGB_LOW, text, windows)
+    windows = split_chunks(text, words, max_tokens=6, overlap_tokens=0)
+    hgb = select_chunks(HGB_LOW, text, windows)
     assert [("Hb 9.1" in text[w.start : w.end]) for w in hgb] == [True] * len(hgb)
-    assert select_windows(STROKE, text, windows) == [windows[0]]
-    assert all("creatinine" in text[w.start : w.end] for w in select_windows(CREAT, text, windows))
+    assert select_chunks(STROKE, text, windows) == [windows[0]]
+    assert all("creatinine" in text[w.start : w.end] for w in select_chunks(CREAT, text, windows))
 
 
 def row(q, window, *, value=None, unit=None, na=False, error=None, latency=1.0) -> Answer:
     return Answer(
         note_id="n", question=q.name, fingerprint="f", raw="{}", latency_s=latency, prompt_tokens=10,
-        output_tokens=5, window=window, value=value, unit=unit, na=na, error=error,
+        output_tokens=5, chunk=window, value=value, unit=unit, na=na, error=error,
     )
 
 
@@ -178,7 +178,7 @@ def test_merge_highest_takes_the_max_of_the_majority_unit():
         row(CREAT, 3, na=True),
     ]
     merged = merge_answers(CREAT, answers)
-    assert (merged.value, merged.window) == (2.1, 2)
+    assert (merged.value, merged.chunk) == (2.1, 2)
     assert merged.latency_s == 4.0 and merged.prompt_tokens == 40 and merged.output_tokens == 20
 
 
@@ -202,11 +202,11 @@ def test_merge_boolean_present_beats_absent_beats_not_mentioned():
     assert merge_answers(STROKE, [na, absent, present]).value == 1.0
     assert merge_answers(STROKE, [na, absent]).value == 0.0
     assert merge_answers(STROKE, [na, row(STROKE, 1, na=True)]).na
-    assert merge_answers(STROKE, [row(STROKE, 0, value=1.0), row(STROKE, 3, value=1.0)]).window == 0
+    assert merge_answers(STROKE, [row(STROKE, 0, value=1.0), row(STROKE, 3, value=1.0)]).chunk == 0
 
 
 def test_window_dataclass_is_plain_offsets():
-    assert Window(0, 0, 10) == Window(index=0, start=0, end=10)
+    assert Chunk(0, 0, 10) == Chunk(index=0, start=0, end=10)
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def test_answers_validate_or_say_why(backend, loaded):
     assert [a.question for a in answers] == [q.name for q in QUESTIONS]
     for a, q in zip(answers, QUESTIONS):
         check(a, NOTE, q, loaded.identity)
-        assert a.window is None  # a short note is one window
+        assert a.chunk is None  # a short note is one window
 
 
 def test_batched_equals_unbatched(backend, loaded):
@@ -164,11 +164,11 @@ def test_long_note_windows_find_the_line_that_holds_the_answer(loaded):
     long_note = (filler + "\n") * 3 + distinct + (filler + "\n") * 3
     backend = TransformersBackend(loaded, batch_size=4, max_new_tokens=120, max_note_tokens=400, overlap_tokens=32)
     q = make_question("pcn", "boolean", "a penicillin allergy", aka=("penicillin",))
-    windows = backend.windows(long_note, [q])
+    windows = backend.chunks(long_note, [q])
     assert len(windows) >= 3
     holding = [w for w in windows if "penicillin" in long_note[w.start : w.end]]
     assert 1 <= len(holding) <= 2  # the line, maybe twice through the overlap
     (answer,) = backend.answer("long", long_note, [q])
     check(answer, long_note, q, loaded.identity)
-    assert answer.window in {w.index for w in holding}  # only those windows were asked
+    assert answer.chunk in {w.index for w in holding}  # only those windows were asked
     # check() has already asserted that a grounded span indexes the full note, not the window

@@ -112,3 +112,34 @@ def test_read_only_and_sql_errors(tmp_path: Path) -> None:
             store.query("SELEC 1")
         with pytest.raises(CritError, match="read-only"):
             store.query("DELETE FROM runs")
+
+
+def _schema_3_store(path: Path) -> None:
+    """A store as crit wrote it before schema 4: the answers' chunk column was named "window"."""
+    keys = keys_for("model-a")
+    with Store.open(path) as store:
+        run = store.begin_run(info(), [HTN, AGE], keys)
+        chunked = answer("n1", "htn", keys).model_copy(update={"chunk": 2})
+        store.write_batch(run, NOTES, [chunked, answer("n1", "age", keys, 72.0)], keys)
+    con = duckdb.connect(str(path))
+    con.execute('ALTER TABLE answers RENAME COLUMN chunk TO "window"')
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+
+
+def test_an_older_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    _schema_3_store(db)
+    with Store.open(db) as store:
+        assert store.con.execute("SELECT note_id, question, chunk FROM answers ORDER BY question").fetchall() == [
+            ("n1", "age", None), ("n1", "htn", 2)]
+        assert store.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_a_shard_of_an_older_schema_merges_under_the_new_names(tmp_path: Path) -> None:
+    shard, out = tmp_path / "shard.duckdb", tmp_path / "out.duckdb"
+    _schema_3_store(shard)
+    with Store.open(out) as store:
+        merged = store.merge_from(shard)
+        assert merged.added["answers"] == 2
+        assert store.con.execute("SELECT chunk FROM answers WHERE question = 'htn'").fetchone() == (2,)

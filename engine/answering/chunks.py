@@ -1,21 +1,21 @@
-"""Long notes: split a note into overlapping windows, pick the windows a question needs, merge their answers.
+"""Long notes: split a note into overlapping chunks, pick the chunks a question needs, merge their answers.
 
 A note whose prompt would not fit the model (or a chosen token budget: prefill
-cost grows with length) is cut into windows on line boundaries, each overlapping
-the previous one by a few lines. A question is asked only of the windows that
-mention its phrase or aliases (or of the first window when none do), and the
-per-window answers are merged by the question's order:
+cost grows with length) is cut into chunks on line boundaries, each overlapping
+the previous one by a few lines. A question is asked only of the chunks that
+mention its phrase or aliases (or of the first chunk when none do), and the
+per-chunk answers are merged by the question's order:
 
-- highest / lowest: max / min over the windows that stated a value, among values
+- highest / lowest: max / min over the chunks that stated a value, among values
   whose unit is the most common unit (case-folded; ties go to the unit of the
-  earliest window), because comparing 2.1 mg/dL with 180 umol/L is meaningless;
-- first: the earliest window that stated a value; last: the latest;
+  earliest chunk), because comparing 2.1 mg/dL with 180 umol/L is meaningless;
+- first: the earliest chunk that stated a value; last: the latest;
   any other order ("value" or none): the earliest;
-- booleans: present beats absent beats not mentioned; ties go to the earliest window.
+- booleans: present beats absent beats not mentioned; ties go to the earliest chunk.
 
-Windows whose answer is an error are ignored when another window gave a valid
+Chunks whose answer is an error are ignored when another chunk gave a valid
 answer; if all failed, the first error is kept. Token counts and latencies of all
-windows are summed into the merged answer. These are pure functions, so a backend
+chunks are summed into the merged answer. These are pure functions, so a backend
 without a tokenizer can use them with any `count_tokens`.
 """
 
@@ -36,14 +36,14 @@ _STOPWORDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Window:
+class Chunk:
     index: int
     start: int  # character offsets into the full note, end exclusive
     end: int
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each line, the newline kept with its line so windows tile the text."""
+    """(start, end) of each line, the newline kept with its line so chunks tile the text."""
     spans, start = [], 0
     for m in re.finditer(r"\n", text):
         spans.append((start, m.end()))
@@ -81,27 +81,27 @@ def _pieces(text: str, count_tokens: Callable[[str], int], budget: int) -> list[
     return out
 
 
-def split_windows(
+def split_chunks(
     text: str, count_tokens: Callable[[str], int], max_tokens: int, overlap_tokens: int = 64
-) -> list[Window]:
-    """Overlapping windows of at most about `max_tokens` tokens each, cut on line boundaries.
+) -> list[Chunk]:
+    """Overlapping chunks of at most about `max_tokens` tokens each, cut on line boundaries.
 
-    Windows cover the whole text; each starts some lines (about `overlap_tokens`)
-    before the previous one ended, so a value split over a window edge is seen whole.
+    Chunks cover the whole text; each starts some lines (about `overlap_tokens`)
+    before the previous one ended, so a value split over a chunk edge is seen whole.
     """
     if max_tokens <= 0:
         raise ValueError("max_tokens must be positive")
     pieces = _pieces(text, count_tokens, max_tokens)
     if not pieces:
-        return [Window(0, 0, len(text))]
-    windows: list[Window] = []
+        return [Chunk(0, 0, len(text))]
+    chunks: list[Chunk] = []
     i = 0
     while i < len(pieces):
         j, used = i, 0
         while j < len(pieces) and (j == i or used + pieces[j][2] <= max_tokens):
             used += pieces[j][2]
             j += 1
-        windows.append(Window(len(windows), pieces[i][0], pieces[j - 1][1]))
+        chunks.append(Chunk(len(chunks), pieces[i][0], pieces[j - 1][1]))
         if j >= len(pieces):
             break
         # step back over up to overlap_tokens of lines, but always move forward
@@ -110,25 +110,25 @@ def split_windows(
             k -= 1
             back += pieces[k][2]
         i = k
-    return windows
+    return chunks
 
 
 def _content_words(phrase: str) -> list[str]:
     return [w for w in re.findall(r"[A-Za-z0-9]+", phrase.lower()) if len(w) > 2 and w not in _STOPWORDS]
 
 
-def select_windows(question: Question, text: str, windows: Sequence[Window]) -> list[Window]:
-    """The windows to ask `question` of: those containing its phrase or an alias (case-insensitive);
-    else those containing any content word of them; else the first window."""
-    if len(windows) <= 1:
-        return list(windows)
-    lowered = [text[w.start : w.end].lower() for w in windows]
-    whole = [w for w, t in zip(windows, lowered) if any(k.lower() in t for k in question.keywords if k.strip())]
+def select_chunks(question: Question, text: str, chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The chunks to ask `question` of: those containing its phrase or an alias (case-insensitive);
+    else those containing any content word of them; else the first chunk."""
+    if len(chunks) <= 1:
+        return list(chunks)
+    lowered = [text[w.start : w.end].lower() for w in chunks]
+    whole = [w for w, t in zip(chunks, lowered) if any(k.lower() in t for k in question.keywords if k.strip())]
     if whole:
         return whole
     words = {w for k in question.keywords for w in _content_words(k)}
-    some = [w for w, t in zip(windows, lowered) if any(re.search(rf"\b{re.escape(x)}\b", t) for x in words)]
-    return some or [windows[0]]
+    some = [w for w, t in zip(chunks, lowered) if any(re.search(rf"\b{re.escape(x)}\b", t) for x in words)]
+    return some or [chunks[0]]
 
 
 def _merged(chosen: Answer, answers: Sequence[Answer]) -> Answer:
@@ -146,7 +146,7 @@ def _unit(answer: Answer) -> str:
 
 
 def merge_answers(question: Question, answers: Sequence[Answer]) -> Answer:
-    """One answer from per-window answers (given in window order), by the rules in the module docstring."""
+    """One answer from per-chunk answers (given in chunk order), by the rules in the module docstring."""
     if not answers:
         raise ValueError("merge_answers needs at least one answer")
     if len(answers) == 1:
@@ -156,22 +156,22 @@ def merge_answers(question: Question, answers: Sequence[Answer]) -> Answer:
         return _merged(answers[0], answers)
     if question.kind == "boolean":
         rank = {1.0: 0, 0.0: 1}
-        best = min(ok, key=lambda a: (2 if a.na else rank[a.value], a.window or 0))
+        best = min(ok, key=lambda a: (2 if a.na else rank[a.value], a.chunk or 0))
         return _merged(best, answers)
     stated = [a for a in ok if not a.na and a.value is not None]
     if not stated:
         return _merged(ok[0], answers)
-    by_window = sorted(stated, key=lambda a: a.window or 0)
+    by_chunk = sorted(stated, key=lambda a: a.chunk or 0)
     if question.order == "first":
-        return _merged(by_window[0], answers)
+        return _merged(by_chunk[0], answers)
     if question.order == "last":
-        return _merged(by_window[-1], answers)
+        return _merged(by_chunk[-1], answers)
     if question.order not in ("highest", "lowest"):
-        return _merged(by_window[0], answers)
-    units = Counter(_unit(a) for a in by_window)
+        return _merged(by_chunk[0], answers)
+    units = Counter(_unit(a) for a in by_chunk)
     top = max(units.values())
-    unit = next(_unit(a) for a in by_window if units[_unit(a)] == top)  # ties: the unit seen first
-    same = [a for a in by_window if _unit(a) == unit]
-    # max/min return the first of equal values, i.e. the earliest window
+    unit = next(_unit(a) for a in by_chunk if units[_unit(a)] == top)  # ties: the unit seen first
+    same = [a for a in by_chunk if _unit(a) == unit]
+    # max/min return the first of equal values, i.e. the earliest chunk
     chosen = max(same, key=lambda a: a.value) if question.order == "highest" else min(same, key=lambda a: a.value)
     return _merged(chosen, answers)

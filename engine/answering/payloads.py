@@ -100,7 +100,7 @@ def to_answer(
         latency_s=round(latency_s, 4),
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
-        window=None,
+        chunk=None,
         **parsed.model_dump(),
     )
 

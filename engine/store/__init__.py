@@ -40,6 +40,7 @@ from crit.engine.store.schema import (
     NOTE_ARROW,
     PASSAGE_ARROW,
     READ_ONLY_CONFIG,
+    RENAMED_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
     RunStatus,
@@ -151,6 +152,9 @@ class Store(StoreReads):
         self.con.execute("BEGIN TRANSACTION")
         for sql in SCHEMA:
             self.con.execute(sql)
+        for (table, old), new in RENAMED_COLUMNS.items():
+            if old in self._table_columns(table):
+                self.con.execute(f'ALTER TABLE {table} RENAME COLUMN "{old}" TO {new}')
         self.con.execute(
             "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [str(SCHEMA_VERSION)],
@@ -161,6 +165,11 @@ class Store(StoreReads):
             "WHERE status = 'running'"
         )
         self.con.execute("COMMIT")
+
+    def _table_columns(self, table: str, database: str | None = None) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name = coalesce(?, current_database()) "
+            "AND schema_name = 'main' ORDER BY column_index", [table, database]).fetchall()]
 
     def _has_table(self, name: str) -> bool:
         row = self.con.execute(
@@ -319,7 +328,7 @@ class Store(StoreReads):
                     "prompt_tokens": a.prompt_tokens,
                     "output_tokens": a.output_tokens,
                     "error": a.error,
-                    "window": a.window,
+                    "chunk": a.chunk,
                     "created_at": now,
                     "method": a.method,
                     "candidates": json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None,
@@ -429,8 +438,10 @@ class Store(StoreReads):
                     if table not in present:
                         continue  # a shard of an older schema (no passages table)
                     before = self._count(table)
+                    columns = ", ".join(f'"{c}" AS "{RENAMED_COLUMNS.get((table, c), c)}"'
+                                        for c in self._table_columns(table, alias))
                     self.con.execute(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
+                        f"INSERT INTO {table} BY NAME SELECT {columns} FROM {alias}.{table} ON CONFLICT ({key}) DO NOTHING"
                     )
                     added[table] = self._count(table) - before
                 self.con.execute("COMMIT")

@@ -11,7 +11,8 @@ from typing import Literal
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates
+SCHEMA_VERSION = 4  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates.
+# 4: answers.window is answers.chunk (a chunk of a long note; "window" is a time window of the rules)
 
 RunStatus = Literal["running", "done", "interrupted", "failed"]
 
@@ -81,7 +82,7 @@ SCHEMA = [
         prompt_tokens BIGINT,
         output_tokens BIGINT,
         error VARCHAR,
-        "window" BIGINT,
+        chunk BIGINT,
         created_at TIMESTAMPTZ NOT NULL,
         method VARCHAR,
         candidates JSON,
@@ -138,7 +139,7 @@ ANSWER_ARROW = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("output_tokens", pa.int64()),
         ("error", pa.string()),
-        ("window", pa.int64()),
+        ("chunk", pa.int64()),
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("method", pa.string()),
         ("candidates", pa.string()),
@@ -181,6 +182,10 @@ READ_ONLY_CONFIG = {
     "lock_configuration": True,
 }
 
+
+# Columns renamed since an older schema: (table, old name) -> new name. A store is migrated when it is
+# opened for writing; a shard of an older schema is read with the new names when it is merged.
+RENAMED_COLUMNS: dict[tuple[str, str], str] = {("answers", "window"): "chunk"}
 
 # Tables a shard contributes, each with the key that makes a row the same row.
 MERGED_TABLES: tuple[tuple[str, str], ...] = (

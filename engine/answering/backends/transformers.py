@@ -12,8 +12,8 @@ How it stays fast (benchmarks/engine_speed.py: 5.8x the naive way on 2 CPU cores
   same forward pass as the token before them, which costs little while a pass is bound
   by reading the weights; a guess the model does not confirm is dropped;
 - the value constraints are compiled once per process;
-- long notes are cut into windows (crit.engine.answering.chunks), each question asked only of
-  the windows that mention it.
+- long notes are cut into chunks (crit.engine.answering.chunks), each question asked only of
+  the chunks that mention it.
 Decoding is greedy: batching and guessing change the speed, not the answers (up to
 floating-point rounding). Not thread-safe: use one backend per thread.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crit.engine.answering.backend import Backend, OneNoteAtATime, answer_key
-from crit.engine.answering.chunks import Window, merge_answers, select_windows, split_windows
+from crit.engine.answering.chunks import Chunk, merge_answers, select_chunks, split_chunks
 from crit.engine.answering.constraints import json_layout
 from crit.engine.answering.decoding import Skeleton, decode_layout
 from crit.engine.answering.model import LoadedModel
@@ -119,9 +119,9 @@ class TransformersBackend(OneNoteAtATime):
     batch_size: questions of a note decoded together (1 = one at a time).
     max_new_tokens: generation limit, keys included; the schemas' maxLength bound an answer,
     and 160 covers the longest the embedded model wrote in benchmarks (135 tokens).
-    max_note_tokens: notes longer than this are cut into windows (prefill cost grows with
+    max_note_tokens: notes longer than this are cut into chunks (prefill cost grows with
     length); the model's context length is a hard limit either way.
-    overlap_tokens: how much consecutive windows overlap, in whole lines.
+    overlap_tokens: how much consecutive chunks overlap, in whole lines.
     speculate: tokens guessed by prompt lookup per forward pass, shared by the batch (0: none).
     """
 
@@ -153,21 +153,21 @@ class TransformersBackend(OneNoteAtATime):
         """Answer every question over one note; one Answer per question, in order."""
         if not questions:
             return []
-        windows = self.windows(note_text, questions)
-        if len(windows) == 1:
-            return self._answer_text(note_id, note_text, questions, offset=0, window=None)
-        chosen = {q.name: select_windows(q, note_text, windows) for q in questions}
+        chunks = self.chunks(note_text, questions)
+        if len(chunks) == 1:
+            return self._answer_text(note_id, note_text, questions, offset=0, chunk=None)
+        chosen = {q.name: select_chunks(q, note_text, chunks) for q in questions}
         per_question: dict[str, list[Answer]] = {q.name: [] for q in questions}
-        for w in windows:
+        for w in chunks:
             asked = [q for q in questions if w in chosen[q.name]]
             if asked:
                 text = note_text[w.start : w.end]
-                for q, a in zip(asked, self._answer_text(note_id, text, asked, offset=w.start, window=w.index)):
+                for q, a in zip(asked, self._answer_text(note_id, text, asked, offset=w.start, chunk=w.index)):
                     per_question[q.name].append(a)
         return [merge_answers(q, per_question[q.name]) for q in questions]
 
-    def windows(self, note_text: str, questions: Sequence[Question]) -> list[Window]:
-        """The note's windows: one (the whole note) when its prompt fits both limits."""
+    def chunks(self, note_text: str, questions: Sequence[Question]) -> list[Chunk]:
+        """The note's chunks: one (the whole note) when its prompt fits both limits."""
         note_tokens = self._count(note_text)
         overhead = max(len(self._prompt_ids("", q)) for q in questions)
         room = self.loaded.context_length - overhead - self.max_new_tokens - _CONTEXT_MARGIN
@@ -175,8 +175,8 @@ class TransformersBackend(OneNoteAtATime):
         if budget < 32:
             raise ValueError(f"questions leave no room for the note within {self.loaded.context_length} tokens")
         if note_tokens <= budget:
-            return [Window(0, 0, len(note_text))]
-        return split_windows(note_text, self._count, budget, self.overlap_tokens)
+            return [Chunk(0, 0, len(note_text))]
+        return split_chunks(note_text, self._count, budget, self.overlap_tokens)
 
     def close(self) -> None:
         """Nothing to release: the model stays in the process cache of crit.engine.answering.model."""
@@ -194,9 +194,9 @@ class TransformersBackend(OneNoteAtATime):
         return tok(rendered, add_special_tokens=False)["input_ids"]
 
     def _answer_text(
-        self, note_id: str, text: str, questions: Sequence[Question], offset: int, window: int | None
+        self, note_id: str, text: str, questions: Sequence[Question], offset: int, chunk: int | None
     ) -> list[Answer]:
-        """Answer questions over one text (a note or a window): prefix once, then batches.
+        """Answer questions over one text (a note or a chunk): prefix once, then batches.
         Spans are shifted by `offset` so they index the full note."""
         import torch
         from transformers import DynamicCache
@@ -241,7 +241,7 @@ class TransformersBackend(OneNoteAtATime):
                         latency_s=round(prefill_share + share, 4),
                         prompt_tokens=len(rows[i]),
                         output_tokens=len(out.tokens) + (1 if out.finished else 0),
-                        window=window,
+                        chunk=chunk,
                         **parsed.model_dump(),
                     )
                 )
