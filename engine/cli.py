@@ -199,7 +199,8 @@ def _backend_choices() -> list[str]:
               "give each shard its own --db and combine them with `crit merge`.")
 @click.option("--dry-run", is_flag=True, help="Read and check every note and count the note-question pairs left "
               "to ask; load no model, write nothing.")
-@click.option("--model", default=None, help="Local Hugging Face model folder. Default: the embedded SmolLM2-135M-Instruct.")
+@click.option("--model", default=None, help="The model: a local Hugging Face folder (transformers, vllm), a .gguf file "
+              "(llamacpp) or the name a server serves (openai, ray). Default: the embedded SmolLM2-135M-Instruct.")
 @click.option("--adapter", default=None, help="LoRA adapter folder (from `crit train`), merged into the model; "
               "'student' for the student shipped with crit (engine/answering/student).")
 @device_option

@@ -161,3 +161,26 @@ def test_sigkill_then_resume_gives_the_same_answers(first_run: Path, tmp_path: P
     statuses = con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
     con.close()
     assert statuses == [("interrupted",), ("done",)]
+
+
+def test_the_front_door_takes_the_note_columns_as_one_object_or_as_keywords(tmp_path: Path) -> None:
+    """crit.run is what `crit run` calls: a backend by name, the run's options, and NoteColumns."""
+    import crit
+    from crit.engine.notes import NoteColumns
+    from crit.grammar.errors import CritError
+
+    patients = Path(__file__).resolve().parent / "fixtures" / "patients"
+    plan = crit.load(patients / "screen.crit")
+    by_object = crit.run(plan, patients / "notes.jsonl", db=tmp_path / "a.duckdb", backend="rules",
+                         columns=NoteColumns(patient_column="patient"))
+    by_keyword = crit.run(plan, patients / "notes.jsonl", db=tmp_path / "b.duckdb", backend="rules",
+                          patient_column="patient")
+    assert by_object.evaluation.by_patient is not None
+    assert by_object.evaluation.by_patient == by_keyword.evaluation.by_patient
+    with pytest.raises(CritError, match="give the note columns once"):
+        crit.run(plan, patients / "notes.jsonl", db=tmp_path / "c.duckdb", backend="rules",
+                 columns=NoteColumns(), patient_column="patient")
+    with pytest.raises(CritError, match="does not take --base-url"):
+        crit.run(plan, patients / "notes.jsonl", db=tmp_path / "d.duckdb", backend="rules", base_url="http://x")
+    left = crit.dry_run(plan, patients / "notes.jsonl", db=tmp_path / "a.duckdb", backend="rules")
+    assert left.pairs_cached > 0 and left.pairs_left == 0
