@@ -62,7 +62,7 @@ def write_store(db: Path, corpus: Path, answered: int) -> None:
     """A store with synthetic answers for the first `answered` notes (so the cache lookup is exercised)."""
     from crit.engine.answering.payloads import to_answer
     from crit.engine.eligibility import load_plan
-    from crit.engine.notes import NoteReader
+    from crit.engine.notes.reader import NoteReader
     from crit.engine.store import RunInfo, Store
 
     plan = load_plan(CRIT)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from crit.engine.dryrun import DryRunReport
-    from crit.engine.notes import NoteColumns
+    from crit.engine.notes.columns import NoteColumns
     from crit.engine.run import Progress, RunSummary
     from crit.grammar.plan import Plan
 
@@ -77,7 +77,7 @@ def dry_run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path | None
 
 def _columns(columns: NoteColumns | None, options: dict[str, Any]) -> NoteColumns:
     """`columns`, or the NoteColumns fields given as keywords (taken out of `options`)."""
-    from crit.engine.notes import NoteColumns
+    from crit.engine.notes.columns import NoteColumns
 
     named = {k: options.pop(k) for k in list(options) if k in NoteColumns.model_fields}
     if columns is not None and named:

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from crit.engine.answering.policy import DEFAULT_POLICY, POLICIES
+from crit.engine.answering import DEFAULT_POLICY, POLICIES
 from crit.engine.options import column_options, device_option, pop_columns
 from crit.grammar.errors import CritError, render
 
@@ -171,15 +171,15 @@ def report(db: str, output: str, run_id: str | None) -> None:
 
 
 def _backend_help() -> str:
-    from crit.engine.answering.registry import backends, describe
+    from crit.engine.answering.registry import backend_names, describe
 
-    return "How questions are answered: " + "; ".join(describe(name) for name in backends()) + "."
+    return "How questions are answered: " + "; ".join(describe(name) for name in backend_names()) + "."
 
 
 def _backend_choices() -> list[str]:
-    from crit.engine.answering.registry import backends
+    from crit.engine.answering.registry import backend_names
 
-    return list(backends())
+    return list(backend_names())
 
 
 @cli.command(name="run")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from crit.engine.notes import BadRow, NoteColumns, NoteReader
+from crit.engine.notes.columns import NoteColumns
+from crit.engine.notes.reader import BadRow, NoteReader
 from crit.engine.notes.shards import Shard
 
 # Rows per batch: large, since no model waits on it; memory stays at a few batches of text.

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from crit.engine.notes import NoteColumns
+from crit.engine.notes.columns import NoteColumns
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -21,12 +21,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from crit.engine.answering import DEFAULT_POLICY, Policy
 from crit.engine.answering.backend import Backend, Request, answer_key
-from crit.engine.answering.policy import DEFAULT_POLICY, EvidenceEngine, Policy, engine_identity
+from crit.engine.answering.policy import EvidenceEngine, engine_identity
 from crit.engine.answering.registry import BackendFactory
 from crit.engine.answers import Answer
 from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
-from crit.engine.notes import BadRow, Note, NoteColumns, NoteReader, sex_of
+from crit.engine.notes.columns import NoteColumns, sex_of
+from crit.engine.notes.reader import BadRow, Note, NoteReader
 from crit.engine.notes.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from crit.cli import cli
 from crit.engine.answering.backends.llamacpp import LlamaCppFactory
-from crit.engine.answering.registry import backends, describe, factory_for
+from crit.engine.answering.registry import backend_names, backends, describe, factory_for
 from crit.grammar.errors import CritError
 from crit.grammar.questions import make_question
 
@@ -25,6 +25,9 @@ needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
 
 def test_the_registry_finds_the_backend_by_its_file_alone() -> None:
     assert backends()["llamacpp"] is LlamaCppFactory
+    # The names and help the command line reads from the files are the imported factories' own.
+    assert backend_names() == tuple(backends()) and all(backends()[n].name == n for n in backend_names())
+    assert all(describe(n) == backends()[n].__doc__.splitlines()[0].rstrip(".") for n in backend_names())
     assert describe("llamacpp").startswith("llamacpp = a GGUF file")
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert "llamacpp" in result.output

@@ -14,7 +14,7 @@ from crit.engine.answering.backends.ray import RowCodec, http_config_kwargs, row
 from crit.engine.answering.payloads import to_answer
 from crit.engine.dryrun import dry_run
 from crit.engine.eligibility import load_plan
-from crit.engine.notes import read_notes
+from crit.engine.notes.reader import read_notes
 from crit.engine.notes.shards import parse_shard
 from crit.engine.store import RunInfo, Store
 from crit.grammar.questions import make_question

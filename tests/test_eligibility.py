@@ -558,7 +558,7 @@ def test_the_question_order_picks_among_the_listed_values_in_sql(tmp_path):
     """Order is a rule: an answer lists every value with its unit and span, and the rules SQL picks the
     highest in the question's unit (230 umol/L is 2.6 mg/dL), whatever value the answer row holds."""
     from crit.engine.answers import Answer, Candidate
-    from crit.engine.notes import Note
+    from crit.engine.notes.reader import Note
     from crit.engine.store import RunInfo, Store
 
     crit = tmp_path / "renal.crit"

@@ -216,7 +216,7 @@ HOSTILE = Path(__file__).resolve().parent / "fixtures" / "notes" / "hostile"
 @pytest.mark.parametrize("name", sorted(json.loads((HOSTILE / "expected.json").read_text())))
 def test_hostile_note_files_are_read_exactly(name):
     """Each file of tests/fixtures/notes/hostile: the good rows, exactly, and every bad row named."""
-    from crit.engine.notes import read_notes
+    from crit.engine.notes.reader import read_notes
 
     expected = json.loads((HOSTILE / "expected.json").read_text())[name]
     notes, bad = read_notes(HOSTILE / name)
@@ -230,7 +230,7 @@ def test_hostile_note_files_are_read_exactly(name):
 
 
 def test_typed_sources_refuse_a_text_column_that_is_not_text(tmp_path):
-    from crit.engine.notes import NoteReader
+    from crit.engine.notes.reader import NoteReader
     from crit.grammar.errors import CritError
 
     path = tmp_path / "notes.parquet"
@@ -240,7 +240,8 @@ def test_typed_sources_refuse_a_text_column_that_is_not_text(tmp_path):
 
 
 def test_a_column_name_with_a_quote_is_an_identifier(tmp_path):
-    from crit.engine.notes import NoteColumns, read_notes
+    from crit.engine.notes.columns import NoteColumns
+    from crit.engine.notes.reader import read_notes
 
     path = tmp_path / "notes.json"
     path.write_text(json.dumps([{"note_id": "n1", "doctor's note": "Atrial fibrillation."}]))

@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crit.engine.notes import NoteColumns, NoteReader, read_notes
+from crit.engine.notes.columns import NoteColumns
+from crit.engine.notes.reader import NoteReader, read_notes
 from crit.grammar.errors import CritError
 
 GOOD = [

@@ -22,7 +22,9 @@ from crit.cli import cli
 from crit.engine.answering.backends.rules import RulesFactory
 from crit.engine.eligibility import load_plan, plan_from_text
 from crit.engine.eligibility.evaluate import evaluate
-from crit.engine.notes import NoteColumns, n2c2, parse_date, read_notes
+from crit.engine.notes import n2c2
+from crit.engine.notes.columns import NoteColumns
+from crit.engine.notes.reader import parse_date, read_notes
 from crit.engine.run import run
 from tests.conftest import ScriptedFactory
 

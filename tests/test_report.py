@@ -18,7 +18,7 @@ from crit.engine.answering.backend import answer_key
 from crit.engine.answers import Answer, locate_source
 from crit.engine.eligibility import load_plan
 from crit.engine.eligibility.evaluate import evaluate
-from crit.engine.notes import Note
+from crit.engine.notes.reader import Note
 from crit.engine.report.html import thresholds, write_report
 from crit.engine.store import RunInfo, Store
 from crit.grammar.errors import CritError

@@ -166,7 +166,7 @@ def test_sigkill_then_resume_gives_the_same_answers(first_run: Path, tmp_path: P
 def test_the_front_door_takes_the_note_columns_as_one_object_or_as_keywords(tmp_path: Path) -> None:
     """crit.run is what `crit run` calls: a backend by name, the run's options, and NoteColumns."""
     import crit
-    from crit.engine.notes import NoteColumns
+    from crit.engine.notes.columns import NoteColumns
     from crit.grammar.errors import CritError
 
     patients = Path(__file__).resolve().parent / "fixtures" / "patients"

@@ -19,7 +19,7 @@ from crit.engine.answering.payloads import to_answer
 from crit.engine.eligibility import load_plan
 from crit.engine.eligibility.evaluate import evaluate
 from crit.engine.merge import merge_stores
-from crit.engine.notes import read_notes
+from crit.engine.notes.reader import read_notes
 from crit.engine.notes.shards import Shard, parse_shard, shard_of
 from crit.engine.store import RunInfo, Store
 from crit.grammar.errors import CritError

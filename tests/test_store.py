@@ -9,7 +9,7 @@ import pytest
 
 from crit.engine.answering.backend import answer_key
 from crit.engine.answers import Answer
-from crit.engine.notes import Note
+from crit.engine.notes.reader import Note
 from crit.engine.store import RunInfo, Store
 from crit.engine.store.schema import SCHEMA_VERSION
 from crit.grammar.errors import CritError

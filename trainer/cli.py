@@ -11,7 +11,7 @@ import json
 import click
 from rich.console import Console
 
-from crit.engine.notes import NoteColumns
+from crit.engine.notes.columns import NoteColumns
 from crit.engine.options import column_options, device_option
 from crit.trainer.synth import PAIR_TYPES
 

@@ -43,7 +43,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crit.engine.reading.passages import find_passages, question_terms, term_regex
-from crit.engine.store.trainer import open_db, store_note
 from crit.grammar.questions import SEX_PHRASE, Question
 from crit.trainer.synth import SynthSummary, answer_text, note_pairs
 
@@ -485,6 +484,7 @@ def synth_programmatic(cfg: GenerateConfig, db: str) -> SynthSummary:
     from datetime import datetime, timezone
 
     from crit.engine.eligibility import load_plan
+    from crit.engine.store.trainer import open_db, store_note
 
     t0 = time.perf_counter()
     plan = load_plan(cfg.criteria)

@@ -28,7 +28,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crit.engine.reading.reader import number_in
-from crit.engine.store.trainer import open_db, store_note
 from crit.grammar.questions import SOURCE_MAX_CHARS, UNIT_MAX_CHARS  # the engine's own answer bounds
 
 PairType = Literal["boolean", "numeric", "na-boolean", "na-numeric"]
@@ -224,7 +223,8 @@ def answer_fits(answer: Any, kind: PairType) -> bool:
 def note_pairs(path: str, columns: dict[str, str] | None = None) -> tuple[list[tuple[str, str]], int]:
     """(note_id, text) pairs of every good note (any source crit.engine.notes reads, with the columns
     named in `columns`, crit.engine.notes.NoteColumns' fields), and the bad-row count."""
-    from crit.engine.notes import NoteColumns, read_notes
+    from crit.engine.notes.columns import NoteColumns
+    from crit.engine.notes.reader import read_notes
 
     notes, bad = read_notes(path, NoteColumns(**(columns or {})))
     return [(n.note_id, n.text) for n in notes], len(bad)
@@ -241,6 +241,7 @@ def synth(cfg: SynthConfig) -> SynthSummary:
 
     from crit.engine.answering.constraints import generation_regex
     from crit.engine.answering.model import load_model
+    from crit.engine.store.trainer import open_db, store_note
 
     t0 = time.perf_counter()
     notes, bad_rows = note_pairs(cfg.notes, cfg.columns)

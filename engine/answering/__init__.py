@@ -10,3 +10,11 @@ Takes notes and their questions; gives Answer rows (crit.engine.answers), each w
 - model, prompts, chunks, constraints, decoding, shared_prefix, payloads: the model runtime
   (loading, chat prompts, long notes cut into chunks, constrained decoding, server requests).
 """
+
+from typing import Literal
+
+# Who answers a question that has passages (crit.engine.answering.policy); here, at the stage's door,
+# so that the command line can offer the choices without importing the answering code.
+Policy = Literal["rules", "model", "rules-then-model"]
+POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
+DEFAULT_POLICY: Policy = "rules-then-model"

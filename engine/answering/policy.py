@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Literal
 
+from crit.engine.answering import DEFAULT_POLICY, POLICIES, Policy
 from crit.engine.answering.backend import Backend, Request
 from crit.engine.answering.backends.rules import RulesBackend
 from crit.engine.answering.checks import NOTE_AFFIRMS, checked, objection
@@ -37,9 +37,6 @@ from crit.engine.answers import Answer
 from crit.engine.reading.passages import EVIDENCE_VERSION, Passage, evidence_for
 from crit.grammar.questions import Question
 
-Policy = Literal["rules", "model", "rules-then-model"]
-POLICIES: tuple[str, ...] = ("rules", "model", "rules-then-model")
-DEFAULT_POLICY: Policy = "rules-then-model"
 # 2: a model answer must pass `objection`; 3: nor deny what the rules found present; 4: nor read a
 # patient's sex from a passage that names both sexes
 COMBINE_VERSION = "combine-4"

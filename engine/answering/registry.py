@@ -17,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 from functools import cache
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from crit.engine.answering.backend import Backend
 from crit.grammar.errors import CritError
+
+if TYPE_CHECKING:
+    from crit.engine.answering.backend import Backend
 
 
 class BackendFactory(Protocol):
@@ -53,9 +57,36 @@ def backends() -> dict[str, type]:
     return found
 
 
+def _sources() -> dict[str, str]:
+    """Each backend file's text, by module name: read, not imported."""
+    from crit.engine.answering import backends as package
+
+    folder = Path(package.__file__).parent
+    return {f.stem: f.read_text(encoding="utf-8") for f in sorted(folder.glob("*.py")) if f.stem != "__init__"}
+
+
+def _factory_doc(source: str) -> str | None:
+    """The first docstring line of the class a module names as its FACTORY, or None when it names none."""
+    named = re.search(r"^FACTORY = (\w+)\s*$", source, re.M)
+    if named is None:
+        return None
+    found = re.search(rf'^class {named.group(1)}\b[^\n]*:\n\s+"""([^\n]*)', source, re.M)
+    return found.group(1).removesuffix('"""') if found else None
+
+
+# The command line lists the backends and says what each is before any of them is imported (so
+# `crit --help` and `crit check` start fast): a backend's name is its file's name, and its help is its
+# factory's docstring, both read from the source text. tests/test_backend_llamacpp.py checks both against
+# the imported factories.
+@cache
+def backend_names() -> tuple[str, ...]:
+    """The `--backend` choices: the backend files that name a FACTORY."""
+    return tuple(name for name, source in _sources().items() if _factory_doc(source) is not None)
+
+
 def describe(name: str) -> str:
     """The first line of a backend factory's docstring: what the backend is, for --help."""
-    return (backends()[name].__doc__ or name).strip().splitlines()[0].rstrip(".")
+    return (_factory_doc(_sources()[name]) or name).strip().rstrip(".")
 
 
 def factory_for(name: str, **options: Any) -> Any:

@@ -47,7 +47,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
-from crit.engine.notes import FEMALE, MALE
+from crit.engine.notes.columns import FEMALE, MALE
 from crit.engine.sql import ident, literal
 from crit.engine.store.schema import ELIGIBILITY_TABLES
 from crit.grammar import ast, units

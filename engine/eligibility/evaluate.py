@@ -20,7 +20,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility.compile import Tables, analyte, statements
-from crit.engine.notes import FEMALE, MALE
+from crit.engine.notes.columns import FEMALE, MALE
 from crit.engine.sql import ident, literal
 from crit.engine.store.schema import ELIGIBILITY_TABLES, ELIGIBILITY_VIEWS, EVALUATION_SQL
 from crit.grammar import ast, units

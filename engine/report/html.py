@@ -36,7 +36,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility import stored_plan
-from crit.engine.notes import sex_of
+from crit.engine.notes.columns import sex_of
 from crit.engine.report.timeline import timelines
 from crit.engine.store import Store
 from crit.grammar import ast, units

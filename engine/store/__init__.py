@@ -32,7 +32,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
-from crit.engine.notes import Note
+from crit.engine.notes.reader import Note
 from crit.engine.store.reads import StoreReads
 from crit.engine.store.schema import (
     ANSWER_ARROW,
