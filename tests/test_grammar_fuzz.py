@@ -82,6 +82,7 @@ def test_deep_nesting_is_a_diagnostic_not_a_crash() -> None:
     check_never_raises(text)
 
 
+@pytest.mark.slow  # about 15 s; the fast suite keeps the hypothesis cases above
 def test_ten_thousand_seeded_cases_through_check_compile_and_rules_sql() -> None:
     """A fixed-seed fuzz (the same 10,000 cases every run, 11 to 42 s on 2 cores): random bytes, token soup and
     mutations of the shipped files through check -> compile -> rules SQL. Each ends in diagnostics or a

@@ -56,6 +56,7 @@ def test_the_student_loads_with_the_parameter_count_of_its_manifest():
     assert lora == MANIFEST["trainable_parameters"]
 
 
+@pytest.mark.slow  # rebuilds the student's whole training set: about 30 s
 @pytest.mark.skipif(not MTSAMPLES.is_file(), reason="needs ../shared/data/mtsamples.jsonl, the rebuild's real notes")
 def test_the_documented_command_rebuilds_the_training_data(tmp_path):
     env = {**os.environ, "DATA_ONLY": "1", "WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "never")}
