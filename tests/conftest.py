@@ -93,3 +93,43 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ---- ARISTOTLE's questions, and a small corpus, for the reading and answering tests -----------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ARISTOTLE = ROOT / "criteria" / "aristotle.crit"
+NOTE = ("HISTORY: The patient is a 70-year-old man with atrial fibrillation. Denies diabetes.\n"
+        "LABS: Creatinine 1.4, hemoglobin 12.1.\nPLAN: Follow up.")
+
+
+def aristotle_question(name: str) -> Question:
+    """A question of criteria/aristotle.crit, compiled once."""
+    from crit.engine.eligibility import load_plan
+
+    global _ARISTOTLE
+    if _ARISTOTLE is None:
+        _ARISTOTLE = load_plan(ARISTOTLE)
+    return _ARISTOTLE.question(name)
+
+
+_ARISTOTLE: Any = None
+
+
+def rules_label(text: str, name: str) -> Any:
+    """The rules reader's answer to an ARISTOTLE question over `text`: a boolean's label, or (value, unit)."""
+    from crit.engine.answering.backends.rules import RulesBackend
+
+    q = aristotle_question(name)
+    a = RulesBackend().answer("n1", text, [q])[0]
+    if q.kind == "boolean":
+        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
+    return None if a.na else (a.value, a.unit)
+
+
+def two_note_corpus(tmp_path: Path) -> Path:
+    """NOTE and a note that mentions none of ARISTOTLE's questions, as JSONL."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"note_id": f"n{i}", "text": t}) + "\n" for i, t in enumerate([
+        NOTE, "Seen for a sprained ankle. Ice and rest."])))
+    return path

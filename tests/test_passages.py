@@ -6,26 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import aristotle_question, rules_label
 
-from crit.engine.answering.backends.rules import RulesBackend
-from crit.engine.eligibility import load_plan
 from crit.engine.reading.passages import find_passages, phrase_terms, sentences, term_regex
 from crit.trainer.evaluate import gold_split
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "gold"
-PLAN = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
 
 
-def q(name: str):
-    return PLAN.question(name)
+q = aristotle_question
 
-
-def rules_label(text: str, name: str):
-    a = RulesBackend().answer("n1", text, [q(name)])[0]
-    if q(name).kind == "boolean":
-        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
-    return None if a.na else (a.value, a.unit)
 
 def test_phrase_terms_split_alternatives_and_strip_modifiers():
     assert phrase_terms("a prior stroke, transient ischemic attack or systemic embolism") == [

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ScriptedBackend, ScriptedFactory
+from conftest import ARISTOTLE, NOTE, ScriptedBackend, ScriptedFactory, aristotle_question, two_note_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,17 +20,11 @@ from crit.engine.reading.passages import find_passages
 from crit.engine.run import run
 from crit.grammar.questions import make_question
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLD = ROOT / "tests" / "gold"
-PLAN = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+PLAN = load_plan(str(ARISTOTLE))
 
 
-def q(name: str):
-    return PLAN.question(name)
+q = aristotle_question
 
-
-NOTE = ("HISTORY: The patient is a 70-year-old man with atrial fibrillation. Denies diabetes.\n"
-        "LABS: Creatinine 1.4, hemoglobin 12.1.\nPLAN: Follow up.")
 
 
 def test_the_model_sees_passages_not_the_note():
@@ -74,16 +67,10 @@ def test_kept_answers_are_grounded_whatever_the_model_writes(quote, number, choi
             assert a.value in written  # a number is always one its quote writes
 
 
-def _corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.jsonl"
-    path.write_text("".join(json.dumps({"note_id": f"n{i}", "text": t}) + "\n" for i, t in enumerate([
-        NOTE, "Seen for a sprained ankle. Ice and rest."])))
-    return path
-
 
 def test_gate_answers_silent_questions_without_the_model(tmp_path):
     factory = ScriptedFactory()
-    summary = run(PLAN, _corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model")
+    summary = run(PLAN, two_note_corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model")
     asked = factory.asked()
     assert "mechanical_valve" not in asked and "af" in asked  # only what a passage mentions
     assert summary.by_method["gate"] > 0 and summary.by_method["model"] == len(asked)
@@ -98,11 +85,11 @@ def test_gate_answers_silent_questions_without_the_model(tmp_path):
 
 def test_no_gate_asks_every_question(tmp_path):
     factory = ScriptedFactory()
-    summary = run(PLAN, _corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model", gate=False)
+    summary = run(PLAN, two_note_corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model", gate=False)
     n_questions = len(PLAN.model_questions)
     assert len(factory.asked()) == 2 * n_questions
     assert "gate" not in summary.by_method
-    gated = run(PLAN, _corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model")
+    gated = run(PLAN, two_note_corpus(tmp_path), tmp_path / "r.duckdb", factory, policy="model")
     assert gated.answers_cached == 0  # another mode: its own answer keys, nothing reused
 
 

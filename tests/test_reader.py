@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -10,24 +9,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import aristotle_question, rules_label, two_note_corpus
 
 from crit.engine.answering.backends.rules import RulesBackend
-from crit.engine.eligibility import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLD = ROOT / "tests" / "gold"
-PLAN = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
 
 
-def q(name: str):
-    return PLAN.question(name)
+q = aristotle_question
 
-
-def rules_label(text: str, name: str):
-    a = RulesBackend().answer("n1", text, [q(name)])[0]
-    if q(name).kind == "boolean":
-        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
-    return None if a.na else (a.value, a.unit)
 
 @pytest.mark.parametrize("text, name, expected", [
     ("History of hypertension, no history of diabetes mellitus.", "diabetes", "absent"),
@@ -71,20 +61,11 @@ def test_a_relational_phrase_needs_both_halves():
     assert rules_label("Atrial fibrillation due to thyrotoxicosis.", "af_reversible") == "present"
 
 
-NOTE = ("HISTORY: The patient is a 70-year-old man with atrial fibrillation. Denies diabetes.\n"
-        "LABS: Creatinine 1.4, hemoglobin 12.1.\nPLAN: Follow up.")
-
-
-def _corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.jsonl"
-    path.write_text("".join(json.dumps({"note_id": f"n{i}", "text": t}) + "\n" for i, t in enumerate([
-        NOTE, "Seen for a sprained ankle. Ice and rest."])))
-    return path
 
 
 def test_backend_rules_runs_with_no_model_installed(tmp_path):
     """`crit run --backend rules` in a process where torch, transformers and the embedded model cannot import."""
-    corpus = _corpus(tmp_path)
+    corpus = two_note_corpus(tmp_path)
     code = textwrap.dedent(f"""
         import sys
         class Block:

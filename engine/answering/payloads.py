@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -150,3 +151,26 @@ def public_url(url: str | None) -> str | None:
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass
+class ServerOptions:
+    """The options every server backend takes (openai, ray): the model served, where, with which key's
+    variable, how many requests at once, how the schema is sent, and the answer's token budget."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    response_format: str = "json_schema"
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    def check_server_options(self) -> None:
+        check_api_key_env(self.api_key_env)
+        if self.concurrency < 1 or self.max_tokens < 1:
+            raise CritError("--concurrency and max_tokens must be at least 1")
+
+    def server_parameters(self) -> dict[str, Any]:
+        """What a run records of them: the URL without credentials, and the key's variable, never the key."""
+        return {"base_url": public_url(self.base_url), "api_key_env": self.api_key_env, "concurrency": self.concurrency,
+                "response_format": self.response_format, "max_tokens": self.max_tokens}

@@ -31,8 +31,8 @@ from crit.engine.answering.payloads import (
     DEFAULT_MAX_TOKENS,
     RESPONSE_FORMATS,
     ResponseFormat,
+    ServerOptions,
     chat_request,
-    check_api_key_env,
     error_answer,
     public_url,
     require_model,
@@ -198,39 +198,25 @@ class OpenAIBackend:
 
 
 @dataclass
-class OpenAIFactory:
+class OpenAIFactory(ServerOptions):
     """openai = an OpenAI-compatible server at --base-url (vLLM serve, SGLang, llama.cpp server); the notes are sent to that server."""
 
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    response_format: str = "json_schema"
-    max_tokens: int = DEFAULT_MAX_TOKENS
     name: str = field(default="openai", init=False)
 
     def __post_init__(self) -> None:
         self.model = require_model("openai", self.model, "the model name the server serves (e.g. its --served-model-name)")
         if not self.base_url:
             raise CritError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
-        check_api_key_env(self.api_key_env)
-        from crit.engine.answering.backends.openai import normalise_base_url
-
         normalise_base_url(self.base_url)  # a URL crit cannot use is refused before any note is read
-        if self.concurrency < 1 or self.max_tokens < 1:
-            raise CritError("--concurrency and max_tokens must be at least 1")
+        self.check_server_options()
 
     def identity(self) -> str:
         return f"{self.model}@openai"
 
     def parameters(self) -> dict[str, Any]:
-        # The URL is recorded (which server answered); the key never is, only the variable's name.
-        return {"model": self.model, "adapter": None, "base_url": public_url(self.base_url), "api_key_env": self.api_key_env,
-                "concurrency": self.concurrency, "response_format": self.response_format, "max_tokens": self.max_tokens}
+        return {"model": self.model, "adapter": None, **self.server_parameters()}
 
     def create(self) -> Backend:
-        from crit.engine.answering.backends.openai import OpenAIBackend
-
         assert self.model is not None and self.base_url is not None
         return OpenAIBackend(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=self.concurrency,
                              response_format=self.response_format, max_tokens=self.max_tokens)  # type: ignore[arg-type]

@@ -24,10 +24,9 @@ from crit.engine.answering.backends.vllm import VLLMFactory, engine_spec, lora_s
 from crit.engine.answering.payloads import (
     DEFAULT_MAX_TOKENS,
     ResponseFormat,
+    ServerOptions,
     chat_request,
-    check_api_key_env,
     error_answer,
-    public_url,
     require_model,
     to_answer,
 )
@@ -239,21 +238,15 @@ class RayBackend:
 
 
 @dataclass
-class RayFactory:
+class RayFactory(ServerOptions):
     """ray = a Ray Data LLM pipeline, against --base-url (a server or fleet) or vLLM engines on GPUs (docs/backends.md)."""
 
-    model: str | None = None
-    base_url: str | None = None
     adapter: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    response_format: str = "json_schema"
-    max_tokens: int = DEFAULT_MAX_TOKENS
     name: str = field(default="ray", init=False)
 
     def __post_init__(self) -> None:
         self.model = require_model("ray", self.model, "the served model name (with --base-url) or a local model folder")
-        check_api_key_env(self.api_key_env)
+        self.check_server_options()
 
     @property
     def engine(self) -> str:
@@ -265,13 +258,10 @@ class RayFactory:
         return VLLMFactory(model=self.model, adapter=self.adapter).identity()
 
     def parameters(self) -> dict[str, Any]:
-        return {"model": self.model, "adapter": self.adapter, "engine": self.engine, "base_url": public_url(self.base_url),
-                "concurrency": self.concurrency, "response_format": self.response_format, "max_tokens": self.max_tokens}
+        return {"model": self.model, "adapter": self.adapter, "engine": self.engine, **self.server_parameters()}
 
     def create(self) -> Backend:
         import os
-
-        from crit.engine.answering.backends.ray import RayBackend
 
         assert self.model is not None
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
