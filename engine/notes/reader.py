@@ -86,9 +86,20 @@ def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], wha
     return None
 
 
+# The one form of a note date: an ISO date, optionally an ISO time after it (T or a space), and a zone.
+_ISO_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?",
+    re.ASCII,  # ASCII digits only: "１２３４-01-01" is no date
+)
+
+
 def parse_date(value: object) -> date | None:
-    """A note date as a corpus writes it: YYYY-MM-DD, optionally with a time after it. ValueError otherwise
-    (03/04/2019 is refused: day and month cannot be told apart)."""
+    """A note date as a corpus writes it: YYYY-MM-DD, optionally with an ISO time after it; None when empty.
+
+    Strict and total: anything else raises ValueError with the reason, which the reader turns into a
+    bad row. "03/04/2019" is refused (day and month cannot be told apart), and so are forms Python's
+    own parser would take but a person would not expect ("20240101", "2024-W01-1", "2024-01-01 garbage")."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, datetime):
@@ -98,10 +109,16 @@ def parse_date(value: object) -> date | None:
     if not isinstance(value, str):
         raise ValueError(f"is a {_json_kind(value)}, not a date")
     text = value.strip()
+    m = _ISO_DATE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text[:40]!r} is not a date written YYYY-MM-DD")
     try:
-        return date.fromisoformat(text[:10]) if len(text) == 10 or text[10] in "T " else date.fromisoformat(text)
+        day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        if m.group(4) is not None and not (int(m.group(4)) < 24 and int(m.group(5)) < 60 and int(m.group(6) or 0) < 60):
+            raise ValueError
     except ValueError:
-        raise ValueError(f"{text[:40]!r} is not a date written YYYY-MM-DD") from None
+        raise ValueError(f"{text[:40]!r} is not a calendar date and time") from None
+    return day
 
 
 def _json_kind(value: object) -> str:
