@@ -1,10 +1,16 @@
-"""Quoting for SQL that crit builds from text: identifiers and string literals.
+"""Quoting for SQL that crit builds from text, and the settings every DuckDB connection of crit takes.
 
 Every name and string that reaches a statement from a .crit file or a notes file goes
-through one of these, so no label, phrase or column name can end a literal and run as SQL.
+through `ident` or `literal`, so no label, phrase or column name can end a literal and run as SQL.
+Every connection is OFFLINE: DuckDB never installs or loads an extension, so no file (a SQLite file
+given as a store, say) can make it reach the network.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+OFFLINE: dict[str, bool] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
 def ident(name: str) -> str:
@@ -15,3 +21,12 @@ def ident(name: str) -> str:
 def literal(value: str) -> str:
     """A single-quoted SQL string literal, inner quotes doubled."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def is_sqlite_file(path: str | Path) -> bool:
+    """Whether a file is a SQLite database (DuckDB would reach for its sqlite extension to open it)."""
+    try:
+        with Path(path).open("rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False

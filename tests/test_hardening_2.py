@@ -60,3 +60,82 @@ def test_short_note_dates_are_bad_rows_and_the_run_goes_on(tmp_path: Path, dry_r
     assert "Traceback" not in result.output
     if not dry_run:
         assert result.output.count("is not a date written YYYY-MM-DD") == 4
+
+
+# ---- a store crit did not make is never touched -------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _user_file(tmp_path: Path, kind: str) -> Path:
+    import sqlite3
+
+    import duckdb
+
+    path = tmp_path / f"{kind}.db"
+    if kind == "sqlite":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE t (x)")
+        con.commit()
+        con.close()
+        return path
+    con = duckdb.connect(str(path))
+    if kind == "tables":  # the names crit's rules write: a user's own tables
+        con.execute("CREATE TABLE criteria AS SELECT 1 AS mine; CREATE TABLE evaluation AS SELECT 2 AS mine")
+    elif kind == "meta":
+        con.execute("CREATE TABLE meta (k INTEGER)")
+    elif kind == "meta-text":
+        con.execute("CREATE TABLE meta (key VARCHAR, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'three')")
+    elif kind == "newer":
+        con.execute("CREATE TABLE meta (key VARCHAR, value VARCHAR); INSERT INTO meta VALUES ('schema_version', '99')")
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("tables", "a DuckDB file crit did not make"), ("meta", "a `meta` table that crit did not write"),
+    ("meta-text", "a `meta` table that crit did not write"), ("sqlite", "a SQLite file, not a crit store"),
+    ("newer", "written by a newer crit")])
+def test_a_foreign_store_is_refused_in_one_line_and_left_as_it_was(tmp_path: Path, kind: str, said: str) -> None:
+    db = _user_file(tmp_path, kind)
+    before = _sha256(db)
+    result = CliRunner().invoke(cli, ["run", str(SMALL), str(ROOT / "tests/fixtures/run/notes.jsonl"), "--db", str(db),
+                                      "--backend", "rules"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and said in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert _sha256(db) == before
+
+
+# ---- a DuckDB source gives its table, nothing else ---------------------------------------------------------
+
+def test_a_source_view_that_reads_a_file_is_refused_and_nothing_of_the_file_is_stored(tmp_path: Path) -> None:
+    import duckdb
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("the-secret-line\n")
+    src = tmp_path / "src.duckdb"
+    con = duckdb.connect(str(src))
+    con.execute(f"CREATE VIEW notes AS SELECT 'n1' AS note_id, column0 || ' hypertension' AS text "
+                f"FROM read_csv('{secret}', header = false)")
+    con.close()
+    db = tmp_path / "out.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(SMALL), f"{src}:notes", "--db", str(db), "--backend", "rules"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "file system operations are disabled" in errors[0], result.output
+    assert not db.exists() or b"the-secret-line" not in db.read_bytes()
+
+
+def test_a_sqlite_file_as_a_shard_or_a_source_is_refused_without_reaching_for_an_extension(tmp_path: Path) -> None:
+    shard = _user_file(tmp_path, "sqlite")
+    result = CliRunner().invoke(cli, ["merge", str(tmp_path / "out.duckdb"), str(shard)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is a SQLite file, not a crit store" in result.output and "extension" not in result.output.lower()
+    result = CliRunner().invoke(cli, ["run", str(SMALL), f"{shard}:t", "--db", str(tmp_path / "o.duckdb"),
+                                      "--backend", "rules"])
+    assert result.exit_code == 1 and "is a SQLite file" in result.output and "extension" not in result.output.lower()

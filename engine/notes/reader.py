@@ -30,7 +30,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.notes.columns import ATTRIBUTES, ID_COLUMNS, TEXT_COLUMNS, NoteColumns
-from crit.engine.sql import ident, literal
+from crit.engine.sql import OFFLINE, ident, is_sqlite_file, literal
 from crit.grammar.errors import CritError
 
 # Column names tried, in order, when the user names none (compared case-insensitively).
@@ -156,7 +156,7 @@ class NoteReader:
         self.source = str(source)
         self.max_chars = max_chars
         self.bad_rows: list[BadRow] = []
-        self._con = duckdb.connect()  # in memory; only reads the source
+        self._con = duckdb.connect(config=OFFLINE)  # in memory; only reads the source
         self._folder_files: list[Path] = []
         self._kind, self._from = self._resolve(self.source)
         # attribute -> the source column holding it (absent: the notes do not carry it)
@@ -227,10 +227,17 @@ class NoteReader:
             if Path(db).is_file():
                 if not _TABLE_NAME.match(table):
                     raise CritError(f"'{table}' is not a table name (letters, digits, _; optionally schema.table)")
+                if is_sqlite_file(db):
+                    raise CritError(f"'{db}' is a SQLite file: crit reads notes from DuckDB files only "
+                                    "(export the table to Parquet or CSV)")
                 try:
                     self._con.execute("ATTACH ? AS notes_src (READ_ONLY)", [db])
+                    # The table is all crit reads of that file: a view in it cannot read another file or
+                    # the network, and no statement can turn that back on.
+                    self._con.execute("SET enable_external_access = false")
+                    self._con.execute("SET lock_configuration = true")
                 except duckdb.Error as e:
-                    raise CritError(f"cannot open '{db}' as a DuckDB file: {e}") from None
+                    raise CritError(f"cannot open '{db}' as a DuckDB file: {str(e).splitlines()[0]}") from None
                 return "duckdb", "notes_src." + ".".join(ident(p) for p in table.split("."))
         if not path.exists():
             raise CritError(f"notes file '{source}' not found")

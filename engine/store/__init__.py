@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
 from crit.engine.notes.reader import Note
+from crit.engine.sql import OFFLINE, is_sqlite_file
 from crit.engine.store.reads import StoreReads
 from crit.engine.store.schema import (
     ANSWER_ARROW,
@@ -104,6 +105,50 @@ class BatchResult(BaseModel):
     answers_new: int  # rows actually inserted (a row already there is left as it was)
 
 
+def _schema_version(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
+    """The crit schema version a store records; None when it has no meta table. CritError when it has one
+    that crit did not write (no schema_version key, or one that is not a whole number)."""
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()}
+    if "meta" not in tables:
+        return None
+    try:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.Error:
+        rows = []  # a `meta` table of another shape
+    if len(rows) != 1 or not str(rows[0][0]).isdigit():
+        raise CritError(f"'{path}' has a `meta` table that crit did not write (no whole-number schema_version); "
+                        "crit writes only its own stores: use another --db file")
+    return int(rows[0][0])
+
+
+def _refuse_a_foreign_file(path: Path) -> None:
+    """CritError, before anything is written, unless `path` is a crit store (or an empty DuckDB file)."""
+    if is_sqlite_file(path):
+        raise CritError(f"'{path}' is a SQLite file, not a crit store: use another --db file")
+    try:
+        con = duckdb.connect(str(path), read_only=True, config=READ_ONLY_CONFIG)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise CritError(f"store '{path}' is in use by another process (is a `crit run` still going?)") from None
+        raise CritError(f"'{path}' is not a DuckDB file crit can open ({str(e).splitlines()[0]}): "
+                        "use another --db file") from None
+    except duckdb.Error as e:
+        raise CritError(f"'{path}' is not a DuckDB file crit can open ({str(e).splitlines()[0]}): "
+                        "use another --db file") from None
+    try:
+        version = _schema_version(con, str(path))
+        tables = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+    finally:
+        con.close()
+    if version is None and tables and tables[0]:
+        raise CritError(f"'{path}' is a DuckDB file crit did not make (it has tables but no crit schema version); "
+                        "crit writes only its own stores: use another --db file")
+    if version is not None and version > SCHEMA_VERSION:
+        raise CritError(f"store '{path}' was written by a newer crit (schema {version}; this crit knows {SCHEMA_VERSION})")
+
+
 class Store(StoreReads):
     """One open DuckDB store. Open with Store.open(path); one Store per command (DuckDB locks the file)."""
 
@@ -124,9 +169,11 @@ class Store(StoreReads):
             raise CritError(f"folder '{p.parent}' for the store '{path}' does not exist")
         if not str(path).strip() or p.is_dir():
             raise CritError(f"store '{path}' is not a file")
+        if not read_only and p.is_file() and p.stat().st_size > 0:
+            _refuse_a_foreign_file(p)  # before any write: a file crit did not make is never touched
         # A read-only store reads nothing but itself: no files, no network, no extensions, and no
         # statement can switch that back on (`crit sql` runs what the user types).
-        config = READ_ONLY_CONFIG if read_only else {}
+        config = READ_ONLY_CONFIG if read_only else OFFLINE
         try:
             con = duckdb.connect(str(p), read_only=read_only, config=config)
         except duckdb.IOException as e:
@@ -178,10 +225,7 @@ class Store(StoreReads):
         return bool(row and row[0])
 
     def _schema_version(self) -> int | None:
-        if not self._has_table("meta"):
-            return None
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0]
-        return int(row[0]) if row else None
+        return _schema_version(self.con, self.path)
 
     def close(self) -> None:
         self.con.close()
@@ -411,6 +455,8 @@ class Store(StoreReads):
         in one transaction; a row whose key is already here is kept as it is (so merging twice adds
         nothing). A shard of an older schema lacks some columns (NULL here) or tables (skipped)."""
         alias = "crit_shard"
+        if is_sqlite_file(shard):
+            raise CritError(f"'{shard}' is a SQLite file, not a crit store")
         try:
             self.con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(shard)])
         except duckdb.Error as e:

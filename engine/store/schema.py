@@ -11,6 +11,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from crit.engine.sql import OFFLINE
+
 SCHEMA_VERSION = 4  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates.
 # 4: answers.window is answers.chunk (a chunk of a long note; "window" is a time window of the rules)
 
@@ -175,12 +177,7 @@ PASSAGE_ARROW = pa.schema(
 )
 
 
-READ_ONLY_CONFIG = {
-    "enable_external_access": False,
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "lock_configuration": True,
-}
+READ_ONLY_CONFIG = {**OFFLINE, "enable_external_access": False, "lock_configuration": True}
 
 
 # Columns renamed since an older schema: (table, old name) -> new name. A store is migrated when it is

@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from crit.engine.sql import OFFLINE
+
 SYNTH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notes (note_id VARCHAR PRIMARY KEY, text VARCHAR, text_sha256 VARCHAR,
     teacher VARCHAR, prompt_version VARCHAR, done_at TIMESTAMPTZ);
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS dropped (note_id VARCHAR, type VARCHAR, reason VARCHA
 
 def open_db(path: str) -> duckdb.DuckDBPyConnection:
     """The synth database, its tables created (an older one gains the question_json column)."""
-    con = duckdb.connect(path)
+    con = duckdb.connect(path, config=OFFLINE)
     con.execute(SYNTH_SCHEMA)
     con.execute("ALTER TABLE pairs ADD COLUMN IF NOT EXISTS question_json VARCHAR")
     return con
@@ -60,7 +62,7 @@ def store_note(con: Any, note_id: str, text: str, rows: list[dict[str, Any]], dr
 def write_eval(path: str, results: list[dict[str, Any]], answer_rows: list[dict[str, Any]]) -> None:
     """Append the metrics (and the direct runs' answers) to DuckDB tables `eval` and `eval_answers`."""
     now = datetime.now(timezone.utc)
-    con = duckdb.connect(path)
+    con = duckdb.connect(path, config=OFFLINE)
     try:
         con.execute(
             "CREATE TABLE IF NOT EXISTS eval (evaluated_at TIMESTAMPTZ, source VARCHAR, question VARCHAR,"
