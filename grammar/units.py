@@ -191,11 +191,16 @@ _ATOM_SPELLINGS: dict[_Atom, tuple[str, ...]] = {
     _Atom("mmHg", "millimeter_Hg"): ("mmhg",),
     _Atom("°C", "degree_Celsius"): ("°c", "degc", "celsius"),
     _Atom("°F", "degree_Fahrenheit"): ("°f", "degf", "fahrenheit"),
+    _Atom("kelvin", "kelvin"): ("kelvin", "kelvins"),  # "K" alone is a thousand: the reader says when it is kelvin
+    _Atom("lb", "pound"): ("lb", "lbs", "pound", "pounds"),
+    _Atom("oz", "ounce"): ("oz", "ounce", "ounces"),
+    _Atom("in", "inch"): ("inch", "inches"),  # "in" alone is a word
+    _Atom("ft", "foot"): ("ft", "foot", "feet"),
 }
 _ATOMS: dict[str, _Atom] = {
     spelling: atom for atom, spellings in _ATOM_SPELLINGS.items() for spelling in spellings
 }
-_OFFSET_ATOMS = {"°C", "°F"}  # temperatures: only alone, never in a compound
+_OFFSET_ATOMS = {"°C", "°F", "kelvin"}  # temperatures: only alone, never in a compound
 
 # Words a note puts before a count's volume ("cells/uL", "10^9 cells/L"): dropped.
 # Things counted per unit of time or volume: "beats/min" is a rate of 1/min, as "cells/uL" is a count per uL.
@@ -210,6 +215,8 @@ _WHOLE_ALIASES = {
     "years-old": "years", "year old": "years", "years old": "years", "yr old": "years",
     "yrs old": "years", "years of age": "years",
     "percent": "%", "per cent": "%", "pct": "%",
+    "degrees fahrenheit": "°F", "degrees f": "°F", "deg f": "°F", "° f": "°F",
+    "degrees celsius": "°C", "degrees centigrade": "°C", "degrees c": "°C", "deg c": "°C", "° c": "°C",
     "mm hg": "mmHg", "mg%": "mg/dL", "bpm": "/min", "beats per minute": "/min", "breaths per minute": "/min",
 }
 
@@ -324,6 +331,18 @@ def normalise_unit(text: str | None) -> str | None:
 def is_known_unit(text: str) -> bool:
     """True when ``text`` is a unit this module can read."""
     return normalise_unit(text) is not None
+
+
+def names_a_unit(text: str) -> bool:
+    """True when ``text`` names a unit of measure, whether or not crit can convert it ("stone", "pint",
+    "grain", "mg/kg/min"): a word a note writes after a number as its unit, never to be read as the
+    question's unit. Ordinary words ("normal", "baseline") are not units."""
+    if is_known_unit(text) or any(ch in text for ch in "/^°µ"):
+        return True
+    try:
+        return text in _registry()
+    except Exception:  # pint's parser on odd text: not a unit it knows
+        return False
 
 
 # --- analytes --------------------------------------------------------------------

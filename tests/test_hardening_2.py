@@ -139,3 +139,63 @@ def test_a_sqlite_file_as_a_shard_or_a_source_is_refused_without_reaching_for_an
     result = CliRunner().invoke(cli, ["run", str(SMALL), f"{shard}:t", "--db", str(tmp_path / "o.duckdb"),
                                       "--backend", "rules"])
     assert result.exit_code == 1 and "is a SQLite file" in result.output and "extension" not in result.output.lower()
+
+
+# ---- units: a number's unit is the one written beside it; one crit cannot read is never the question's ----
+
+UNITS_CRIT = """trial U-1
+numeric weight highest "weight" in kg
+numeric temp highest "temperature" in °C
+exclude "heavy": weight > 150 kg
+exclude "fever": temp > 38 °C
+"""
+
+
+@pytest.mark.parametrize(("text", "question", "converted"), [
+    ("Weight 180 lbs.", "weight", 81.65), ("Weight 176 pounds.", "weight", 79.83), ("Weight 80 kg.", "weight", 80.0),
+    ("Weight 12 stone.", "weight", None), ("Temperature 98.6 °F.", "temp", 37.0), ("Temperature 98.6 F.", "temp", 37.0),
+    ("Temperature 98.6 degrees Fahrenheit.", "temp", 37.0), ("Temperature 310 K.", "temp", 36.85),
+    ("Temperature 37.5 C.", "temp", 37.5), ("Weight 80 and stable.", "weight", 80.0),
+])
+def test_a_written_unit_is_converted_or_makes_the_value_unknown(tmp_path: Path, text: str, question: str,
+                                                                 converted: float | None) -> None:
+    import duckdb
+
+    crit_file, notes, db = tmp_path / "u.crit", tmp_path / "u.jsonl", tmp_path / "u.duckdb"
+    crit_file.write_text(UNITS_CRIT)
+    notes.write_text(json.dumps({"note_id": "n1", "text": text}) + "\n")
+    result = CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    got, reason = con.execute("SELECT converted, reason FROM answer_values WHERE question = ?", [question]).fetchone()
+    con.close()
+    if converted is None:
+        assert got is None and reason == "unit"
+    else:
+        assert got == pytest.approx(converted, abs=0.01)
+
+
+_MASS = ["kg", "g", "mg", "lb", "lbs", "pounds", "oz", "ounces", "kilograms", "grams"]
+_NOT_MASS = ["stone", "grain", "pint", "mmHg", "mg/dL", "°F", "°C", "%", "cm", "inches", "IU/L", "mmol/L",
+             "gallon", "mL", "bar", "cup"]
+
+
+@settings(max_examples=10_000, deadline=None)
+@given(value=st.decimals(min_value="0.1", max_value="999.9", places=1), unit=st.sampled_from(_MASS + _NOT_MASS),
+       space=st.sampled_from(["", " "]))
+def test_any_number_and_unit_beside_an_analyte_is_converted_right_or_unknown(value, unit: str, space: str) -> None:
+    from crit.engine.reading.passages import find_passages
+    from crit.engine.reading.reader import decide
+    from crit.grammar import units
+    from crit.grammar.questions import make_question
+
+    question = make_question("weight", "numeric", "weight", order="highest", unit="kg")
+    text = f"Weight {value}{space}{unit}."
+    answer = decide(question, text, find_passages(text, question))
+    assert answer["value"] == float(value)
+    stored = units.convert(answer["value"], answer["unit"], "kg")  # what the rules compare: None is unknown
+    expected = units.convert(float(value), unit, "kg")
+    if unit in _MASS:
+        assert stored == pytest.approx(expected)
+    else:
+        assert stored is None, (text, answer["unit"])

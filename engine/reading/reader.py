@@ -49,7 +49,17 @@ READER_VERSION = "rules-2"  # 2: the patient's own descriptor decides sex where 
 _VALUE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\d/])(?!\.\d)")
 _WRITTEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
-_UNIT = re.compile(r"\s*(%|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)")
+_UNIT = re.compile(
+    r"\s*(degrees?\s+(?:fahrenheit|celsius|centigrade|[FC])\b|deg\s+[FC]\b|°\s?[FCfc]\b|%"
+    r"|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)", re.I)
+# Short words that may follow a number without being its unit ("80 and stable", "2.1 at baseline"), though
+# pint knows them as units (at: technical atmosphere; a: year; in: inch; are: 100 m2). Any other word
+# right after a number that names a unit (units.names_a_unit) is kept as the unit the note wrote: one crit
+# cannot convert makes the value unknown (reason `unit`), never a number in the question's unit.
+_NOT_UNITS = frozenset("a an and are as at by in is it of on or per the to x".split())
+# A lone letter after a number: a temperature's scale where the question asks for a temperature
+# ("98.6 F", "37 C", "310 K"); elsewhere "K" is thousands ("platelets 150 K") and F or C mean nothing.
+_TEMPERATURE_LETTERS = {"f": "°F", "c": "°C", "k": "kelvin"}
 _AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
 _FEMALE = re.compile(r"\b(she|her|hers|herself|woman|female|lady|girl|mrs|ms|miss)\b", re.I)
 _MALE = re.compile(r"\b(he|him|his|himself|man|male|gentleman|boy|mr)\b", re.I)
@@ -160,8 +170,30 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
     return _not_mentioned(confident=not passages)
 
 
-def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_REACH) -> list[Candidate]:
-    """The numbers written after a term (see module docstring), each with its unit and span."""
+def _unit_after(note_text: str, at: int, limit: int, temperature: bool) -> tuple[str | None, int]:
+    """The unit written right after a number ending at `at`, and where it ends: a unit crit reads, a word
+    that is not one of _NOT_UNITS (kept as written, so it never passes for the question's unit), or None."""
+    found = _UNIT.match(note_text, at, limit)
+    if not found:
+        return None, at
+    written = found.group(1).rstrip(".")  # "2.67 mg/dL." ends a sentence
+    end = found.start(1) + len(written)
+    if len(written) == 1 and written.isalpha():
+        letter = _TEMPERATURE_LETTERS.get(written.lower()) if temperature else None
+        if letter is not None:
+            return letter, end
+        return (written, end) if written.lower() not in ("x",) and units.is_known_unit(written) else (None, at)
+    if units.is_known_unit(written):
+        return written, end
+    if written.lower() in _NOT_UNITS or not units.names_a_unit(written):
+        return None, at
+    return written, end
+
+
+def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_REACH,
+                 temperature: bool = False) -> list[Candidate]:
+    """The numbers written after a term (see module docstring), each with its unit and span. `temperature`:
+    the question asks for a temperature, so a lone F, C or K after a number is its scale."""
     if _OTHER_ANALYTE.match(note_text, term_end, limit):
         return []
     out: list[Candidate] = []
@@ -175,13 +207,7 @@ def values_after(note_text: str, term_end: int, limit: int, reach: int = _VALUE_
         if not out and re.search(r"[.;]\s", gap):  # the term's clause ended before any number
             break
         value = float(m.group(1).replace(",", ""))
-        unit_match = _UNIT.match(note_text, m.end(), limit)
-        unit = None
-        end = m.end()
-        if unit_match:
-            written = unit_match.group(1).rstrip(".")  # "2.67 mg/dL." ends a sentence
-            if units.is_known_unit(written):
-                unit, end = written, unit_match.start(1) + len(written)
+        unit, end = _unit_after(note_text, m.end(), limit, temperature)
         out.append(Candidate(value=value, unit=unit, span_start=m.start(), span_end=end))
         pos = end
     # "2.1 and 2.3 mg/dL": numbers of a chain without their own unit take the last one's.
@@ -207,6 +233,7 @@ def _in_unit(c: Candidate, question: Question) -> float | None:
 def _numeric(question: Question, note_text: str, passages: Sequence[Passage], reach: int) -> dict:
     found: list[tuple[Candidate, Passage]] = []
     hemoglobin = units.analyte_of(question.phrase, question.aka) == "hemoglobin"
+    temperature = question.unit is not None and units.normalise_unit(question.unit) in ("°C", "°F", "kelvin")
     for p in passages:
         for hh in _H_AND_H.finditer(note_text, p.start, p.end) if hemoglobin else ():
             g = 1 if float(hh.group(1)) <= float(hh.group(2)) else 2
@@ -214,7 +241,8 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage], re
         for start, end in _term_matches(question, note_text, p):
             if hemoglobin and _H_AND_H.match(note_text, start):
                 continue  # read as a pair above
-            found.extend((_with_count_unit(c, question), p) for c in values_after(note_text, end, p.end, reach))
+            found.extend((_with_count_unit(c, question), p)
+                         for c in values_after(note_text, end, p.end, reach, temperature))
     if not found:
         return _not_mentioned(confident=not passages)
     seen: set[tuple[int, int]] = set()
