@@ -199,3 +199,30 @@ def test_any_number_and_unit_beside_an_analyte_is_converted_right_or_unknown(val
         assert stored == pytest.approx(expected)
     else:
         assert stored is None, (text, answer["unit"])
+
+
+# ---- JSONL: any line is a note or a bad row ---------------------------------------------------------------
+
+def test_a_deeply_nested_jsonl_line_is_one_bad_row(tmp_path: Path) -> None:
+    from crit.engine.notes.reader import read_notes
+
+    path = tmp_path / "n.jsonl"
+    path.write_text(json.dumps({"note_id": "ok", "text": "Hypertension."}) + "\n" + "[" * 100_000 + "\n")
+    notes, bad = read_notes(path)
+    assert [n.note_id for n in notes] == ["ok"]
+    assert [b.reason for b in bad] == ["JSON nested too deeply"]
+
+
+_LINE = st.one_of(st.binary(max_size=60), st.from_regex(rb'\{"note_id": ?"[a-z0-9]{1,4}", ?"text": ?".{0,20}"\}'))
+
+
+@settings(max_examples=200, deadline=None)  # 200 files of 50 lines: 10,000 lines a run
+@given(st.lists(_LINE.map(lambda b: b.replace(b"\n", b" ").replace(b"\r", b" ")), min_size=50, max_size=50))
+def test_any_bytes_in_a_line_are_a_note_or_a_bad_row(tmp_path_factory, lines: list[bytes]) -> None:
+    from crit.engine.notes.reader import read_notes
+
+    path = tmp_path_factory.mktemp("jsonl") / "n.jsonl"
+    path.write_bytes(b'{"note_id": "first", "text": "Hypertension."}\n' + b"\n".join(lines) + b"\n")
+    notes, bad = read_notes(path)
+    assert notes[0].note_id == "first"
+    assert len(notes) + len(bad) <= 1 + sum(1 for line in lines if line.strip())

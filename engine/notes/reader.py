@@ -398,6 +398,9 @@ class NoteReader:
                 except ValueError:
                     yield line_no, None, "not valid JSON"
                     continue
+                except RecursionError:  # "[[[[..." a hundred thousand deep: one bad line, not a dead run
+                    yield line_no, None, "JSON nested too deeply"
+                    continue
                 if not isinstance(obj, dict):
                     yield line_no, None, f"a JSON {type(obj).__name__}, not an object"
                     continue
