@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +25,24 @@ from rich.text import Text
 
 from crit.engine.answering import DEFAULT_POLICY, POLICIES
 from crit.engine.options import column_options, device_option, pop_columns
-from crit.grammar.errors import CritError, render
+from crit.grammar.errors import CritError
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control and format characters (ESC sequences that set a window title or
+    clear the screen, bidi overrides) are shown escaped (`\\x1b`), newlines and tabs kept. Notes, ids and
+    labels are data; nothing in them may drive the terminal."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") else
+                   ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def render_printable(error: CritError, color: bool) -> str:
+    """An error's diagnostics with every piece of the user's text made printable (crit's own colours kept)."""
+    fields = ("message", "file", "label", "hint")
+    diagnostics = [d.model_copy(update={k: printable(v) for k in fields if (v := getattr(d, k)) is not None})
+                   for d in error.diagnostics]
+    return CritError(diagnostics, printable(error.source) if error.source else None).render(color=color)
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -39,7 +57,7 @@ class CritGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CritError as e:
-            err.print(e.render(color=err.is_terminal), markup=False, highlight=False)
+            err.print(render_printable(e, color=err.is_terminal), markup=False, highlight=False)
             ctx.exit(1)
         except ValidationError as e:
             # A command's options go into a pydantic config (SelectConfig, TrainConfig, ...): a value out
@@ -86,7 +104,7 @@ def check(file: str, strict: bool) -> None:
     checked = check_source(text, file)
     color = err.is_terminal
     for d in checked.diagnostics:
-        err.print(render(d, text, color=color) + "\n", markup=False, highlight=False)
+        err.print(render_printable(CritError([d], text), color=color) + "\n", markup=False, highlight=False)
     errors = len(checked.errors)
     warnings = len(checked.diagnostics) - errors
     if errors or (strict and warnings):
@@ -130,13 +148,13 @@ def compile_cmd(file: str, as_json: bool) -> None:
     for col in ("name", "kind", "question", "unit", "fingerprint"):
         table.add_column(col, overflow="fold")
     for q in plan.questions:
-        table.add_row(*(Text(x) for x in (q.name, q.kind, q.text, q.unit or "", q.fingerprint)))
+        table.add_row(*(Text(printable(x)) for x in (q.name, q.kind, q.text, q.unit or "", q.fingerprint)))
     out.print(table)
     crit_table = Table(title=f"{len(plan.criteria)} criteria")
     for col in ("", "label", "if missing"):
         crit_table.add_column(col)
     for c in plan.criteria:
-        crit_table.add_row(*(Text(x) for x in (c.type, c.label, c.if_missing)))
+        crit_table.add_row(*(Text(printable(x)) for x in (c.type, c.label, c.if_missing)))
     out.print(crit_table)
     if plan.windows:
         # Windows are rules over the notes' dates: no question above mentions them.
@@ -274,7 +292,7 @@ def _progress_bar() -> Iterator[Callable[[Any], None]]:
 
 def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
     for bad in summary.bad_rows[:20]:
-        err.print(f"skipped {bad.describe()}", markup=False)
+        err.print(printable(f"skipped {bad.describe()}"), markup=False)
     if len(summary.bad_rows) > 20:
         err.print(f"... and {len(summary.bad_rows) - 20} more skipped rows", markup=False)
     ev = summary.evaluation
@@ -362,15 +380,17 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
         click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
     elif as_csv:
         writer = csv_module.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
+        # To a file or a pipe the values go as stored; to a terminal they are made printable.
+        clean = printable if sys.stdout.isatty() else (lambda v: v)
+        writer.writerow([clean(c) for c in columns])
+        writer.writerows([[clean(v) if isinstance(v, str) else v for v in r] for r in rows])
     else:
         table = Table(show_lines=False)
         for c in columns:
-            table.add_column(escape(c), overflow="fold")
+            table.add_column(escape(printable(c)), overflow="fold")
         for r in rows:
             # Text, not str: a value like "embedded[enum]" is data, not rich markup
-            table.add_row(*(Text("" if v is None else str(v)) for v in r))
+            table.add_row(*(Text("" if v is None else printable(str(v))) for v in r))
         out.print(table)
         err.print(f"{len(rows)} row(s)", markup=False)
 

@@ -226,3 +226,37 @@ def test_any_bytes_in_a_line_are_a_note_or_a_bad_row(tmp_path_factory, lines: li
     notes, bad = read_notes(path)
     assert notes[0].note_id == "first"
     assert len(notes) + len(bad) <= 1 + sum(1 for line in lines if line.strip())
+
+
+# ---- the terminal: no note, id or label drives it ---------------------------------------------------------
+
+ESC_TITLE = "\x1b]0;pwned\x07"
+ESC_CLEAR = "\x1b[2J"
+
+
+def test_escape_sequences_in_notes_and_labels_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    crit_file = tmp_path / "t.crit"
+    crit_file.write_text(f'trial T-1\nboolean htn "hypertension"\ninclude "htn{ESC_CLEAR}": htn\n')
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"note_id": f"n1{ESC_TITLE}", "text": f"Hypertension.{ESC_CLEAR}"}) + "\n")
+    db = tmp_path / "t.duckdb"
+    assert CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"]).exit_code == 0
+    for args in (["sql", str(db), "select n.note_id, n.text, c.label from notes n join criteria c using (note_id)"],
+                 ["compile", str(crit_file)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output
+        assert "\\x1b" in result.output
+
+
+@settings(max_examples=10_000, deadline=None)
+@given(st.text(max_size=30))
+def test_printable_leaves_no_control_character(text: str) -> None:
+    import unicodedata
+
+    from crit.engine.cli import printable
+
+    shown = printable(text)
+    assert all(ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") for ch in shown)
+    if all(ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") for ch in text):
+        assert shown == text  # printable text is shown as it is
