@@ -260,3 +260,48 @@ def test_printable_leaves_no_control_character(text: str) -> None:
     assert all(ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") for ch in shown)
     if all(ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf") for ch in text):
         assert shown == text  # printable text is shown as it is
+
+
+# ---- the report: finite data, and no partial file left ----------------------------------------------------
+
+def _report_store(tmp_path: Path, text: str) -> Path:
+    crit_file = tmp_path / "c.crit"
+    crit_file.write_text('trial T-1\nnumeric creat highest "creatinine" in mg/dL\nexclude "renal": creat > 2 mg/dL\n')
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"note_id": "big", "text": text}) + "\n"
+                     + json.dumps({"note_id": "ok", "text": "Creatinine 1.1 mg/dL."}) + "\n")
+    db = tmp_path / "r.duckdb"
+    assert CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"]).exit_code == 0
+    return db
+
+
+def test_an_infinite_value_leaves_the_report_s_data_valid_json(tmp_path: Path) -> None:
+    import re
+
+    db = _report_store(tmp_path, "Creatinine " + "9" * 400 + " mg/dL.")  # a number past a float: infinity
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    for blob in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S):
+        json.loads(blob, parse_constant=lambda name: pytest.fail(f"{name} in the report's JSON"))
+    assert "Infinity" not in html and "NaN" not in html
+
+
+def test_a_report_that_cannot_be_written_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    db = _report_store(tmp_path, "Creatinine 3.1 mg/dL.")
+    real = Path.write_text
+
+    def full_disk(self: Path, data: str, *args, **kwargs):  # the disk fills half-way through the write
+        if self.name.endswith(".partial"):
+            real(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert not out.exists() and not (tmp_path / "r.html.partial").exists()

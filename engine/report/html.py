@@ -380,9 +380,22 @@ def _parameters(run: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if v is not None} if isinstance(raw, dict) else {"parameters": raw}
 
 
+def finite(data: Any) -> Any:
+    """`data` with every NaN or infinite number replaced by None (null in the page: JSON has no Infinity,
+    and one would make the browser refuse the whole page's data)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    return data
+
+
 def _script_json(data: Any) -> Markup:
-    """JSON safe inside <script>: no `</script>`, `<!--` or HTML-significant characters survive raw."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    """JSON safe inside <script>: no `</script>`, `<!--` or HTML-significant characters survive raw, and
+    no number JSON cannot hold (the serialiser refuses NaN and Infinity; `finite` has replaced them)."""
+    text = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return Markup(text)
@@ -406,13 +419,14 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
         db_name=db.name,
         generated=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
+    # Written beside and then moved into place: a failed write never leaves half a report.
+    partial = out.with_name(out.name + ".partial")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and then moved into place: a failed write never leaves half a report.
-        partial = out.with_name(out.name + ".partial")
         partial.write_text(html, encoding="utf-8")
         partial.replace(out)
     except OSError as exc:
+        partial.unlink(missing_ok=True)  # it holds note text: never left behind
         raise CritError(f"cannot write the report to '{out_path}': {exc.strerror or exc}") from None
     return out
 
