@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crit.engine.answering import DEFAULT_POLICY, POLICIES
-from crit.engine.options import column_options, device_option, pop_columns
+from crit.engine.options import column_options, device_option, is_option_error, pop_columns
 from crit.grammar.errors import CritError
 
 
@@ -60,12 +60,17 @@ class CritGroup(click.Group):
             err.print(render_printable(e, color=err.is_terminal), markup=False, highlight=False)
             ctx.exit(1)
         except ValidationError as e:
-            # A command's options go into a pydantic config (SelectConfig, TrainConfig, ...): a value out
-            # of range is a usage error of that option, said in one line.
             first = e.errors()[0]
-            option = "--" + str(first["loc"][0]).replace("_", "-") if first.get("loc") else "an option"
-            err.print(f"error: {option}: {first['msg']}", markup=False, highlight=False)
-            ctx.exit(2)
+            if is_option_error(e):
+                # A command's options go into one model (CommandOptions): a value out of range is a usage
+                # error of that option, said in one line.
+                option = "--" + str(first["loc"][0]).replace("_", "-") if first.get("loc") else "an option"
+                err.print(f"error: {option}: {first['msg']}", markup=False, highlight=False)
+                ctx.exit(2)
+            # Anything else is data crit read or made that it cannot hold: one plain line, no option named.
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            err.print(printable(f"error: {e.title}{' ' + where if where else ''}: {first['msg']}"), markup=False)
+            ctx.exit(1)
         except KeyboardInterrupt:
             err.print("interrupted; work committed so far is kept, run the same command to resume", markup=False)
             ctx.exit(130)

@@ -11,8 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from pydantic import BaseModel, ValidationError
 
 from crit.engine.notes.columns import NoteColumns
+
+
+class CommandOptions(BaseModel):
+    """A command's options gathered into one model (crit select, train, synth, eval): a value it refuses is a
+    usage error of that option, which the command line reports as `--option: why`."""
+
+
+def is_option_error(error: ValidationError) -> bool:
+    """Whether a validation error is about a command's options (not data crit read or made)."""
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
+
+    return error.title in {c.__name__ for c in subclasses(CommandOptions)}
+
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

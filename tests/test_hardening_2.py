@@ -305,3 +305,36 @@ def test_a_report_that_cannot_be_written_leaves_no_partial_file(tmp_path: Path, 
     result = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
     assert result.exit_code == 1 and "No space left on device" in result.output
     assert not out.exists() and not (tmp_path / "r.html.partial").exists()
+
+
+# ---- dates before year 1, and which errors name an option --------------------------------------------------
+
+def test_a_window_reaching_before_year_one_does_not_break_the_report(tmp_path: Path) -> None:
+    crit_file = tmp_path / "w.crit"
+    crit_file.write_text('trial W-1\nboolean mi "myocardial infarction"\nexclude "recent MI": mi within 6 months\n')
+    notes = tmp_path / "w.jsonl"
+    notes.write_text(json.dumps({"note_id": "a", "patient_id": "P1", "note_date": "0001-01-01",
+                                 "text": "Myocardial infarction."}) + "\n"
+                     + json.dumps({"note_id": "b", "patient_id": "P1", "note_date": "0001-03-01", "text": "Seen."}) + "\n")
+    db = tmp_path / "w.duckdb"
+    assert CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["report", str(db), "-o", str(tmp_path / "w.html")])
+    assert result.exit_code == 0, result.output
+    assert "--window-start" not in result.output
+
+
+def test_only_a_command_s_own_options_are_reported_as_options() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from crit.engine.options import is_option_error
+    from crit.trainer.select import SelectConfig
+
+    class Evidence(BaseModel):
+        window_start: date
+
+    with pytest.raises(ValidationError) as data_error:
+        Evidence(window_start="0001-09-01 (BC)")
+    assert not is_option_error(data_error.value)
+    with pytest.raises(ValidationError) as option_error:
+        SelectConfig(db="x.duckdb", out="o.jsonl", per_type=-1)
+    assert is_option_error(option_error.value)

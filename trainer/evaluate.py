@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crit.engine.options import CommandOptions
 from crit.grammar.errors import CritError
 from crit.trainer import metrics
 
@@ -54,7 +55,7 @@ class ModelSpec(BaseModel):
         return f"{base}{adapter}[{self.boolean_schema}]"
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(CommandOptions):
     """Settings of `evaluate`."""
 
     model_config = ConfigDict(extra="forbid")

@@ -29,12 +29,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crit.engine.options import CommandOptions
 from crit.grammar.errors import CritError
 
 IGNORE_INDEX = -100  # positions with this label do not count in the loss (torch cross_entropy default)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(CommandOptions):
     """Settings of `finetune`; the defaults are the paper's (LoRA r 8, alpha 16, all linear layers, lr 2e-4, 1 epoch)."""
 
     model_config = ConfigDict(extra="forbid")

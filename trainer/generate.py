@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from crit.engine.options import CommandOptions
 from crit.engine.reading.passages import find_passages, question_terms, term_regex
 from crit.grammar.questions import SEX_PHRASE, Question
 from crit.trainer.synth import SynthSummary, answer_text, note_pairs
@@ -176,7 +177,7 @@ UNIT_SPELLINGS: dict[str, list[str]] = {
 }
 
 
-class GenerateConfig(BaseModel):
+class GenerateConfig(CommandOptions):
     """Settings of the programmatic teacher (`crit synth --teacher programmatic`)."""
 
     model_config = ConfigDict(extra="forbid")

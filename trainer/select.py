@@ -33,11 +33,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crit.engine.options import CommandOptions
 from crit.grammar.errors import CritError
 from crit.trainer.synth import PAIR_TYPES, PairType
 
 
-class SelectConfig(BaseModel):
+class SelectConfig(CommandOptions):
     """Settings of `select`."""
 
     model_config = ConfigDict(extra="forbid")

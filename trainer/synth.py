@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crit.engine.options import CommandOptions
 from crit.engine.reading.reader import number_in
 from crit.grammar.questions import SOURCE_MAX_CHARS, UNIT_MAX_CHARS  # the engine's own answer bounds
 
@@ -59,7 +60,7 @@ TYPE_INSTRUCTIONS: dict[PairType, str] = {
 }
 
 
-class SynthConfig(BaseModel):
+class SynthConfig(CommandOptions):
     """Settings of `synth`; defaults follow the paper's recipe scaled to the embedded model."""
 
     model_config = ConfigDict(extra="forbid")

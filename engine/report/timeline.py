@@ -124,9 +124,9 @@ def timelines(store: Store, eligibility: list[dict[str, Any]], plan: Plan | None
                     quote = text_of.get(a["note_id"], "")[start:end][:MAX_QUOTE] or None
                 q = plan.question(question) if plan is not None else None
                 evidence.append(Evidence(question=question, boolean=q is not None and q.kind == "boolean", window=window,
-                                         window_start=a["window_start"], converted=a["converted"],
+                                         window_start=_date(a["window_start"]), converted=a["converted"],
                                          unit=q.unit if q is not None else None,
-                                         reason=a["reason"], note_id=a["note_id"], note_date=a["note_date"], quote=quote))
+                                         reason=a["reason"], note_id=a["note_id"], note_date=_date(a["note_date"]), quote=quote))
             lines.append(CriterionLine(position=c["position"], label=c["label"], type=c["type"], status=c["status"],
                                        reason=c["reason"], evidence=evidence))
         out.append(PatientTimeline(
@@ -177,3 +177,9 @@ def _draw(t: PatientTimeline) -> Markup:
     parts.append(f'<text x="{width - right}" y="{height - 2}" font-size="10" text-anchor="end">{last.isoformat()}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _date(value: object) -> date | None:
+    """A date as the store gives it; None for one Python cannot hold (a window reaching before year 1
+    comes back from DuckDB as text, "0001-09-01 (BC)"): the timeline then draws it open-ended."""
+    return value if isinstance(value, date) else None
