@@ -338,3 +338,54 @@ def test_only_a_command_s_own_options_are_reported_as_options() -> None:
     with pytest.raises(ValidationError) as option_error:
         SelectConfig(db="x.duckdb", out="o.jsonl", per_type=-1)
     assert is_option_error(option_error.value)
+
+
+# ---- a server's reply: every field checked, a bad one is an error row ---------------------------------------
+
+def _serve(reply: bytes):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Reply(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reply)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+_GOOD_CONTENT = json.dumps({"answer": "present", "source": "hypertension"})
+
+
+@pytest.mark.parametrize(("reply", "problem"), [
+    ({"choices": [{"message": {"content": _GOOD_CONTENT}}], "usage": {"prompt_tokens": "many"}}, "usage.prompt_tokens"),
+    ({"choices": [{"message": {"content": 12345}}]}, "content"),
+    ({"choices": [{"message": {"content": _GOOD_CONTENT}}], "usage": "lots"}, "usage"),
+    ({"choices": []}, "choices"),
+    ({"choices": [{"message": {"content": _GOOD_CONTENT}}], "usage": {"prompt_tokens": 1e400}}, None),
+])
+def test_a_misbehaving_server_gives_error_rows_not_a_traceback(reply: dict, problem: str | None) -> None:
+    from crit.engine.answering.backends.openai import OpenAIBackend
+    from crit.grammar.questions import make_question
+
+    body = json.dumps(reply).encode().replace(b"Infinity", b"1e400")  # 1e400: a number past a float
+    server = _serve(body)
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", concurrency=1)
+        [answer] = backend.answer("n1", "History of hypertension.", [make_question("htn", "boolean", "hypertension")])
+        backend.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.error is not None and answer.error.startswith("server: response is not")
+    if problem is not None:
+        assert problem in answer.error

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from crit.engine.answering.backend import Request, answer_key
 from crit.engine.answering.prompts import messages
 from crit.engine.answers import Answer, parse_answer
@@ -174,3 +176,56 @@ class ServerOptions:
         """What a run records of them: the URL without credentials, and the key's variable, never the key."""
         return {"base_url": public_url(self.base_url), "api_key_env": self.api_key_env, "concurrency": self.concurrency,
                 "response_format": self.response_format, "max_tokens": self.max_tokens}
+
+
+class _Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    prompt_tokens: int = Field(0, ge=0, le=10**9)
+    completion_tokens: int = Field(0, ge=0, le=10**9)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    message: _Message
+    finish_reason: str | None = None
+
+
+class ChatCompletion(BaseModel):
+    """A server's chat completion, every field crit uses checked before use: a reply of another shape (a
+    number for the content, "many" prompt tokens, no choices) is an error row, never a crash."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+    @property
+    def content(self) -> str:
+        return self.choices[0].message.content or ""
+
+    @property
+    def truncated(self) -> bool:
+        return self.choices[0].finish_reason == "length"
+
+    @property
+    def tokens(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens), 0 where the server does not say."""
+        return (self.usage.prompt_tokens, self.usage.completion_tokens) if self.usage else (0, 0)
+
+
+def read_completion(data: object) -> ChatCompletion | str:
+    """The checked completion, or why it is not one (the first problem, said without the reply's text)."""
+    try:
+        return ChatCompletion.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "reply"
+        return f"server: response is not a chat completion ({where}: {first['type']})"

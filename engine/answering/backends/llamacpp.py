@@ -21,7 +21,7 @@ from typing import Any
 
 from crit.engine.answering.backend import Backend, OneNoteAtATime
 from crit.engine.answering.model import EMBEDDED_NAME, locate_embedded_gguf
-from crit.engine.answering.payloads import DEFAULT_MAX_TOKENS, error_answer, to_answer
+from crit.engine.answering.payloads import DEFAULT_MAX_TOKENS, error_answer, read_completion, to_answer
 from crit.engine.answering.prompts import messages
 from crit.engine.answers import Answer
 from crit.grammar.errors import CritError
@@ -54,12 +54,13 @@ class LlamaCppBackend(OneNoteAtATime):
         except ValueError as e:  # llama.cpp's "Requested tokens exceed context window": this question alone
             return error_answer(note_id, question, self.identity, f"llamacpp: {str(e).splitlines()[0]}",
                                 time.perf_counter() - t0)
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        return to_answer(note_id, note_text, question, self.identity, choice["message"].get("content") or "",
-                         truncated=choice.get("finish_reason") == "length", latency_s=time.perf_counter() - t0,
-                         prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                         output_tokens=int(usage.get("completion_tokens") or 0))
+        reply = read_completion(out)
+        if isinstance(reply, str):
+            return error_answer(note_id, question, self.identity, reply.replace("server", "llamacpp", 1),
+                                time.perf_counter() - t0)
+        prompt_tokens, output_tokens = reply.tokens
+        return to_answer(note_id, note_text, question, self.identity, reply.content, truncated=reply.truncated,
+                         latency_s=time.perf_counter() - t0, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
 
     def close(self) -> None:
         close = getattr(self.llm, "close", None)

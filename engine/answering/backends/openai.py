@@ -35,6 +35,7 @@ from crit.engine.answering.payloads import (
     chat_request,
     error_answer,
     public_url,
+    read_completion,
     require_model,
     to_answer,
 )
@@ -138,22 +139,14 @@ class OpenAIBackend:
             return error_answer(note_id, question, self.identity, f"server: HTTP {response.status_code}", latency)
         try:
             data: Any = response.json()
-            choice = data["choices"][0]
-            raw = choice["message"]["content"] or ""
-            usage = data.get("usage") or {}
-        except (ValueError, KeyError, IndexError, TypeError):
-            return error_answer(note_id, question, self.identity, "server: response is not a chat completion", latency)
-        return to_answer(
-            note_id,
-            note_text,
-            question,
-            self.identity,
-            raw,
-            truncated=choice.get("finish_reason") == "length",
-            latency_s=latency,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-        )
+        except ValueError:  # not JSON, or a number JSON cannot hold
+            return error_answer(note_id, question, self.identity, "server: response is not JSON", latency)
+        reply = read_completion(data)
+        if isinstance(reply, str):
+            return error_answer(note_id, question, self.identity, reply, latency)
+        prompt_tokens, output_tokens = reply.tokens
+        return to_answer(note_id, note_text, question, self.identity, reply.content, truncated=reply.truncated,
+                         latency_s=latency, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
 
     def _post(self, body: dict[str, Any]) -> httpx.Response:
         """POST with retries: 429/5xx/timeouts/connection errors back off 0.5 s, 1 s, 2 s, ...
