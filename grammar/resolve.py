@@ -21,6 +21,11 @@ SEX_NAME = "sex"  # built in: the patient's sex, unless the file declares a ques
 RESERVED = {"sex"}
 
 
+# The longest window: the calendar of note dates, years 1 to 9999 (crit.engine.notes.reader.parse_date).
+MAX_WINDOW_DAYS = 9999 * 366
+_DAYS_IN = {"day": 1, "week": 7, "month": 31, "year": 366}
+
+
 @dataclass
 class Symbols:
     """Everything a name in a .crit file can mean, after checking."""
@@ -246,10 +251,17 @@ class _Checker:
         if expr.amount <= 0 or not float(expr.amount).is_integer():
             self.error("E113", f"a window is a whole number of days, weeks, months or years, not {expr.amount:g}",
                        expr.duration_span or expr.span, "not a whole number", "e.g. within 6 months, within 90 days")
-        if units.time_unit(expr.unit) is None:
+        unit = units.time_unit(expr.unit)
+        if unit is None:
             what = f"'{expr.unit}' is not a unit of time" if expr.unit else "a window needs a unit of time"
             self.error("E113", what, expr.duration_span or expr.span, "expected days, weeks, months or years",
                        "e.g. mi within 6 months")
+        elif expr.amount > 0 and expr.amount * _DAYS_IN[unit] > MAX_WINDOW_DAYS:
+            # Note dates run from year 1 to 9999: a longer window is no limit at all, and its arithmetic
+            # overflows DuckDB's dates after every note has been answered.
+            self.error("E114", f"a window of {int(expr.amount):,} {expr.unit} is longer than the calendar of note dates "
+                       "(years 1 to 9999)", expr.duration_span or expr.span, "too long",
+                       "a window of at most 9999 years; for no time limit, leave the window out")
         operand = expr.operand
         if not isinstance(operand, ast.Name):
             self.error("E113", "a window applies to one question by name", operand.span,

@@ -389,3 +389,30 @@ def test_a_misbehaving_server_gives_error_rows_not_a_traceback(reply: dict, prob
     assert answer.error is not None and answer.error.startswith("server: response is not")
     if problem is not None:
         assert problem in answer.error
+
+
+# ---- windows: checked at `crit check` against the calendar of note dates -----------------------------------
+
+@pytest.mark.parametrize(("window", "shown"), [("1000000000 years", "1,000,000,000 years"),
+                                               ("99999999999999999999 days", "100,000,000,000,000,000,000 days"),
+                                               ("3000000 years", "3,000,000 years"), ("120000 months", "120,000 months")])
+def test_a_window_longer_than_the_calendar_is_an_error_of_check(tmp_path: Path, window: str, shown: str) -> None:
+    crit_file = tmp_path / "w.crit"
+    crit_file.write_text(f'trial W-1\nboolean mi "myocardial infarction"\nexclude "recent MI": mi within {window}\n')
+    result = CliRunner().invoke(cli, ["check", str(crit_file)])
+    assert result.exit_code == 1
+    assert (f"error[E114]: a window of {shown} is longer than the calendar of note dates (years 1 to 9999)"
+            in result.output)
+    assert "= hint: a window of at most 9999 years; for no time limit, leave the window out" in result.output
+
+
+def test_the_longest_window_runs_and_reports_at_both_ends_of_the_calendar(tmp_path: Path) -> None:
+    crit_file = tmp_path / "w.crit"
+    crit_file.write_text('trial W-1\nboolean mi "myocardial infarction"\nexclude "recent MI": mi within 9999 years\n')
+    notes = tmp_path / "w.jsonl"
+    notes.write_text("".join(json.dumps({"note_id": n, "patient_id": p, "note_date": d, "text": "Myocardial infarction."})
+                             + "\n" for n, p, d in (("a", "P1", "9999-12-31"), ("b", "P2", "0001-01-01"))))
+    db = tmp_path / "w.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(cli, ["report", str(db), "-o", str(tmp_path / "w.html")]).exit_code == 0
