@@ -416,3 +416,30 @@ def test_the_longest_window_runs_and_reports_at_both_ends_of_the_calendar(tmp_pa
     result = CliRunner().invoke(cli, ["run", str(crit_file), str(notes), "--db", str(db), "--backend", "rules"])
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(cli, ["report", str(db), "-o", str(tmp_path / "w.html")]).exit_code == 0
+
+
+# ---- note paths are literal ---------------------------------------------------------------------------------
+
+def test_a_note_path_is_never_a_pattern(tmp_path: Path) -> None:
+    from crit.engine.notes.reader import read_notes
+    from crit.grammar.errors import CritError
+
+    for name in ("xa.json", "xb.json"):
+        (tmp_path / name).write_text(json.dumps([{"note_id": name, "text": "Hypertension."}]))
+    with pytest.raises(CritError, match="not found"):
+        read_notes(tmp_path / "x[ab].json")  # once: xa.json and xb.json
+    (tmp_path / "x[ab].json").write_text(json.dumps([{"note_id": "literal", "text": "Hypertension."}]))
+    with pytest.raises(CritError, match="exact name"):
+        read_notes(tmp_path / "x[ab].json")  # DuckDB would read xa.json and xb.json for it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"note_id": ["p1"], "text": ["Hypertension."]}), tmp_path / "n1.parquet")
+    with pytest.raises(CritError, match="not found"):
+        read_notes(tmp_path / "n*.parquet")  # once: every match
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "note[1].txt").write_text("Hypertension.")
+    (folder / "note1.txt").write_text("Diabetes.")
+    notes, bad = read_notes(folder)
+    assert {n.note_id: n.text for n in notes} == {"note[1]": "Hypertension.", "note1": "Diabetes."} and not bad

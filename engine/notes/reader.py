@@ -39,6 +39,7 @@ _DATE_ATTRIBUTES = ("note_date", "index_date")
 # Longer texts are almost always a broken export (a whole file in one cell), not a note.
 MAX_CHARS = 1_000_000
 
+_GLOB = re.compile(r"[*?\[\]{}]")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -241,6 +242,11 @@ class NoteReader:
                 return "duckdb", "notes_src." + ".".join(ident(p) for p in table.split("."))
         if not path.exists():
             raise CritError(f"notes file '{source}' not found")
+        if _GLOB.search(str(path)) and path.suffix.lower() in (".json", ".parquet"):
+            # DuckDB reads these and would take the name as a pattern (x[ab].json reads xa.json and xb.json):
+            # crit reads the file named, or none.
+            raise CritError(f"'{source}': crit reads note files by their exact name, and DuckDB would read this "
+                            "one as a pattern (*, ?, [ or {); rename the file, or convert it to .jsonl or .csv")
         suffix = path.suffix.lower()
         if path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")) or suffix in (".jsonl", ".ndjson"):
             return "jsonl", ""  # read line by line in Python (_jsonl_records): exact, BOM and types checked
@@ -563,29 +569,23 @@ class NoteReader:
                 yield row, note_id, text, length, {n: a[i] for n, a in zip(names, attributes)}, problem, f"row {row}"
 
     def _folder_rows(self) -> Iterator[_Row]:
-        # read_blob, not read_text: a file that is not UTF-8 becomes one bad row instead of a failed query.
-        chunk = 256
-        for start in range(0, len(self._folder_files), chunk):
-            files = self._folder_files[start : start + chunk]
+        # Read by Python, file by file: a name is a name ("note[1].txt" is that file, not a pattern), and a
+        # file that is not UTF-8 becomes one bad row.
+        for i, f in enumerate(self._folder_files, start=1):
             try:
-                rows = dict(
-                    self._con.execute(
-                        "SELECT filename, content FROM read_blob(?)", [[str(f) for f in files]]
-                    ).fetchall()
-                )
-            except duckdb.Error as e:
-                raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
-            for i, f in enumerate(files, start=start + 1):
-                content: bytes = rows.get(str(f), b"")
-                try:
-                    text: str | None = content.decode("utf-8")
-                    problem = None
-                except UnicodeDecodeError as e:
-                    text, problem = None, f"not UTF-8 (byte {e.start})"
-                length = len(text) if text is not None else None
-                if length is not None and length > self.max_chars:
-                    text = None
-                yield i, f.stem, text, length, {}, problem, f.name
+                content = f.read_bytes()
+            except OSError as e:
+                yield i, f.stem, None, None, {}, f"cannot be read ({e.strerror or e})", f.name
+                continue
+            try:
+                text: str | None = content.decode("utf-8")
+                problem = None
+            except UnicodeDecodeError as e:
+                text, problem = None, f"not UTF-8 (byte {e.start})"
+            length = len(text) if text is not None else None
+            if length is not None and length > self.max_chars:
+                text = None
+            yield i, f.stem, text, length, {}, problem, f.name
 
     def _n2c2_rows(self) -> Iterator[_Row]:
         from crit.engine.notes import n2c2
