@@ -8,9 +8,11 @@ are evaluated again over the merged answers, since eligibility counts are corpus
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 from pydantic import BaseModel
 
 from crit.engine.eligibility import load_plan, stored_plan
@@ -46,6 +48,26 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
             raise CritError(f"shard store '{s}' not found")
         if p.resolve() == out_path:
             raise CritError(f"'{s}' is the output store; merge into a new file")
+    # A new store is built beside its name and moved there at the end, so a merge that fails (a full disk,
+    # a bad shard) leaves no half-made store behind. An existing store is merged into in place: each
+    # shard is one transaction.
+    target = Path(out)
+    building = target if target.exists() else target.with_name(f".{target.name}.merging-{os.getpid()}")
+    try:
+        summary = _merge_into(building, shards, crit_file)
+        if building != target:
+            building.replace(target)
+    except BaseException as e:
+        if building != target:
+            for leftover in (building, building.with_name(building.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(e, (duckdb.IOException, duckdb.TransactionException, OSError)):
+            raise CritError(f"cannot write the store '{out}': {str(e).splitlines()[0]}") from None
+        raise
+    return summary
+
+
+def _merge_into(out: Path, shards: Sequence[str | Path], crit_file: str | None) -> MergeSummary:
     added = {table: 0 for table, _ in MERGED_TABLES}
     conflicting = 0
     shard_hashes: dict[str, str | None] = {}  # shard -> the crit file hash of its newest run

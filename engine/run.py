@@ -15,10 +15,12 @@ No note text is ever logged.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answering import DEFAULT_POLICY, Policy
@@ -178,6 +180,14 @@ def run(
     except CritError as e:
         store.finish_run(run_id, "failed", str(e), bad_rows=len(reader.bad_rows))
         raise
+    except (duckdb.IOException, duckdb.TransactionException, OSError) as e:
+        # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
+        # still lets it be written, and on the command line in one line.
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        with contextlib.suppress(Exception):
+            store.finish_run(run_id, "failed", f"cannot write the store: {reason}", bad_rows=len(reader.bad_rows))
+        raise CritError(f"cannot write the store '{db_path}': {reason}; the batches committed before it are kept "
+                        "(free some space and run the same command to resume)") from None
     except Exception as e:
         store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
         raise

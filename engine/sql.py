@@ -9,6 +9,7 @@ given as a store, say) can make it reach the network.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 OFFLINE: dict[str, bool] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -30,3 +31,12 @@ def is_sqlite_file(path: str | Path) -> bool:
             return f.read(16) == b"SQLite format 3\x00"
     except OSError:
         return False
+
+
+def rollback(con: Any) -> None:
+    """Roll back the open transaction, if DuckDB still has one: after a failed write (a full disk) it may
+    have ended it already, and a second error must never hide the first."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # duckdb.TransactionException: "no transaction is active"
+        pass

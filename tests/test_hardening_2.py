@@ -443,3 +443,54 @@ def test_a_note_path_is_never_a_pattern(tmp_path: Path) -> None:
     (folder / "note1.txt").write_text("Diabetes.")
     notes, bad = read_notes(folder)
     assert {n.note_id: n.text for n in notes} == {"note[1]": "Hypertension.", "note1": "Diabetes."} and not bad
+
+
+# ---- a full disk: the OS's words are kept, and nothing half-made is left --------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 700 kB tmpfs, where this machine lets the tests mount one (root), else the test skips."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def _many_notes(path: Path, n: int = 400) -> Path:
+    path.write_text("".join(json.dumps({"note_id": f"n{i}", "text": f"Creatinine 1.{i % 10} mg/dL, hypertension. " * 40})
+                            + "\n" for i in range(n)))
+    return path
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_its_record_keeps_the_os_error(tmp_path: Path, small_disk: Path) -> None:
+    from crit.engine.store import Store
+
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * 200_000)
+    db = small_disk / "r.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(SMALL), str(_many_notes(tmp_path / "n.jsonl")), "--db", str(db),
+                                      "--backend", "rules", "--batch-size", "50"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device" in result.output and "cannot rollback" not in result.output
+    filler.unlink()
+    with Store.open(db, read_only=True) as store:
+        (status, message), = store.con.execute("SELECT status, message FROM runs").fetchall()
+        kept = store.con.execute("SELECT count(*) FROM notes").fetchone()
+    assert status == "failed" and "No space left on device" in message
+    assert kept and kept[0] > 0  # the batches committed before the disk filled are there
+
+
+def test_a_merge_onto_a_full_disk_leaves_no_store(tmp_path: Path, small_disk: Path) -> None:
+    shard = tmp_path / "shard.duckdb"
+    run_args = ["run", str(SMALL), str(_many_notes(tmp_path / "n.jsonl", 2000)), "--db", str(shard), "--backend", "rules",
+                "--batch-size", "500"]
+    assert CliRunner().invoke(cli, run_args).exit_code == 0
+    out = small_disk / "merged.duckdb"
+    result = CliRunner().invoke(cli, ["merge", str(out), str(shard)])
+    assert result.exit_code == 1 and "No space left on device" in result.output, result.output
+    assert list(small_disk.iterdir()) == []  # no 0-byte store, no temporary file

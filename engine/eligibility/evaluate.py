@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility.compile import Tables, analyte, statements
 from crit.engine.notes.columns import FEMALE, MALE
-from crit.engine.sql import ident, literal
+from crit.engine.sql import ident, literal, rollback
 from crit.engine.store.schema import ELIGIBILITY_TABLES, ELIGIBILITY_VIEWS, EVALUATION_SQL
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
@@ -283,7 +283,7 @@ def evaluate(
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return EvaluationSummary(
         rules_fingerprint=plan.rules_fingerprint,

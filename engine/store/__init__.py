@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
 from crit.engine.notes.reader import Note
-from crit.engine.sql import OFFLINE, is_sqlite_file
+from crit.engine.sql import OFFLINE, is_sqlite_file, rollback
 from crit.engine.store.reads import StoreReads
 from crit.engine.store.schema import (
     ANSWER_ARROW,
@@ -417,7 +417,7 @@ class Store(StoreReads):
                 )
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                rollback(self.con)
                 raise
         finally:
             self.con.unregister("_crit_batch_notes")
@@ -492,7 +492,7 @@ class Store(StoreReads):
                     added[table] = self._count(table) - before
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                rollback(self.con)
                 raise
         finally:
             self.con.execute(f"DETACH {alias}")
