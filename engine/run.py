@@ -16,8 +16,10 @@ No note text is ever logged.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import duckdb
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from crit.engine.answering import DEFAULT_POLICY, Policy
 from crit.engine.answering.backend import Backend, Request, answer_key
 from crit.engine.answering.policy import EvidenceEngine, engine_identity
-from crit.engine.answering.registry import BackendFactory
+from crit.engine.answering.registry import BackendFactory, require
 from crit.engine.answers import Answer
 from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
 from crit.engine.notes.columns import NoteColumns, sex_of
@@ -35,6 +37,28 @@ from crit.engine.notes.shards import Shard
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run, raised as an interrupt so that the run is marked and its batches kept."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a run goes, SIGTERM (a scheduler's stop, `kill`) ends it as Ctrl-C does: marked 'interrupted',
+    not left 'running' until the next write. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Progress(BaseModel):
@@ -106,6 +130,7 @@ def run(
         raise CritError("--batch-size must be at least 1")
     if limit is not None and limit < 1:
         raise CritError("--limit must be at least 1")
+    require(backend_factory)  # a backend that cannot start here is said before any note is read
     reader = NoteReader(notes_source, columns)
     total = reader.count()
     if limit is not None:
@@ -138,64 +163,66 @@ def run(
     engine: EvidenceEngine | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
-    try:
-        # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
-        for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
-            changed = store.changed_notes(batch)
-            stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
-            todo = {n.note_id: set(keys.values()) if n.note_id in changed else stored.get(n.note_id, set()) for n in batch}
-            requests = to_ask(plan, batch, keys, todo)
-            cached = len(batch) * len(questions) - sum(len(r.questions) for r in requests)
-            answers: list[Answer] = []
-            passages: list[PassageRow] = []
-            if requests:
-                t0 = time.perf_counter()
-                if engine is None:
-                    start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
-                    engine = EvidenceEngine(start_model=start, gate=gate, policy=policy)
-                before = engine.model_calls
-                answers, passages = _answer(engine, requests, keys, progress)
-                calls += engine.model_calls - before
-                progress.model_seconds += time.perf_counter() - t0
-            result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
-            answers_new += result.answers_new
-            notes_changed += result.notes_changed
-            progress.notes_done += len(batch)
-            progress.questions_cached += cached
+    with _sigterm_interrupts():
+        try:
+            # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
+            for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
+                changed = store.changed_notes(batch)
+                stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
+                todo = {n.note_id: set(keys.values()) if n.note_id in changed else stored.get(n.note_id, set()) for n in batch}
+                requests = to_ask(plan, batch, keys, todo)
+                cached = len(batch) * len(questions) - sum(len(r.questions) for r in requests)
+                answers: list[Answer] = []
+                passages: list[PassageRow] = []
+                if requests:
+                    t0 = time.perf_counter()
+                    if engine is None:
+                        start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
+                        engine = EvidenceEngine(start_model=start, gate=gate, policy=policy)
+                    before = engine.model_calls
+                    answers, passages = _answer(engine, requests, keys, progress)
+                    calls += engine.model_calls - before
+                    progress.model_seconds += time.perf_counter() - t0
+                result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
+                answers_new += result.answers_new
+                notes_changed += result.notes_changed
+                progress.notes_done += len(batch)
+                progress.questions_cached += cached
+                progress.bad_rows = len(reader.bad_rows)
+                if on_progress:
+                    on_progress(progress.model_copy())
             progress.bad_rows = len(reader.bad_rows)
-            if on_progress:
-                on_progress(progress.model_copy())
-        progress.bad_rows = len(reader.bad_rows)
-        if progress.notes_done == 0:
-            raise CritError(
-                f"no note in '{notes_source}' can run ({len(reader.bad_rows)} bad row(s))"
-                + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
-            )
-        evaluation = evaluate(store.con, plan, keys)
-        errors, ungrounded = store.answer_counts(keys.values())
-        store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
-    except KeyboardInterrupt:
-        store.finish_run(run_id, "interrupted", "interrupted by the user (Ctrl-C)", bad_rows=len(reader.bad_rows))
-        raise
-    except CritError as e:
-        store.finish_run(run_id, "failed", str(e), bad_rows=len(reader.bad_rows))
-        raise
-    except (duckdb.IOException, duckdb.TransactionException, OSError) as e:
-        # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
-        # still lets it be written, and on the command line in one line.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        with contextlib.suppress(Exception):
-            store.finish_run(run_id, "failed", f"cannot write the store: {reason}", bad_rows=len(reader.bad_rows))
-        raise CritError(f"cannot write the store '{db_path}': {reason}; the batches committed before it are kept "
-                        "(free some space and run the same command to resume)") from None
-    except Exception as e:
-        store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
-        raise
-    finally:
-        if engine is not None:
-            engine.close()
-        store.close()
-        reader.close()
+            if progress.notes_done == 0:
+                raise CritError(
+                    f"no note in '{notes_source}' can run ({len(reader.bad_rows)} bad row(s))"
+                    + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
+                )
+            evaluation = evaluate(store.con, plan, keys)
+            errors, ungrounded = store.answer_counts(keys.values())
+            store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
+        except KeyboardInterrupt as e:
+            why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user (Ctrl-C)"
+            store.finish_run(run_id, "interrupted", why, bad_rows=len(reader.bad_rows))
+            raise
+        except CritError as e:
+            store.finish_run(run_id, "failed", str(e), bad_rows=len(reader.bad_rows))
+            raise
+        except (duckdb.IOException, duckdb.TransactionException, OSError) as e:
+            # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
+            # still lets it be written, and on the command line in one line.
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, "failed", f"cannot write the store: {reason}", bad_rows=len(reader.bad_rows))
+            raise CritError(f"cannot write the store '{db_path}': {reason}; the batches committed before it are kept "
+                            "(free some space and run the same command to resume)") from None
+        except Exception as e:
+            store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
+            raise
+        finally:
+            if engine is not None:
+                engine.close()
+            store.close()
+            reader.close()
     return RunSummary(
         run_id=run_id,
         status="done",

@@ -494,3 +494,85 @@ def test_a_merge_onto_a_full_disk_leaves_no_store(tmp_path: Path, small_disk: Pa
     result = CliRunner().invoke(cli, ["merge", str(out), str(shard)])
     assert result.exit_code == 1 and "No space left on device" in result.output, result.output
     assert list(small_disk.iterdir()) == []  # no 0-byte store, no temporary file
+
+
+# ---- the minor items ---------------------------------------------------------------------------------------
+
+def test_a_date_column_that_is_the_id_column_is_refused_not_ignored(tmp_path: Path) -> None:
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"note_id": "2024-01-01", "text": "Hypertension."}) + "\n")
+    result = CliRunner().invoke(cli, ["run", str(SMALL), str(notes), "--db", str(tmp_path / "d.duckdb"),
+                                      "--backend", "rules", "--date-column", "note_id"])
+    assert result.exit_code == 1
+    assert "--date-column note_id: that column holds the note id" in result.output
+
+
+def test_a_store_view_that_reads_a_file_fails_the_report_in_one_line(tmp_path: Path) -> None:
+    import duckdb
+
+    db = _report_store(tmp_path, "Creatinine 3.1 mg/dL.")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("x\n1\n")
+    con = duckdb.connect(str(db))
+    con.execute(f"CREATE OR REPLACE VIEW attrition AS SELECT * FROM read_csv('{secret}')")
+    con.close()
+    result = CliRunner().invoke(cli, ["report", str(db), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("error") and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_one_json_object_over_16_mb_is_one_bad_row_not_a_failed_file(tmp_path: Path) -> None:
+    from crit.engine.notes.reader import read_notes
+
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps([{"note_id": "big", "text": "x" * 17_000_000},
+                                {"note_id": "ok", "text": "Hypertension."}]))
+    notes, bad = read_notes(path)
+    assert [n.note_id for n in notes] == ["ok"] and len(bad) == 1
+
+
+def test_explain_analyze_is_refused(tmp_path: Path) -> None:
+    db = _report_store(tmp_path, "Creatinine 3.1 mg/dL.")
+    for statement in ("EXPLAIN ANALYZE SELECT 1", "explain  analyse select * from notes"):
+        result = CliRunner().invoke(cli, ["sql", str(db), statement])
+        assert result.exit_code == 1 and "EXPLAIN ANALYZE runs the statement" in result.output
+    assert CliRunner().invoke(cli, ["sql", str(db), "EXPLAIN SELECT 1"]).exit_code == 0
+
+
+def test_sigterm_marks_the_run_interrupted_and_keeps_its_batches(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import duckdb
+
+    db = tmp_path / "t.duckdb"
+    notes = _many_notes(tmp_path / "n.jsonl", 20_000)  # minutes of work: the signal comes long before the end
+    proc = subprocess.Popen([sys.executable, "-c", "from crit.cli import main; main()", "run", str(SMALL), str(notes),
+                             "--db", str(db), "--backend", "rules", "--batch-size", "20"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not db.exists():
+        time.sleep(0.2)
+    time.sleep(3.0)  # some batches committed
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    con = duckdb.connect(str(db), read_only=True)
+    (status, message), = con.execute("SELECT status, message FROM runs").fetchall()
+    kept = con.execute("SELECT count(*) FROM notes").fetchone()
+    con.close()
+    assert (status, message) == ("interrupted", "terminated (SIGTERM)")
+    assert kept is not None and 0 < kept[0] < 20_000
+
+
+def test_a_backend_that_cannot_start_here_is_said_before_any_note_is_read(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    db = tmp_path / "v.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(SMALL), str(ROOT / "tests/fixtures/run/notes.jsonl"), "--db", str(db),
+                                      "--backend", "vllm", "--model", str(tmp_path)])
+    assert result.exit_code == 1 and "vLLM is not installed" in result.output and "pip install" in result.output
+    assert not db.exists()

@@ -44,6 +44,15 @@ class BackendFactory(Protocol):
         ...
 
 
+def require(factory: BackendFactory) -> None:
+    """Check, before any note is read, that the backend can start on this machine: a factory's `require()`
+    (where it has one) finds its packages without importing them, and raises CritError with the install
+    hint. A run whose gate answers every question would otherwise finish without ever finding out."""
+    check = getattr(factory, "require", None)
+    if check is not None:
+        check()
+
+
 @cache
 def backends() -> dict[str, type]:
     """`--backend` name -> factory class, one per module of crit.engine.answering.backends, by name."""

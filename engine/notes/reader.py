@@ -176,7 +176,13 @@ class NoteReader:
                   "index_date": named.index_date_column}
         for attribute, (defaults, option) in ATTRIBUTES.items():
             column = _pick(columns, wanted[attribute], defaults, attribute, option)
-            if column is not None and column not in (self.id_column, self.text_column):
+            if column is not None and column in (self.id_column, self.text_column):
+                if wanted[attribute] is not None:  # named by the user: say why it cannot be, never ignore it
+                    held = "note id" if column == self.id_column else "note text"
+                    raise CritError(f"{option} {wanted[attribute]}: that column holds the {held}; "
+                                    f"name the column that holds the {attribute.replace('_', ' ')}")
+                continue  # a default name that is the id or text column: not an attribute
+            if column is not None:
                 self.attribute_columns[attribute] = column
         if self.id_column is None:
             raise CritError(
@@ -251,7 +257,9 @@ class NoteReader:
         if path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")) or suffix in (".jsonl", ".ndjson"):
             return "jsonl", ""  # read line by line in Python (_jsonl_records): exact, BOM and types checked
         if suffix == ".json":
-            return "json", "read_json_objects(?, format='auto')"
+            # Objects up to 1 GiB: DuckDB's 16 MB default made one long note fail the whole file. A note
+            # text longer than MAX_CHARS is still a bad row of its own.
+            return "json", "read_json_objects(?, format='auto', maximum_object_size=1073741824)"
         if suffix in (".csv", ".tsv") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
             # Read by Python's csv module with a declared dialect, not by a sniffer (see _csv_records).
             return "csv", ""

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
@@ -410,6 +411,8 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
     store = Store.open(db, read_only=True)
     try:
         data = _gather(store, run_id)
+    except duckdb.Error as e:  # a view another tool added that reads a file, a damaged table: one line
+        raise CritError(f"cannot read the store '{db}' for the report: {str(e).splitlines()[0]}") from None
     finally:
         store.close()
     env = Environment(loader=PackageLoader("crit.engine.report", "templates"), autoescape=True)

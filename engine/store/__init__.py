@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,6 +104,9 @@ class ShardMerge(BaseModel):
 class BatchResult(BaseModel):
     notes_changed: int  # notes whose text changed since stored: their old answers were dropped
     answers_new: int  # rows actually inserted (a row already there is left as it was)
+
+
+_ANALYZE = re.compile(r"\s*explain\s+analy[sz]e\b", re.I)
 
 
 def _schema_version(con: duckdb.DuckDBPyConnection, path: str) -> int | None:
@@ -530,6 +534,10 @@ class Store(StoreReads):
         if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
             raise CritError(f"crit sql is read-only: {kind.name} statements are refused "
                             "(hint: SELECT ..., WITH ... SELECT, DESCRIBE or SHOW)")
+        if kind == duckdb.StatementType.EXPLAIN and _ANALYZE.match(statements[0].query):
+            # EXPLAIN ANALYZE runs its statement (LOAD, CHECKPOINT, VACUUM, CREATE TEMP TABLE ...).
+            raise CritError("crit sql is read-only: EXPLAIN ANALYZE runs the statement it explains and is refused "
+                            "(hint: EXPLAIN without ANALYZE shows the plan)")
         try:
             cur = self.con.execute(sql)
             columns = [d[0] for d in cur.description] if cur.description else []

@@ -13,6 +13,7 @@ This file is the whole backend: the registry finds it by its FACTORY.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ class LlamaCppFactory:
     def __post_init__(self) -> None:
         if self.model is not None and not (Path(self.model).is_file() and self.model.endswith(".gguf")):
             raise CritError(f"--backend llamacpp takes a .gguf file as --model; '{self.model}' is not one")
+
+    def require(self) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise CritError(INSTALL_HINT)
 
     def _path(self) -> Path:
         return Path(self.model) if self.model is not None else locate_embedded_gguf()

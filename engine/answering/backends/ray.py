@@ -14,6 +14,7 @@ without it.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,12 @@ class RayFactory(ServerOptions):
     @property
     def engine(self) -> str:
         return "http" if self.base_url else "vllm"
+
+    def require(self) -> None:
+        if importlib.util.find_spec("ray") is None:
+            raise CritError(f"--backend ray: Ray Data LLM is not installed; {INSTALL_HINT}")
+        if self.engine == "vllm":
+            VLLMFactory(model=self.model, adapter=self.adapter).require()
 
     def identity(self) -> str:
         if self.engine == "http":

@@ -20,6 +20,7 @@ that replaced it and would generate unconstrained text.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -278,6 +279,10 @@ class VLLMFactory:
 
     def __post_init__(self) -> None:
         self.model = require_model("vllm", self.model, "a local Hugging Face model folder")
+
+    def require(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise CritError(f"--backend vllm: vLLM is not installed; {INSTALL_HINT}")
 
     def identity(self) -> str:
         from crit.engine.answering.backends.vllm import engine_spec, model_identity
