@@ -22,8 +22,9 @@ if ! llama_completes; then
     pip install --force-reinstall --no-deps llama-cpp-python==0.3.36
     llama_completes || { echo "llama-cpp-python still crashes after a portable rebuild" >&2; exit 1; }
 fi
-# The report's browser test drives Debian's headless Chromium (it skips when chromium is absent).
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+# The report's browser test drives Debian's headless Chromium through its driver (it skips when either is
+# absent): install both when either is missing.
+if { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
     { $sudo apt-get update && $sudo apt-get install -y chromium chromium-driver; } \
         || echo "could not install chromium: the browser tests will skip" >&2
