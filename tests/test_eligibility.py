@@ -538,7 +538,7 @@ def test_n2c2_hba1c_matches_the_answers() -> None:
 def test_aristotle_rules_sql_matches_its_golden_file():
     """The SQL aristotle.crit compiles to, as text (sqlglot's fixture style): a change in the generated SQL
     shows as a diff of tests/fixtures/rules/aristotle.sql. After a deliberate change, regenerate it with
-    CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_rules.py -k golden, and read the diff before committing."""
+    CRIT_UPDATE_GOLDEN=1 python -m pytest tests/test_eligibility.py -k golden, and read the diff before committing."""
     import os
 
     from crit.engine.eligibility.compile import rules_sql

@@ -576,3 +576,16 @@ def test_a_backend_that_cannot_start_here_is_said_before_any_note_is_read(tmp_pa
                                       "--backend", "vllm", "--model", str(tmp_path)])
     assert result.exit_code == 1 and "vLLM is not installed" in result.output and "pip install" in result.output
     assert not db.exists()
+
+
+# ---- a store's file name is not a name in its SQL ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["x", "o"])
+def test_a_store_named_like_an_alias_of_the_rules_sql_runs(tmp_path: Path, name: str) -> None:
+    """DuckDB names a database by its file: x.duckdb is catalog x, and the rules' `x.answer.value` once
+    read as catalog x, table answer, so every run into x.duckdb failed after all its answers were stored."""
+    db = tmp_path / f"{name}.duckdb"
+    result = CliRunner().invoke(cli, ["run", str(ROOT / "criteria/aristotle.crit"),
+                                      str(ROOT / "examples/mtsamples-sample.jsonl"), "--db", str(db), "--backend", "rules",
+                                      "--limit", "3"])
+    assert result.exit_code == 0, result.output

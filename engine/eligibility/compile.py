@@ -569,10 +569,10 @@ def _note_decisions_sql(plan: Plan) -> str:
 )""",
         """picked AS NOT MATERIALIZED (
     SELECT a.note_id, a.question, a.answer_key, a.na, a.error,
-        CASE WHEN o.best IS NULL THEN a.value ELSE o.best.value END AS value,
-        CASE WHEN o.best IS NULL THEN a.unit ELSE o.best.unit END AS unit,
-        CASE WHEN o.best IS NULL THEN a.span_start ELSE o.best.span_start END AS span_start,
-        CASE WHEN o.best IS NULL THEN a.span_end ELSE o.best.span_end END AS span_end
+        CASE WHEN o.best IS NULL THEN a.value ELSE (o.best).value END AS value,
+        CASE WHEN o.best IS NULL THEN a.unit ELSE (o.best).unit END AS unit,
+        CASE WHEN o.best IS NULL THEN a.span_start ELSE (o.best).span_start END AS span_start,
+        CASE WHEN o.best IS NULL THEN a.span_end ELSE (o.best).span_end END AS span_end
     FROM chosen a
     LEFT JOIN ordered o ON o.note_id = a.note_id AND o.question = a.question AND o.answer_key = a.answer_key
 )""",
@@ -742,9 +742,11 @@ def _answer_values_sql(plan: Plan) -> str:
                        "NULL::BIGINT AS span_start, NULL::BIGINT AS span_end, NULL::VARCHAR AS patient_id, "
                        "NULL::DATE AS note_date, NULL::BIGINT AS source_row WHERE FALSE")
     listed = [f"{{'question': {literal(q.name)}, 'answer': {_col('a', q.name)}}}" for q in plan.questions]
-    return head + f"""SELECT note_id, x.question, x.answer.value AS value, x.answer.unit AS unit,
-    x.answer.converted AS converted, CASE WHEN x.answer IS NULL THEN 'missing' ELSE x.answer.reason END AS reason,
-    x.answer.span_start AS span_start, x.answer.span_end AS span_end, patient_id, note_date, source_row
+    # (x.answer).field, not x.answer.field: a three-part name would be read as catalog.table.column in a
+    # store whose file is named x.duckdb.
+    return head + f"""SELECT note_id, x.question, (x.answer).value AS value, (x.answer).unit AS unit,
+    (x.answer).converted AS converted, CASE WHEN x.answer IS NULL THEN 'missing' ELSE (x.answer).reason END AS reason,
+    (x.answer).span_start AS span_start, (x.answer).span_end AS span_end, patient_id, note_date, source_row
 FROM (SELECT note_id, patient_id, note_date, source_row, unnest([
         {_lines(listed)}
     ]) AS x FROM {_NOTE_LEVEL.decisions})"""
@@ -770,8 +772,8 @@ def _patient_answers_sql(plan: Plan) -> str:
     }) for k, w, q in reads]
     by_question = " ".join(f"WHEN {literal(q.name)} THEN d.{_col('a', q.name)}" for q in plan.questions)
     return head + f"""SELECT x.patient_id, x.question, x.window_id, x.time_window, x.window_start, x.index_date,
-    x.converted, x.reason, x.answer.value AS value, x.answer.unit AS unit, x.note_id, x.note_date,
-    x.answer.span_start AS span_start, x.answer.span_end AS span_end, x.notes
+    x.converted, x.reason, (x.answer).value AS value, (x.answer).unit AS unit, x.note_id, x.note_date,
+    (x.answer).span_start AS span_start, (x.answer).span_end AS span_end, x.notes
 FROM (
     SELECT u.*, d.note_date, CASE u.question {by_question} END AS answer
     FROM (SELECT patient_id, index_date, unnest([
