@@ -288,7 +288,6 @@ class TransformersFactory:
         }
 
     def create(self) -> Backend:
-        from crit.engine.answering.backends.transformers import TransformersBackend
         from crit.engine.answering.model import load_model
 
         loaded = load_model(self.model, self.adapter, device=self.device)

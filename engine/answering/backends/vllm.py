@@ -285,8 +285,6 @@ class VLLMFactory:
             raise CritError(f"--backend vllm: vLLM is not installed; {INSTALL_HINT}")
 
     def identity(self) -> str:
-        from crit.engine.answering.backends.vllm import engine_spec, model_identity
-
         assert self.model is not None
         return model_identity(engine_spec(self.model, self.adapter).model, self.adapter)
 
@@ -294,8 +292,6 @@ class VLLMFactory:
         return {"model": self.model, "adapter": self.adapter, "max_tokens": self.max_tokens}
 
     def create(self) -> Backend:
-        from crit.engine.answering.backends.vllm import VLLMBackend
-
         assert self.model is not None
         return VLLMBackend(self.model, self.adapter, max_tokens=self.max_tokens)
 
