@@ -158,7 +158,8 @@ class Trial(Node):
 
 
 class QuestionDecl(Node):
-    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [aka ...] [cap N] [guide "..."] [gate off]`."""
+    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [assumed] [aka ...] [cap N] [guide "..."]
+    [gate off]`."""
 
     kind: Literal["question"] = "question"
     type: Literal["boolean", "numeric"]
@@ -172,6 +173,9 @@ class QuestionDecl(Node):
     # `gate off`: ask the question even when no passage of a note mentions its terms
     # (for findings whose wordings cannot be listed in `aka`).
     gate: bool = True
+    # `in mg/dL assumed`: a number the note writes with no unit is in mg/dL ("Creatinine 1.4"). Without it, a
+    # bare number is read in the question's unit only where that unit has no dimension (%, points).
+    unit_assumed: bool = False
     phrase_span: Span | None = Field(default=None, repr=False)
     unit_span: Span | None = Field(default=None, repr=False)
 

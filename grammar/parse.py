@@ -125,6 +125,9 @@ class _ToAst(Transformer):
     def gate_off(self, meta, items):
         return ("gate", False, _span(meta))
 
+    def assumed(self, meta, items):
+        return ("unit_assumed", True, _span(meta))
+
     def signed_number(self, meta, items):
         value = _number(items[-1])
         return -value if len(items) == 2 else value
@@ -315,7 +318,7 @@ def _diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic
 def _expected_label(expected: set[str]) -> str:
     # A long list of alternatives helps nobody; the hint line carries the advice then.
     text = _expected_text(expected)
-    return f"expected {text}" if text.count(",") < 5 else "not expected here"
+    return f"expected {text}" if text.count(",") < 6 else "not expected here"
 
 
 def _hint(expected: set[str], got: str) -> str | None:

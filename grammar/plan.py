@@ -87,6 +87,9 @@ class Plan(BaseModel):
     windows: list[WindowSpec] = []  # in the order rules first use them
     index: Literal["first note", "last note"] = "last note"  # what a patient's windows end at
     rules_fingerprint: str
+    # Numeric questions whose unit a bare number is read in (`in mg/dL assumed`); a unit with no dimension
+    # (%, points) reads bare numbers anyway (units.has_no_dimension).
+    unit_assumed: list[str] = []
 
     def question(self, name: str) -> Question:
         return next(q for q in self.questions if q.name == name)
@@ -153,6 +156,7 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
             if isinstance(node, ast.Window) and window_spec(node) not in windows:
                 windows.append(window_spec(node))
     index = file.of(ast.IndexDecl)[0].anchor if file.of(ast.IndexDecl) else "last note"
+    assumed = sorted(q.name for q in file.of(ast.QuestionDecl) if q.unit_assumed)
     rules = {
         "lets": [l.meaning() for l in lets],
         "criteria": [c.meaning() for c in file.criteria],
@@ -162,6 +166,8 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
         "units": {q.name: q.unit for q in questions if q.unit is not None},
         "index": index,
     }
+    if assumed:  # only when a file says it, so the fingerprints of files that do not are unchanged
+        rules["unit_assumed"] = assumed
     trial = file.trial
     return Plan(
         trial_id=trial.id if trial else None,
@@ -178,6 +184,7 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
         windows=windows,
         index=index,
         rules_fingerprint=hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16],
+        unit_assumed=assumed,
     )
 
 

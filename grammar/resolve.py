@@ -121,6 +121,9 @@ class _Checker:
     def check_question(self, q: ast.QuestionDecl) -> None:
         if not q.phrase.strip():
             self.error("E112", f"'{q.name}' has an empty phrase", q.phrase_span, hint="say what to look for in the note")
+        if q.unit_assumed and q.unit is None:
+            self.error("E115", f"'{q.name}' says `assumed` but names no unit to assume", q.span,
+                       hint="write the unit first: in mg/dL assumed")
         if q.type == "boolean":
             for what, value in (("an order", q.order), ("a unit", q.unit), ("a cap", q.cap)):
                 if value is not None:

@@ -333,6 +333,16 @@ def is_known_unit(text: str) -> bool:
     return normalise_unit(text) is not None
 
 
+def has_no_dimension(text: str) -> bool:
+    """True for a unit a bare number cannot be mistaken in: % (and other ratios) or points of a score.
+    mg/dL, kg or °C have a dimension: "weight 180" might be pounds."""
+    parts = _parse(_spelling(text) or "")
+    if not parts:
+        return False
+    dimensionality = dict(_quantity(parts)[1].dimensionality)
+    return dimensionality in ({}, {"[score]": 1})
+
+
 def names_a_unit(text: str) -> bool:
     """True when ``text`` names a unit of measure, whether or not crit can convert it ("stone", "pint",
     "grain", "mg/kg/min"): a word a note writes after a number as its unit, never to be read as the

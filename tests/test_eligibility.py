@@ -52,14 +52,14 @@ boolean hf "heart failure"
 boolean htn "hypertension"
 boolean diabetes "diabetes mellitus"
 boolean stroke "a prior stroke"
-numeric creat highest "creatinine" in mg/dL
-numeric hgb lowest "hemoglobin" in g/dL
+numeric creat highest "creatinine" in mg/dL assumed
+numeric hgb lowest "hemoglobin" in g/dL assumed
 numeric lvef lowest "left ventricular ejection fraction" in % cap 55
-numeric age value "age" in years
-numeric alt highest "alanine aminotransferase" in U/L
-numeric bili highest "total bilirubin" in mg/dL
-numeric glucose highest "glucose" in mg/dL
-numeric platelets lowest "platelet count" in 10^3/uL
+numeric age value "age" in years assumed
+numeric alt highest "alanine aminotransferase" in U/L assumed
+numeric bili highest "total bilirubin" in mg/dL assumed
+numeric glucose highest "glucose" in mg/dL assumed
+numeric platelets lowest "platelet count" in 10^3/uL assumed
 numeric x value "score x" in points
 range creat male 0.7..1.3 female 0.6..1.1
 range hgb male 13.5..17.5 female 12.0..15.5
@@ -259,8 +259,8 @@ def test_missing_policy_applies_to_unknown_sex() -> None:
 TRIAL = """trial T-2 "eligibility"
 boolean af "atrial fibrillation"
 boolean bleeding "active bleeding"
-numeric creat highest "creatinine" in mg/dL
-numeric age value "age" in years
+numeric creat highest "creatinine" in mg/dL assumed
+numeric age value "age" in years assumed
 include "adult": age >= 18
 include "AF": af
 exclude "renal": creat > 2.5 mg/dL

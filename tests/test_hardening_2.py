@@ -145,9 +145,13 @@ def test_a_sqlite_file_as_a_shard_or_a_source_is_refused_without_reaching_for_an
 
 UNITS_CRIT = """trial U-1
 numeric weight highest "weight" in kg
+numeric creat highest "creatinine" in mg/dL assumed
+numeric lvef lowest "LVEF" in %
 numeric temp highest "temperature" in °C
 exclude "heavy": weight > 150 kg
 exclude "fever": temp > 38 °C
+exclude "renal": creat > 2.5 mg/dL
+exclude "low EF": lvef < 30
 """
 
 
@@ -155,7 +159,9 @@ exclude "fever": temp > 38 °C
     ("Weight 180 lbs.", "weight", 81.65), ("Weight 176 pounds.", "weight", 79.83), ("Weight 80 kg.", "weight", 80.0),
     ("Weight 12 stone.", "weight", None), ("Temperature 98.6 °F.", "temp", 37.0), ("Temperature 98.6 F.", "temp", 37.0),
     ("Temperature 98.6 degrees Fahrenheit.", "temp", 37.0), ("Temperature 310 K.", "temp", 36.85),
-    ("Temperature 37.5 C.", "temp", 37.5), ("Weight 80 and stable.", "weight", 80.0),
+    ("Temperature 37.5 C.", "temp", 37.5), ("Weight 80 and stable.", "weight", None),  # bare: pounds? kg?
+    ("Creatinine 1.4.", "creat", 1.4),  # bare, and the question says `assumed`
+    ("LVEF 35.", "lvef", 35.0),  # bare, and % has no dimension
 ])
 def test_a_written_unit_is_converted_or_makes_the_value_unknown(tmp_path: Path, text: str, question: str,
                                                                  converted: float | None) -> None:
@@ -589,3 +595,12 @@ def test_a_store_named_like_an_alias_of_the_rules_sql_runs(tmp_path: Path, name:
                                       str(ROOT / "examples/mtsamples-sample.jsonl"), "--db", str(db), "--backend", "rules",
                                       "--limit", "3"])
     assert result.exit_code == 0, result.output
+
+
+def test_assumed_needs_a_unit_to_assume(tmp_path: Path) -> None:
+    crit_file = tmp_path / "a.crit"
+    crit_file.write_text('trial A-1\nnumeric score value "frailty score" assumed\ninclude "frail": score > 3\n')
+    result = CliRunner().invoke(cli, ["check", str(crit_file)])
+    assert result.exit_code == 1
+    assert "error[E115]: 'score' says `assumed` but names no unit to assume" in result.output
+    assert "= hint: write the unit first: in mg/dL assumed" in result.output

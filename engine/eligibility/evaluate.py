@@ -202,6 +202,8 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
         q = numeric[name]
         if q.unit is None:  # a unitless question compares numbers as reported
             lin: units.Linear | None = units.IDENTITY
+        elif not unit and q.name not in plan.unit_assumed and not units.has_no_dimension(q.unit):
+            lin = None  # a bare number for a question in kg or °C: it might be pounds or Fahrenheit (reason unit)
         else:
             lin = units.linear(unit or None, q.unit, analyte(q), plan.conversions)
         maps.append((name, unit, lin.factor if lin else None, lin.offset if lin else None))
