@@ -44,19 +44,21 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def _sigterm_interrupts() -> Iterator[list[bool]]:
     """While a run goes, SIGTERM (a scheduler's stop, `kill`) ends it as Ctrl-C does: marked 'interrupted',
     not left 'running' until the next write. Only the main thread can take signals."""
+    received: list[bool] = []  # set once the signal came: DuckDB, interrupted mid-query, raises its own error
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def stop(signum: int, frame: object) -> None:
+        received.append(True)
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -163,7 +165,7 @@ def run(
     engine: EvidenceEngine | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
-    with _sigterm_interrupts():
+    with _sigterm_interrupts() as terminated:
         try:
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
             for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
@@ -204,19 +206,23 @@ def run(
             why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user (Ctrl-C)"
             store.finish_run(run_id, "interrupted", why, bad_rows=len(reader.bad_rows))
             raise
-        except CritError as e:
-            store.finish_run(run_id, "failed", str(e), bad_rows=len(reader.bad_rows))
-            raise
-        except (duckdb.IOException, duckdb.TransactionException, OSError) as e:
-            # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
-            # still lets it be written, and on the command line in one line.
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            with contextlib.suppress(Exception):
-                store.finish_run(run_id, "failed", f"cannot write the store: {reason}", bad_rows=len(reader.bad_rows))
-            raise CritError(f"cannot write the store '{db_path}': {reason}; the batches committed before it are kept "
-                            "(free some space and run the same command to resume)") from None
         except Exception as e:
-            store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=len(reader.bad_rows))
+            bad = len(reader.bad_rows)
+            if terminated:  # the signal reached a DuckDB call, which ended with an error of its own
+                store.finish_run(run_id, "interrupted", "terminated (SIGTERM)", bad_rows=bad)
+                raise Terminated() from None
+            if isinstance(e, CritError):
+                store.finish_run(run_id, "failed", str(e), bad_rows=bad)
+                raise
+            if isinstance(e, (duckdb.IOException, duckdb.TransactionException, OSError)):
+                # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
+                # still lets it be written, and on the command line in one line.
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                with contextlib.suppress(Exception):
+                    store.finish_run(run_id, "failed", f"cannot write the store: {reason}", bad_rows=bad)
+                raise CritError(f"cannot write the store '{db_path}': {reason}; the batches committed before it are "
+                                "kept (free some space and run the same command to resume)") from None
+            store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=bad)
             raise
         finally:
             if engine is not None:
