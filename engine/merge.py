@@ -12,11 +12,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 from pydantic import BaseModel
 
 from crit.engine.eligibility import load_plan, stored_plan
 from crit.engine.eligibility.evaluate import evaluate
+from crit.engine.sql import WRITE_ERRORS
 from crit.engine.store import Store
 from crit.engine.store.schema import MERGED_TABLES
 from crit.grammar.errors import CritError
@@ -61,7 +61,7 @@ def merge_stores(out: str | Path, shards: Sequence[str | Path], crit_file: str |
         if building != target:
             for leftover in (building, building.with_name(building.name + ".wal")):
                 leftover.unlink(missing_ok=True)
-        if isinstance(e, (duckdb.IOException, duckdb.TransactionException, OSError)):
+        if isinstance(e, WRITE_ERRORS):
             raise CritError(f"cannot write the store '{out}': {str(e).splitlines()[0]}") from None
         raise
     return summary

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answering import DEFAULT_POLICY, Policy
@@ -34,6 +33,7 @@ from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
 from crit.engine.notes.columns import NoteColumns, sex_of
 from crit.engine.notes.reader import BadRow, Note, NoteReader
 from crit.engine.notes.shards import Shard
+from crit.engine.sql import WRITE_ERRORS
 from crit.engine.store import PassageRow, RunInfo, Store
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
@@ -214,7 +214,7 @@ def run(
             if isinstance(e, CritError):
                 store.finish_run(run_id, "failed", str(e), bad_rows=bad)
                 raise
-            if isinstance(e, (duckdb.IOException, duckdb.TransactionException, OSError)):
+            if isinstance(e, WRITE_ERRORS):
                 # A full disk, a store on a removed drive: the OS's own words, in the run record where the disk
                 # still lets it be written, and on the command line in one line.
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__

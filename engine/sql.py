@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 OFFLINE: dict[str, bool] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
@@ -31,6 +33,11 @@ def is_sqlite_file(path: str | Path) -> bool:
             return f.read(16) == b"SQLite format 3\x00"
     except OSError:
         return False
+
+
+# What a write to a store raises when the disk or the file fails it (a full disk: DuckDB's IOException, or
+# its TransactionException at COMMIT; a removed drive: OSError): said to the user in one line.
+WRITE_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, duckdb.TransactionException, OSError)
 
 
 def rollback(con: Any) -> None:

@@ -343,6 +343,7 @@ def has_no_dimension(text: str) -> bool:
     return dimensionality in ({}, {"[score]": 1})
 
 
+@functools.lru_cache(maxsize=4096)
 def names_a_unit(text: str) -> bool:
     """True when ``text`` names a unit of measure, whether or not crit can convert it ("stone", "pint",
     "grain", "mg/kg/min"): a word a note writes after a number as its unit, never to be read as the

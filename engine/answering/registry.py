@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import pkgutil
 import re
 from functools import cache
 from pathlib import Path
@@ -55,17 +54,13 @@ def require(factory: BackendFactory) -> None:
 
 @cache
 def backends() -> dict[str, type]:
-    """`--backend` name -> factory class, one per module of crit.engine.answering.backends, by name."""
+    """`--backend` name -> factory class: the FACTORY of each backend file (backend_names), imported."""
     from crit.engine.answering import backends as package
 
-    found: dict[str, type] = {}
-    for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__)):
-        factory = getattr(importlib.import_module(f"{package.__name__}.{module}"), "FACTORY", None)
-        if factory is not None:
-            found[factory.name] = factory
-    return found
+    return {name: importlib.import_module(f"{package.__name__}.{name}").FACTORY for name in backend_names()}
 
 
+@cache
 def _sources() -> dict[str, str]:
     """Each backend file's text, by module name: read, not imported."""
     from crit.engine.answering import backends as package

@@ -33,7 +33,7 @@ from crit.engine.notes.columns import ATTRIBUTES, ID_COLUMNS, TEXT_COLUMNS, Note
 from crit.engine.sql import OFFLINE, ident, is_sqlite_file, literal
 from crit.grammar.errors import CritError
 
-# Column names tried, in order, when the user names none (compared case-insensitively).
+# The attributes read as dates (parse_date).
 _DATE_ATTRIBUTES = ("note_date", "index_date")
 
 # Longer texts are almost always a broken export (a whole file in one cell), not a note.

@@ -172,7 +172,8 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
 
 def _unit_after(note_text: str, at: int, limit: int, temperature: bool) -> tuple[str | None, int]:
     """The unit written right after a number ending at `at`, and where it ends: a unit crit reads, a word
-    that is not one of _NOT_UNITS (kept as written, so it never passes for the question's unit), or None."""
+    that names a unit crit cannot read (kept as written, so it never passes for the question's unit), or
+    None."""
     found = _UNIT.match(note_text, at, limit)
     if not found:
         return None, at
@@ -182,7 +183,7 @@ def _unit_after(note_text: str, at: int, limit: int, temperature: bool) -> tuple
         letter = _TEMPERATURE_LETTERS.get(written.lower()) if temperature else None
         if letter is not None:
             return letter, end
-        return (written, end) if written.lower() not in ("x",) and units.is_known_unit(written) else (None, at)
+        return (written, end) if units.is_known_unit(written) else (None, at)  # "5 g"; "F" alone is no unit here
     if units.is_known_unit(written):
         return written, end
     if written.lower() in _NOT_UNITS or not units.names_a_unit(written):

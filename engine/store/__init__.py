@@ -193,13 +193,8 @@ class Store(StoreReads):
         return store
 
     def _create(self) -> None:
-        version = self._schema_version()
-        if version is not None and version > SCHEMA_VERSION:
-            raise CritError(
-                f"store '{self.path}' was written by a newer crit (schema {version}; this crit knows {SCHEMA_VERSION})"
-            )
-        if version is None and self._has_table("answers"):
-            raise CritError(f"'{self.path}' holds an `answers` table that crit did not create; use another --db file")
+        """Create or upgrade the schema; a file crit did not make, or a newer store, was refused before it
+        was opened for writing (_refuse_a_foreign_file)."""
         self.con.execute("BEGIN TRANSACTION")
         for sql in SCHEMA:
             self.con.execute(sql)
@@ -221,15 +216,6 @@ class Store(StoreReads):
         return [r[0] for r in self.con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name = coalesce(?, current_database()) "
             "AND schema_name = 'main' ORDER BY column_index", [table, database]).fetchall()]
-
-    def _has_table(self, name: str) -> bool:
-        row = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
-        ).fetchall()[0]
-        return bool(row and row[0])
-
-    def _schema_version(self) -> int | None:
-        return _schema_version(self.con, self.path)
 
     def close(self) -> None:
         self.con.close()
