@@ -37,6 +37,7 @@ def test_iso_dates_and_datetimes_pass(text: str, day: date | None) -> None:
     assert parse_date(text) == day
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 @settings(max_examples=10_000, deadline=None)
 @given(st.text(max_size=40))
 def test_any_string_is_a_date_none_or_a_value_error(text: str) -> None:
@@ -186,6 +187,7 @@ _NOT_MASS = ["stone", "grain", "pint", "mmHg", "mg/dL", "°F", "°C", "%", "cm",
              "gallon", "mL", "bar", "cup"]
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 @settings(max_examples=10_000, deadline=None)
 @given(value=st.decimals(min_value="0.1", max_value="999.9", places=1), unit=st.sampled_from(_MASS + _NOT_MASS),
        space=st.sampled_from(["", " "]))
@@ -222,6 +224,7 @@ def test_a_deeply_nested_jsonl_line_is_one_bad_row(tmp_path: Path) -> None:
 _LINE = st.one_of(st.binary(max_size=60), st.from_regex(rb'\{"note_id": ?"[a-z0-9]{1,4}", ?"text": ?".{0,20}"\}'))
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 @settings(max_examples=200, deadline=None)  # 200 files of 50 lines: 10,000 lines a run
 @given(st.lists(_LINE.map(lambda b: b.replace(b"\n", b" ").replace(b"\r", b" ")), min_size=50, max_size=50))
 def test_any_bytes_in_a_line_are_a_note_or_a_bad_row(tmp_path_factory, lines: list[bytes]) -> None:
@@ -255,6 +258,7 @@ def test_escape_sequences_in_notes_and_labels_reach_the_terminal_escaped(tmp_pat
         assert "\\x1b" in result.output
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 @settings(max_examples=10_000, deadline=None)
 @given(st.text(max_size=30))
 def test_printable_leaves_no_control_character(text: str) -> None:
@@ -491,6 +495,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_its_record_keeps_the_os_error(
     assert kept and kept[0] > 0  # the batches committed before the disk filled are there
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 def test_a_merge_onto_a_full_disk_leaves_no_store(tmp_path: Path, small_disk: Path) -> None:
     shard = tmp_path / "shard.duckdb"
     run_args = ["run", str(SMALL), str(_many_notes(tmp_path / "n.jsonl", 2000)), "--db", str(shard), "--backend", "rules",
@@ -545,6 +550,7 @@ def test_explain_analyze_is_refused(tmp_path: Path) -> None:
     assert CliRunner().invoke(cli, ["sql", str(db), "EXPLAIN SELECT 1"]).exit_code == 0
 
 
+@pytest.mark.slow  # 10,000 cases or a real process or disk: CI runs it, the fast suite does not
 def test_sigterm_marks_the_run_interrupted_and_keeps_its_batches(tmp_path: Path) -> None:
     import signal
     import subprocess
