@@ -610,3 +610,15 @@ def test_assumed_needs_a_unit_to_assume(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "error[E115]: 'score' says `assumed` but names no unit to assume" in result.output
     assert "= hint: write the unit first: in mg/dL assumed" in result.output
+
+
+def test_a_shard_whose_schema_version_is_not_a_number_is_refused_in_one_line(tmp_path: Path) -> None:
+    import duckdb
+
+    shard = tmp_path / "shard.duckdb"
+    con = duckdb.connect(str(shard))
+    con.execute("CREATE TABLE meta (key VARCHAR, value VARCHAR); INSERT INTO meta VALUES ('schema_version', 'three')")
+    con.close()
+    result = CliRunner().invoke(cli, ["merge", str(tmp_path / "out.duckdb"), str(shard)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "its schema version 'three' is not a whole number" in result.output

@@ -457,9 +457,12 @@ class Store(StoreReads):
             if "meta" not in present:
                 raise CritError(f"'{shard}' is not a crit store (no meta table)")
             row = self.con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else None
-            if version is None:
+            if row is None:
                 raise CritError(f"'{shard}' is not a crit store (no schema version)")
+            if not str(row[0]).isdigit():
+                raise CritError(f"'{shard}' is not a crit store (its schema version {str(row[0])[:20]!r} is not a "
+                                "whole number)")
+            version = int(row[0])
             if version > SCHEMA_VERSION:
                 raise CritError(f"shard store '{shard}' was written by a newer crit (schema {version})")
             # Notes already merged with another text: their answers are about different texts (both kept).
