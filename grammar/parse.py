@@ -196,6 +196,16 @@ class _ToAst(Transformer):
         op = "=" if str(op) == "==" else str(op)
         return ast.Compare(op=op, left=left, right=right, span=_span(meta))
 
+    def between(self, meta, items):
+        """`x between L and H` is `x >= L and x <= H`; "between 7 and 10 %" gives the 7 its %."""
+        left, _, low, high = items
+        if isinstance(low, ast.Quantity) and low.unit is None and isinstance(high, ast.Quantity) and high.unit:
+            low = low.model_copy(update={"unit": high.unit})
+        span = _span(meta)
+        return ast.And(args=[ast.Compare(op=">=", left=left, right=low, span=_join(left.span, low.span)),
+                             ast.Compare(op="<=", left=left, right=high, span=_join(left.span, high.span))],
+                       span=span)
+
     def range_test(self, meta, items):
         return ast.RangeTest(side=str(items[1]), operand=items[0], span=_span(meta))
 
@@ -262,7 +272,7 @@ _HUMAN = {
     "SEX": "male, female or any", "COMP_OP": "a comparison (>, >=, <, <=, =, !=)", "COLON": "':'",
     "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='", "MISSING_POLICY": "met, not met or unknown",
     "CRITERION_KIND": "include or exclude", "__ANON_0": "'..'", "TRIAL_ID": "a trial id (e.g. NCT00412984)",
-    "BOOL": "true or false", "INDEX_ANCHOR": "first note or last note", "RANGE_SIDE": "above, below or within", "MINUS": "'-'", "AGGREGATE": "any, all or count", "BOUND_FN": "uln or lln",
+    "BOOL": "true or false", "INDEX_ANCHOR": "first note or last note", "RANGE_SIDE": "above, below or within", "BETWEEN": "'between'", "MINUS": "'-'", "AGGREGATE": "any, all or count", "BOUND_FN": "uln or lln",
 }
 _STATEMENT_STARTS = {"TRIAL", "QTYPE", "RANGE", "LET", "CRITERION_KIND", "CONVERT", "INDEX"}
 
@@ -321,7 +331,19 @@ def _expected_label(expected: set[str]) -> str:
     return f"expected {text}" if text.count(",") < 6 else "not expected here"
 
 
+# Operators other languages spell another way, and what crit writes for them.
+_FOREIGN_OPERATORS = {"AND": "and", "&&": "and", "&": "and", "OR": "or", "||": "or", "|": "or", "NOT": "not",
+                      "!": "not", "BETWEEN": "between"}
+
+
 def _hint(expected: set[str], got: str) -> str | None:
+    if got in _FOREIGN_OPERATORS:
+        word = _FOREIGN_OPERATORS[got]
+        if word == "between":
+            return "write 'between' in lower case, e.g. hba1c between 7 and 10 %"
+        return f"write '{word}': crit's operators are the lower-case words and, or, not"
+    if got.startswith('"') and ("COMP_OP" in expected or "SEX_VALUE" in expected or "NAME" in expected):
+        return "values in a rule are not quoted: write sex = female, or a question's name"
     if "__ANON_0" in expected or (got == "-" and "NUMBER" in expected):
         return "write a range as low..high, e.g. male 0.7..1.3 female 0.6..1.1"
     if expected == {"UNIT"} or ("UNIT" in expected and "NAME" not in expected and got and got[0].isdigit()):

@@ -179,6 +179,7 @@ _ATOM_SPELLINGS: dict[_Atom, tuple[str, ...]] = {
     _Atom("IU", "international_unit"): ("iu",),
     _Atom("mIU", "mIU"): ("miu",),
     _Atom("uIU", "uIU"): ("uiu",),
+    _Atom("ms", "millisecond"): ("ms", "msec", "msecs", "millisecond", "milliseconds"),  # QTc, PR intervals
     _Atom("s", "second"): ("s", "sec", "secs", "second", "seconds"),
     _Atom("min", "minute"): ("min", "mins", "minute", "minutes"),
     _Atom("h", "hour"): ("h", "hr", "hrs", "hour", "hours"),

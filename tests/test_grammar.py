@@ -176,3 +176,25 @@ def test_language_gaps_real_criteria_files_hit(tmp_path):
     assert plan.ranges["alt"].male_low == plan.ranges["alt"].female_low == 7
     assert units.convert(100.4, "°F", "°C") == pytest.approx(38.0)
     assert units.convert(120, "beats/min", "bpm") == 120 and units.convert(16, "breaths/min", "/min") == 16
+
+
+def test_between_is_both_ends_included_and_binds_tighter_than_and() -> None:
+    """`x between L and H` is `x >= L and x <= H`, a bare low end takes the high end's unit, and the
+    `and` inside `between` is not the boolean `and` around it."""
+    from crit.engine.eligibility.compile import rules_sql
+
+    head = 'boolean t2dm "type 2 diabetes"\nboolean dka "ketoacidosis"\nnumeric hba1c last "hemoglobin A1c" in %\n'
+    written = check_source(head + 'include "a": t2dm and hba1c between 7 and 10 % and not dka\n').plan
+    spelled = check_source(head + 'include "a": t2dm and (hba1c >= 7 % and hba1c <= 10 %) and not dka\n').plan
+    assert written is not None and spelled is not None
+    assert rules_sql(written) == rules_sql(spelled)
+    mixed = check_source('numeric creat highest "creatinine" in mg/dL\ninclude "a": creat between 60 umol/L and 1.5 mg/dL\n')
+    assert mixed.plan is not None  # each end keeps its own unit when both write one
+
+
+def test_intervals_in_milliseconds() -> None:
+    from crit.grammar import units
+
+    plan = check_source('numeric qtc highest "QTc interval" in ms\nexclude "long QT": qtc > 0.47 s\n').plan
+    assert plan is not None and plan.question("qtc").unit == "ms"
+    assert units.convert(470, "msec", "s") == pytest.approx(0.47)

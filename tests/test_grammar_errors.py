@@ -41,6 +41,9 @@ CASES = [
     ("window_side",              "E002", 3, 22),
     ("sex_other",                "E106", 3, 24),
     ("kelvin",                   "E107", 2, 44),
+    ("upper_and",                "E002", 4, 19),
+    ("c_and",                    "E002", 4, 19),
+    ("quoted_sex",               "E002", 3, 31),
 ]
 
 
