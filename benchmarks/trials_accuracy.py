@@ -1,0 +1,202 @@
+"""Accuracy on the many-trials benchmark (tests/trials), per trial and per split, with bootstrap CIs.
+
+    python benchmarks/trials_accuracy.py                           # the rules alone, dev trials only
+    python benchmarks/trials_accuracy.py --split dev --misses      # what to look at while tuning
+    python benchmarks/trials_accuracy.py --split test              # report only: never tune on it
+    python benchmarks/trials_accuracy.py --answerers rules,default --split both
+    python benchmarks/trials_accuracy.py --backend llamacpp --policy model --split both
+
+The split is by trial and fixed in tests/trials/README.md: copd, oncology and stroke are test. The
+default split is dev, and --misses refuses the test split, so a tuning session never sees a test
+miss by accident.
+
+Answerers (--answerers, as benchmarks/gold_accuracy.py): rules (the reader alone), engine,
+gate+model, default (the embedded model under `crit run`'s default policy). --backend NAME
+[--policy P] instead runs any registered backend under any policy, as `crit run` would.
+
+Columns, per trial and pooled per split:
+- answer accuracy: booleans exact, numerics within 5 % in the label's unit, NA included;
+- boolean BA: balanced accuracy over present / absent / not mentioned;
+- numeric within 5 %: over numeric questions, null labels included (null must be answered null);
+- NA recall: of the labels "not mentioned" / null, the share answered so;
+- stated precision: of the answers that state something (present, absent, a number), the share
+  right; and the same for the stated answers the answerer marked sure.
+CIs are 95 % percentile bootstrap intervals that resample whole notes (1,000 draws, seed 0), since
+one note's answers are not independent of one another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from gold_accuracy import ENGINES, answerers, label_of, right
+
+from crit.engine.answers import Answer
+from crit.engine.eligibility import load_plan
+from crit.grammar.questions import BOOLEAN_CHOICES
+from crit.trainer import metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIALS = ROOT / "tests" / "trials"
+TEST_TRIALS = ("copd", "oncology", "stroke")  # fixed in tests/trials/README.md before labelling
+NA = (None, "not mentioned")
+Row = dict
+
+
+def split_of(trial: str) -> str:
+    return "test" if trial in TEST_TRIALS else "dev"
+
+
+def trial_names() -> list[str]:
+    return sorted(p.parent.name for p in TRIALS.glob("*/labels.jsonl"))
+
+
+def _stated(p: object) -> bool:
+    return p not in NA and p != "error" and p != float("inf")
+
+
+def metric_fns() -> dict[str, Callable[[list[Row]], float | None]]:
+    def mean(xs: list[bool]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+
+    def boolean_ba(rows: list[Row]) -> float | None:
+        b = [r for r in rows if r["kind"] == "boolean"]
+        return metrics.balanced_accuracy([r["gold"] for r in b], [r["pred"] for r in b], labels=BOOLEAN_CHOICES) if b else None
+
+    return {
+        "answer accuracy": lambda rows: mean([right(r["gold"], r["pred"]) for r in rows]),
+        "boolean BA": boolean_ba,
+        "numeric within 5%": lambda rows: mean([right(r["gold"], r["pred"]) for r in rows if r["kind"] == "numeric"]),
+        "NA recall": lambda rows: mean([r["pred"] in NA for r in rows if r["gold"] in NA]),
+        "stated precision": lambda rows: mean([right(r["gold"], r["pred"]) for r in rows if _stated(r["pred"])]),
+        "sure precision": lambda rows: mean([right(r["gold"], r["pred"]) for r in rows if _stated(r["pred"]) and r["sure"]]),
+    }
+
+
+def cell(fn: Callable[[list[Row]], float | None], rows: list[Row], n: int = 1000) -> str:
+    value = fn(rows)
+    if value is None:
+        return "-"
+    by_note: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        by_note.setdefault((r["trial"], r["note_id"]), []).append(r)
+    groups = list(by_note.values())
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(n):
+        picked = [row for i in rng.integers(0, len(groups), len(groups)) for row in groups[i]]
+        v = fn(picked)
+        if v is not None:
+            draws.append(v)
+    lo, hi = (np.percentile(draws, [2.5, 97.5]) if draws else (value, value))
+    return f"{value:.3f} [{lo:.2f}-{hi:.2f}]"
+
+
+def counts(rows: list[Row]) -> str:
+    stated = [r for r in rows if _stated(r["pred"])]
+    return f"{len(rows)} / {len(stated)} / {sum(r['sure'] for r in stated)}"
+
+
+def load_trial(name: str) -> tuple[object, dict[str, str], list[dict]]:
+    folder = TRIALS / name
+    plan = load_plan(str(folder / "trial.crit"))
+    notes = {json.loads(x)["note_id"]: json.loads(x)["text"] for x in (folder / "notes.jsonl").open()}
+    labels = [json.loads(x) for x in (folder / "labels.jsonl").open()]
+    return plan, notes, labels
+
+
+def backend_answerer(name: str, policy: str | None) -> Callable:
+    from crit.engine.answering import DEFAULT_POLICY
+    from crit.engine.answering.policy import EvidenceEngine
+    from crit.engine.answering.registry import factory_for, require
+
+    factory = factory_for(name)
+    require(factory)
+    backend = factory.create()
+    engine = EvidenceEngine(None if name == "rules" else backend, policy=policy or DEFAULT_POLICY)
+    ENGINES[f"{name}/{policy or DEFAULT_POLICY}"] = engine
+    return lambda nid, text, qs: engine.answer(nid, text, qs)[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--answerers", default="rules")
+    ap.add_argument("--backend", help="run this registered backend (crit run --backend) instead of --answerers")
+    ap.add_argument("--policy", help="with --backend: the answering policy (crit run --policy)")
+    ap.add_argument("--split", choices=["dev", "test", "both"], default="dev")
+    ap.add_argument("--trials", help="comma-separated trial names (default: every labelled trial of the split)")
+    ap.add_argument("--misses", action="store_true", help="list every wrong answer (dev trials only)")
+    ap.add_argument("--save", help="write every scored answer to this JSONL file")
+    args = ap.parse_args()
+    if args.misses and args.split != "dev":
+        sys.exit("--misses lists dev misses only: the test trials are never read while tuning")
+
+    names = args.trials.split(",") if args.trials else trial_names()
+    names = [n for n in names if args.split == "both" or split_of(n) == args.split]
+    if not names:
+        sys.exit(f"no labelled trial in split {args.split} (tests/trials/*/labels.jsonl)")
+    chosen = ({f"{args.backend}/{args.policy or 'default'}": backend_answerer(args.backend, args.policy)}
+              if args.backend else answerers(args.answerers.split(",")))
+
+    trials = {n: load_trial(n) for n in names}
+    fns = metric_fns()
+    table: list[tuple[str, str, str, dict[str, str]]] = []
+    saved: list[Row] = []
+    for who, answer in chosen.items():
+        rows: list[Row] = []
+        t0 = time.perf_counter()
+        n_notes = 0
+        for trial, (plan, notes, labels) in trials.items():
+            questions = {q.name: q for q in plan.questions}
+            by_key: dict[tuple[str, str], Answer] = {}
+            for nid, text in notes.items():
+                n_notes += 1
+                for a in answer(nid, text, list(questions.values())):
+                    by_key[(nid, a.question)] = a
+            for g in labels:
+                q = questions[g["question"]]
+                a = by_key.get((g["note_id"], g["question"]))
+                gold = g["answer"] if q.kind == "boolean" or g["answer"] is None else float(g["answer"])
+                rows.append({"trial": trial, "split": split_of(trial), "note_id": g["note_id"], "question": q.name,
+                             "kind": q.kind, "gold": gold, "pred": label_of(a, q, g["unit"]),
+                             "sure": bool(a and a.confident and a.method in ("rules", "gate")),
+                             "method": a.method if a else None, "source": (a.source or "")[:100] if a else "",
+                             "gold_source": (g.get("source") or "")[:100]})
+        seconds = time.perf_counter() - t0
+        print(f"{who}: {seconds:.1f} s over {n_notes} notes ({n_notes / seconds:.1f} notes/s)", file=sys.stderr)
+        if who in ENGINES:
+            print(f"{who}: {ENGINES[who].model_questions} questions asked of the model", file=sys.stderr)
+        saved.extend({"answerer": who, **r} for r in rows)
+        for trial in names:
+            part = [r for r in rows if r["trial"] == trial]
+            table.append((who, split_of(trial), trial, {"labels / stated / sure": counts(part)}
+                          | {k: cell(f, part) for k, f in fns.items()}))
+        for split in ("dev", "test"):
+            part = [r for r in rows if r["split"] == split]
+            if part:
+                table.append((who, split, f"**all {split}**", {"labels / stated / sure": counts(part)}
+                              | {k: cell(f, part) for k, f in fns.items()}))
+        if args.misses:
+            for r in rows:
+                if not right(r["gold"], r["pred"]):
+                    how = f"{r['method']}, {'sure' if r['sure'] else 'unsure'}"
+                    print(f"  miss {r['trial']} {r['note_id']} {r['question']}: gold {r['gold']!r} "
+                          f"{r['gold_source']!r}, answered {r['pred']!r} ({how}) {r['source']!r}")
+
+    cols = list(table[0][3])
+    print("\n| answerer | split | trial | " + " | ".join(cols) + " |")
+    print("|---|---|---|" + "---|" * len(cols))
+    for who, split, trial, cells in table:
+        print(f"| {who} | {split} | {trial} | " + " | ".join(cells[c] for c in cols) + " |")
+    if args.save:
+        Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
+
+
+if __name__ == "__main__":
+    main()
