@@ -124,6 +124,23 @@ def backend_answerer(name: str, policy: str | None) -> Callable:
     return lambda nid, text, qs: engine.answer(nid, text, qs)[0]
 
 
+def print_by_reading(who: str, rows: list[Row]) -> None:
+    """Per split and reading class: answers, stated answers, and the precision of the stated ones, with CIs.
+    A class the reader marks sure must be measured at least 0.97 precise on dev (SURE_READINGS)."""
+    from crit.engine.reading.reader import SURE_READINGS
+
+    stated_precision = metric_fns()["stated precision"]
+    print("\n| answerer | split | reading class | sure | answers | stated | stated precision |")
+    print("|---|---|---|---|---|---|---|")
+    for split in ("dev", "test"):
+        part = [r for r in rows if r["split"] == split]
+        for reading in sorted({r["reading"] for r in part}, key=lambda x: (x is None, str(x))):
+            cls = [r for r in part if r["reading"] == reading]
+            stated = sum(_stated(r["pred"]) for r in cls)
+            sure = "yes" if reading in SURE_READINGS else "no"
+            print(f"| {who} | {split} | {reading} | {sure} | {len(cls)} | {stated} | {cell(stated_precision, cls)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--answerers", default="rules")
@@ -133,6 +150,8 @@ def main() -> None:
     ap.add_argument("--trials", help="comma-separated trial names (default: every labelled trial of the split)")
     ap.add_argument("--misses", action="store_true", help="list every wrong answer (dev trials only)")
     ap.add_argument("--save", help="write every scored answer to this JSONL file")
+    ap.add_argument("--by-reading", action="store_true",
+                    help="the precision of each reading class of the rules (how crit.engine.reading.reader read it)")
     args = ap.parse_args()
     if args.misses and args.split != "dev":
         sys.exit("--misses lists dev misses only: the test trials are never read while tuning")
@@ -166,7 +185,8 @@ def main() -> None:
                 rows.append({"trial": trial, "split": split_of(trial), "note_id": g["note_id"], "question": q.name,
                              "kind": q.kind, "gold": gold, "pred": label_of(a, q, g["unit"]),
                              "sure": bool(a and a.confident and a.method in ("rules", "gate")),
-                             "method": a.method if a else None, "source": (a.source or "")[:100] if a else "",
+                             "method": a.method if a else None, "reading": a.reading if a else None,
+                             "source": (a.source or "")[:100] if a else "",
                              "gold_source": (g.get("source") or "")[:100]})
         seconds = time.perf_counter() - t0
         print(f"{who}: {seconds:.1f} s over {n_notes} notes ({n_notes / seconds:.1f} notes/s)", file=sys.stderr)
@@ -182,6 +202,8 @@ def main() -> None:
             if part:
                 table.append((who, split, f"**all {split}**", {"labels / stated / sure": counts(part)}
                               | {k: cell(f, part) for k, f in fns.items()}))
+        if args.by_reading:
+            print_by_reading(who, rows)
         if args.misses:
             for r in rows:
                 if not right(r["gold"], r["pred"]):

@@ -76,8 +76,10 @@ class Answer(ParsedAnswer):
     output_tokens: int
     chunk: int | None = None  # index of the long note's chunk the answer came from (answering.chunks); None = whole note
     method: Method = "model"
-    # The rules answerer's own view of its answer: False sends it to the model (combine.py).
+    # The rules answerer's own view of its answer: False sends it to the model (crit.engine.answering.policy).
     confident: bool | None = None
+    # How the reader read it (crit.engine.reading.reader: "named", "denied", "pressure-pair", ...); None for a model.
+    reading: str | None = None
 
 
 def _reject_constant(name: str) -> float:

@@ -219,6 +219,7 @@ _WHOLE_ALIASES = {
     "degrees fahrenheit": "°F", "degrees f": "°F", "deg f": "°F", "° f": "°F",
     "degrees celsius": "°C", "degrees centigrade": "°C", "degrees c": "°C", "deg c": "°C", "° c": "°C",
     "mm hg": "mmHg", "mg%": "mg/dL", "bpm": "/min", "beats per minute": "/min", "breaths per minute": "/min",
+    "per minute": "/min", "per min": "/min", "a minute": "/min", "mg percent": "mg/dL",
 }
 
 _SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")

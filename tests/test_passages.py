@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import aristotle_question, rules_label
 
 from crit.engine.reading.passages import find_passages, phrase_terms, sentences, term_regex
 from crit.trainer.evaluate import gold_split
+from tests.conftest import aristotle_question, rules_label
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "gold"

@@ -8,7 +8,6 @@ import re
 
 import duckdb
 import pytest
-from conftest import ARISTOTLE, NOTE, ScriptedBackend, ScriptedFactory, aristotle_question, two_note_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from crit.engine.eligibility import load_plan
 from crit.engine.reading.passages import find_passages
 from crit.engine.run import run
 from crit.grammar.questions import make_question
+from tests.conftest import ARISTOTLE, NOTE, ScriptedBackend, ScriptedFactory, aristotle_question, two_note_corpus
 
 PLAN = load_plan(str(ARISTOTLE))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import aristotle_question, rules_label, two_note_corpus
 
 from crit.engine.answering.backends.rules import RulesBackend
+from tests.conftest import aristotle_question, rules_label, two_note_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 

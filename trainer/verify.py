@@ -31,7 +31,7 @@ from typing import Any
 
 from crit.engine.answering.checks import objection
 from crit.engine.reading.passages import find_passages
-from crit.engine.reading.reader import decide, number_in
+from crit.engine.reading.reader import PLAIN_READINGS, decide, number_in
 from crit.grammar.questions import Question
 
 _STOP = frozenset("the a an of in on is are was does did what note document documents patient any which how".split())
@@ -63,7 +63,8 @@ def check_label(row: dict[str, Any], note_text: str) -> str | None:
     passages = find_passages(note_text, q)
     if na:
         whole = decide(q, note_text, passages)
-        return "na_contradicted" if whole.get("confident") and whole["label"] != "not mentioned" else None
+        plain = whole.get("confident") or whole.get("reading") in PLAIN_READINGS
+        return "na_contradicted" if plain and whole["label"] != "not mentioned" else None
     # The engine's own check of a model answer against its quote: one reading for both.
     label = row["answer"] if q.kind == "boolean" else None
     value = float(row["answer"]) if q.kind == "numeric" else None

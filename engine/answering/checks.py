@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from crit.engine.answering.view import to_note
 from crit.engine.answers import Answer
 from crit.engine.reading.passages import Passage
-from crit.engine.reading.reader import decide, number_in
+from crit.engine.reading.reader import PLAIN_READINGS, decide, number_in
 from crit.grammar.questions import SEX_PHRASE, Question
 
 # How far after its term a number of a model's quote may be written: wider than the rules' own
@@ -71,9 +71,10 @@ def objection(q: Question, label: str | None, value: float | None, span: tuple[i
             # "He comes in today with his daughter", "his mother says she ...": the passage is about two
             # people, and nothing in it says which one is the patient.
             return "quote_names_both_sexes"
-        if label == "present" and reading["label"] == "absent" and reading["confident"]:
+        plain = reading["reading"] in PLAIN_READINGS
+        if label == "present" and reading["label"] == "absent" and plain:
             return "quote_denies"
-        if label == "absent" and reading["label"] == "present" and reading["confident"]:
+        if label == "absent" and reading["label"] == "present" and plain:
             return "quote_affirms"
         return None
     if value is None or not any(abs(c.value - value) < 1e-9 for c in reading.get("candidates") or ()):

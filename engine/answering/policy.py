@@ -51,7 +51,8 @@ def engine_identity(backend_identity: str, *, gate: bool, policy: Policy) -> str
 
 def gate_answer(note_id: str, question: Question) -> Answer:
     return Answer(note_id=note_id, question=question.name, fingerprint="", raw=json.dumps({"answer": "not mentioned"}),
-                  latency_s=0.0, prompt_tokens=0, output_tokens=0, na=True, method="gate", confident=True)
+                  latency_s=0.0, prompt_tokens=0, output_tokens=0, na=True, method="gate", confident=True,
+                  reading="no-mention")
 
 
 class EvidenceEngine:

@@ -21,6 +21,7 @@ Tokenisation is spaCy's blank English tokenizer; no model is loaded.
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ class Termset(BaseModel):
     preceding: tuple[str, ...] = ()
     following: tuple[str, ...] = ()
     termination: tuple[str, ...] = ()
+    # Regular expressions over a whole sentence: one that matches puts every finding in it in context
+    # ("the risks of bleeding and DVT were explained").
+    sentences: tuple[str, ...] = ()
 
     def patterns(self, extra_preceding: tuple[str, ...] = ()) -> dict[str, list[str]]:
         """The termset as negspacy takes it."""
@@ -45,9 +49,14 @@ class Termset(BaseModel):
                 "following_negations": list(self.following), "termination": list(self.termination)}
 
 
-class FamilyCues(Termset):
-    relatives: tuple[str, ...] = ()
+class SectionCues(Termset):
+    """A termset whose context a whole section also gives (FAMILY HISTORY, ALLERGIES)."""
+
     sections: tuple[str, ...] = ()
+
+
+class FamilyCues(SectionCues):
+    relatives: tuple[str, ...] = ()
 
 
 class Cues(BaseModel):
@@ -59,6 +68,8 @@ class Cues(BaseModel):
     negated: Termset
     hypothetical: Termset
     family: FamilyCues
+    stopped: Termset
+    allergy: SectionCues
     possible: Termset
 
 
@@ -77,16 +88,19 @@ class Context(BaseModel):
     hypothetical: bool = False
     family: bool = False
     possible: bool = False
+    stopped: bool = False  # the drug or habit has stopped: not current, still history
+    allergy: bool = False  # named as an allergy: not taken, not a finding
 
     @property
     def about_patient(self) -> bool:
-        """Whether the mention states something of the patient (not a relative, not a what-if)."""
-        return not (self.hypothetical or self.family)
+        """Whether the mention states something of the patient (not a relative, not a what-if, not an allergy)."""
+        return not (self.hypothetical or self.family or self.allergy)
 
 
 @functools.lru_cache(maxsize=4)
-def _pipeline(cues: Cues) -> tuple[Any, Any, Any, Any]:
-    """spaCy's blank English and three negex matchers (negation, hypothetical, family), built once a cue set."""
+def _pipeline(cues: Cues) -> tuple[Any, ...]:
+    """spaCy's blank English and five negex matchers (negation, hypothetical, family, stopped, allergy), built
+    once a cue set."""
     import spacy
     from negspacy.negation import Negex
     from negspacy.termsets import termset
@@ -95,12 +109,16 @@ def _pipeline(cues: Cues) -> tuple[Any, Any, Any, Any]:
     nlp.add_pipe("sentencizer")
     negation_terms = termset("en_clinical").get_patterns()
     negation_terms["preceding_negations"] = [*negation_terms["preceding_negations"], *cues.negated.preceding]
+    negation_terms["following_negations"] = [*negation_terms["following_negations"], *cues.negated.following]
     # Each cue set names its own token extensions: two cue sets in one process never share a flag.
     tag = f"{hash(cues) & 0xFFFFFFFF:08x}"
     negation = Negex(nlp, "negation", negation_terms, extension_name=f"crit_negated_{tag}")
     hypothetical = Negex(nlp, "hypothetical", cues.hypothetical.patterns(), extension_name=f"crit_hypothetical_{tag}")
     family = Negex(nlp, "family", cues.family.patterns(cues.family.relatives), extension_name=f"crit_family_{tag}")
-    return nlp, negation, hypothetical, family
+    stopped = Negex(nlp, "stopped", cues.stopped.patterns(), extension_name=f"crit_stopped_{tag}")
+    allergy = Negex(nlp, "allergy", cues.allergy.patterns(), extension_name=f"crit_allergy_{tag}")
+    sentences = tuple(re.compile(x, re.I) for x in cues.hypothetical.sentences)
+    return nlp, negation, hypothetical, family, stopped, allergy, sentences
 
 
 def _cued(negex: Any, doc: Any, target: Any, scope: int | None) -> bool:
@@ -122,17 +140,23 @@ def _cued(negex: Any, doc: Any, target: Any, scope: int | None) -> bool:
 def read_context(passage_text: str, term_start: int, term_end: int, section: str | None = None,
                  cues: Cues = DEFAULT_CUES) -> Context:
     """The context of the term at [term_start, term_end) of `passage_text` (offsets into the passage)."""
-    nlp, negation, hypothetical, family = _pipeline(cues)
+    nlp, negation, hypothetical, family, stopped, allergy, what_if_sentences = _pipeline(cues)
     doc = nlp(passage_text)
     target = doc.char_span(term_start, term_end, alignment_mode="expand")
     if target is None:  # a term that spaCy cannot align (never seen; be explicit rather than guess)
         return Context()
     before = passage_text[:term_start].lower()
     window = " ".join(before.split()[-cues.scope_tokens:])
-    in_family_section = section is not None and any(section.startswith(s) for s in cues.family.sections)
     return Context(
         negated=_cued(negation, doc, target, None),
-        hypothetical=_cued(hypothetical, doc, target, cues.scope_tokens),
-        family=in_family_section or _cued(family, doc, target, cues.scope_tokens),
+        hypothetical=(_cued(hypothetical, doc, target, cues.scope_tokens)
+                      or any(r.search(passage_text) for r in what_if_sentences)),
+        family=_in_section(section, cues.family) or _cued(family, doc, target, cues.scope_tokens),
         possible=any(p in window.split() or (" " in p and p in window) for p in cues.possible.preceding),
+        stopped=_cued(stopped, doc, target, cues.scope_tokens),
+        allergy=_in_section(section, cues.allergy) or _cued(allergy, doc, target, cues.scope_tokens),
     )
+
+
+def _in_section(section: str | None, cues: SectionCues) -> bool:
+    return section is not None and any(section.startswith(s) for s in cues.sections)

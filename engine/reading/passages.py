@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict
 from crit.grammar.questions import SEX_PHRASE, Question
 
 # Bump when the passages found for a note can change: it is part of every answer key.
-EVIDENCE_VERSION = "evidence-2"  # 2: a label line joins the value-only line below it
+EVIDENCE_VERSION = "evidence-3"  # 2: a label line joins the value-only line below it. 3: vital-sign words,
+# "type 2" word orders, parent terms and "no medications" lines find passages
 
 # Words that qualify a finding without naming it; stripped from the front of a term.
 _MODIFIERS = frozenset(
@@ -110,19 +111,97 @@ def phrase_terms(phrase: str) -> list[str]:
             terms.append(" ".join(words))
         if len(words) > 1 and words[-1].lower() in _GENERIC_HEADS:
             terms.append(" ".join(words[:-1]))
-    return list(dict.fromkeys(terms))
+    return list(dict.fromkeys(terms + [v for t in terms for v in _reordered(t)]))
+
+
+# "type 2 diabetes mellitus" is as often written "diabetes mellitus type 2", "diabetes type II" or
+# "diabetes mellitus, type 2" (term_regex reads II for 2 and lets a comma stand between words).
+_TYPED = re.compile(r"^type\s+(\S+)\s+(.+)$", re.I)
+
+
+def _reordered(term: str) -> list[str]:
+    m = _TYPED.match(term)
+    if not m:
+        return []
+    kind, head = m.group(1), m.group(2)
+    out = [f"{head} type {kind}"]
+    if head.lower().endswith(" mellitus"):
+        out += [f"{head[: -len(' mellitus')]} type {kind}", f"type {kind} {head[: -len(' mellitus')]}"]
+    return out
+
+
+# A question on a therapy ("antidepressant therapy", "an ACE inhibitor") is denied by a note that says
+# the patient takes no medications at all. The phrase's words say it asks about a drug.
+_THERAPY = re.compile(
+    r"\b(?:therapy|treatment|medications?|drugs?|inhibitors?|blockers?|antagonists?|agonists?|antibiotics?"
+    r"|anticoagula\w*|antidepressants?|antiplatelets?|antipsychotics?|steroids?|corticosteroids?|insulin"
+    r"|statins?|metformin|warfarin|aspirin)\b", re.I)
+NO_MEDICATIONS = re.compile(
+    r"\b(?:no|not on any|not taking any|takes no|taking no|on no|denies(?: taking)? any|does not take any)"
+    r"\s+(?:current\s+|regular\s+|daily\s+|home\s+|prescription\s+|chronic\s+|routine\s+)?medications?\b"
+    r"|\b(?:current\s+|home\s+)?medications?(?:\s+history)?\s*:\s*none\b", re.I)
+NO_MEDICATIONS_TERM = "(no medications)"  # Passage.term of such a passage
+
+
+def is_therapy(question: Question) -> bool:
+    """Whether a boolean question asks about a drug the patient takes (see _THERAPY)."""
+    return question.kind == "boolean" and bool(_THERAPY.search(question.phrase))
+
+
+def parent_terms(question: Question) -> tuple[str, ...]:
+    """Broader terms whose denial denies the question: "no history of diabetes" denies "type 1 diabetes
+    mellitus". They never affirm it (a diabetes of no stated type is not type 1), so the reader reads
+    their passages for a denial only."""
+    if question.kind != "boolean" or question.phrase in _BUILTIN:
+        return ()
+    out: list[str] = []
+    for term in phrase_terms(question.phrase):
+        m = _TYPED.match(term)
+        if m:
+            head = m.group(2)
+            out.append(head)
+            if head.lower().endswith(" mellitus"):
+                out.append(head[: -len(" mellitus")])
+    return tuple(dict.fromkeys(out))
+
+
+# How notes write the vital signs, whatever the question calls them: a question on the systolic
+# pressure is answered by "BP 151/102" (crit.engine.reading.reader reads the pair).
+_VITAL_SIGN_TERMS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"\b(?:systolic|diastolic)\b", re.I), ("blood pressure", "BP", "B/P", "pressure")),
+    (re.compile(r"\b(?:heart rate|pulse rate)\b", re.I), ("heart rate", "pulse", "HR")),
+    (re.compile(r"\brespiratory rate\b", re.I), ("respiratory rate", "respirations", "respiration", "resp rate",
+                                                "RR")),
+    (re.compile(r"\btemperature\b", re.I), ("temperature", "temp", "Tmax", "T max")),
+    (re.compile(r"\b(?:oxygen|O2) saturation\b", re.I), ("oxygen saturation", "O2 sat", "O2 saturation", "sat",
+                                                       "saturation", "saturating", "SpO2", "pulse ox",
+                                                       "pulse oximetry", "oximetry")),
+)
+
+
+def vital_sign_terms(phrase: str) -> tuple[str, ...]:
+    """The words notes use for the vital sign a phrase names (none when it names none)."""
+    return tuple(t for pattern, terms in _VITAL_SIGN_TERMS if pattern.search(phrase) for t in terms)
 
 
 def question_terms(question: Question) -> tuple[str, ...]:
     """Every term that locates the question's evidence: phrase alternatives, then aka."""
     if question.phrase in _BUILTIN:
         return ()
-    return tuple(dict.fromkeys([*phrase_terms(question.phrase), *question.aka]))
+    return tuple(dict.fromkeys([*phrase_terms(question.phrase), *question.aka, *vital_sign_terms(question.phrase)]))
 
 
-def _word_pattern(word: str) -> str:
+# The numbers of a type or class, as notes write them ("type II diabetes", "class 3").
+_NUMERALS = {"1": "(?:1|I|one)", "2": "(?:2|II|two)", "3": "(?:3|III|three)", "4": "(?:4|IV|four)",
+             "i": "(?:1|I|one)", "ii": "(?:2|II|two)", "iii": "(?:3|III|three)", "iv": "(?:4|IV|four)"}
+
+
+def _word_pattern(word: str, after: str = "") -> str:
     """One word of a term: an abbreviation (all capitals, or with periods) may carry a period after
-    each letter; other words match as written."""
+    each letter; the number after "type", "class" or "stage" may be written in Roman numerals or in
+    words; other words match as written."""
+    if after.lower() in ("type", "class", "stage", "grade") and word.lower() in _NUMERALS:
+        return _NUMERALS[word.lower()]
     letters = word.replace(".", "")
     if letters.isalpha() and (letters.isupper() or "." in word) and len(letters) <= 6 and len(letters) > 1:
         dotted = r"\.".join(re.escape(c) for c in letters) + r"\.?"  # "C.H.F." or "C.H.F"
@@ -133,10 +212,12 @@ def _word_pattern(word: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def term_regex(term: str) -> re.Pattern[str]:
     """Case-insensitive, whole words, plural endings, hyphen or space between words."""
-    words = re.split(r"[\s-]+", term.strip())
-    body = r"[\s-]*".join(_word_pattern(w) for w in words if w)
-    # A plural ending on the last word ("platelets", "diagnoses"); a possessive too.
-    return re.compile(r"(?<![\w])" + body + r"(?:s|es|'s)?(?![\w])", re.I)
+    words = [w for w in re.split(r"[\s-]+", term.strip()) if w]
+    # Words may stand apart by blanks, hyphens or a comma ("diabetes mellitus, type 2").
+    body = r",?[\s-]*".join(_word_pattern(w, words[i - 1] if i else "") for i, w in enumerate(words))
+    # A plural ending on the last word ("platelets", "diagnoses"); a possessive too. Never the tail of a
+    # longer word, nor a word negated by its prefix: "insulin" is not in "non-insulin-dependent".
+    return re.compile(r"(?<![\w])(?<!\bnon-)(?<!\bnon )" + body + r"(?:s|es|'s)?(?![\w])", re.I)
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -216,7 +297,9 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
             (_BUILTIN_TERM[question.phrase], r) for r in _BUILTIN[question.phrase]
         ]
     else:
-        regexes = [(t, term_regex(t)) for t in question_terms(question)]
+        regexes = [(t, term_regex(t)) for t in (*question_terms(question), *parent_terms(question))]
+        if is_therapy(question):
+            regexes.append((NO_MEDICATIONS_TERM, NO_MEDICATIONS))
     hits: list[tuple[int, int, str]] = []
     for term, regex in regexes:
         hits.extend((m.start(), m.end(), term) for m in regex.finditer(note_text))

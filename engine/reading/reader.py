@@ -33,15 +33,39 @@ from crit.engine.answers import Candidate
 from crit.engine.reading.context import RELATIVES, read_context
 from crit.engine.reading.passages import (
     AGE,
+    NO_MEDICATIONS,
+    NO_MEDICATIONS_TERM,
     Passage,
+    is_therapy,
+    parent_terms,
     phrase_terms,
     question_terms,
     term_regex,
+    vital_sign_terms,
 )
 from crit.grammar import units
 from crit.grammar.questions import SEX_PHRASE, Question
 
-READER_VERSION = "rules-2"  # 2: the patient's own descriptor decides sex where passages disagree
+READER_VERSION = "rules-3"  # 2: the patient's own descriptor decides sex where passages disagree. 3: reading
+# classes, pressure pairs, stopped drugs, allergies, denials of a parent or of all medications, goals.
+
+# Each answer names how it was read (its reading class, stored as answers.reading). The rules are sure only of
+# the classes measured precise on the dev trials of tests/trials (benchmarks/RESULTS.md, "Reading classes"):
+# every other answer is unsure, so the default policy asks the model and a reviewer sees it apart.
+SURE_READINGS = frozenset({
+    "no-mention",  # no term anywhere in the note (the gate's "not mentioned")
+    "age-pattern",  # "81-year-old", "age 81": 0.993 of 143
+    "pressure-pair",  # "BP 151/102", systolic first: 1.000 of 42
+    "no-medications",  # "MEDICATIONS: None." for a question on a therapy: 1.000 of 11
+    # The built-in sex question (benchmarks/sex_descriptor.py): no trial asks it, so it keeps its earlier standing.
+    "sex-words-agree", "sex-descriptor",
+})
+# Readings with no hedge: the passage itself affirms or denies (no conflict, no "possible", no half relation).
+# A model's quote that reads so plainly against its answer is refused (crit.engine.answering.checks).
+PLAIN_READINGS = frozenset({"named", "named-listed", "denied", "stopped", "parent-denied", "no-medications"})
+# Measured but not sure (dev precision, benchmarks/RESULTS.md): "value-after-term" 0.950 of 60, "named-listed"
+# 0.881 of 42, "named" 0.650 of 40 (a pregnancy a delivery ended), "denied" 0.714 of 7, "parent-denied" 1.000 of
+# only 8, "value-before-term" 1.000 of only 3; every class with a hedge (conflict, possible, -no-unit) is unsure.
 
 # The two readings of a number. A value the reader takes stands alone: not inside a word, a date or a
 # ratio ("151/102" is a pair, read apart). A number a text writes is any run of digits: a model's
@@ -51,21 +75,34 @@ _WRITTEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _CHAIN = re.compile(r"\s*(?:%|[a-zA-Z/µμ^0-9.]+)?\s*(?:to|-|–|and|through|up to)\s*$", re.I)
 _UNIT = re.compile(
     r"\s*(degrees?\s+(?:fahrenheit|celsius|centigrade|[FC])\b|deg\s+[FC]\b|°\s?[FCfc]\b|%"
+    r"|(?:(?:beats|breaths)\s+)?(?:per|a)\s+min(?:ute)?\b|mg\s+percent\b"
     r"|[a-zA-Zµμ][a-zA-Z0-9µμ^]*(?:/[a-zA-Z0-9µμ^.]+)?)", re.I)
 # Short words that may follow a number without being its unit ("80 and stable", "2.1 at baseline"), though
 # pint knows them as units (at: technical atmosphere; a: year; in: inch; are: 100 m2). Any other word
 # right after a number that names a unit (units.names_a_unit) is kept as the unit the note wrote: one crit
 # cannot convert makes the value unknown (reason `unit`), never a number in the question's unit.
-_NOT_UNITS = frozenset("a an and are as at by in is it of on or per the to x".split())
+_NOT_UNITS = frozenset("a an and are as at by in is it of on or per the to x".split()
+                       # the next vital sign's label in a line of vitals ("Pulse 117 RR 12 98% sat")
+                       + "bp hr rr sat sats temp pulse resp wt ht o2 spo2".split())
 # A lone letter after a number: a temperature's scale where the question asks for a temperature
 # ("98.6 F", "37 C", "310 K"); elsewhere "K" is thousands ("platelets 150 K") and F or C mean nothing.
 _TEMPERATURE_LETTERS = {"f": "°F", "c": "°C", "k": "kelvin"}
 _AGE_UNITS = {"y": "years", "m": "months", "w": "weeks", "d": "days"}
 _FEMALE = re.compile(r"\b(she|her|hers|herself|woman|female|lady|girl|mrs|ms|miss)\b", re.I)
 _MALE = re.compile(r"\b(he|him|his|himself|man|male|gentleman|boy|mr)\b", re.I)
+# Sections that list the patient's own diagnoses, problems or drugs: a plain mention there is the patient's.
+_LISTING = re.compile(r"(?:PAST MEDICAL|PMH|MEDICAL HISTORY|PAST HISTORY|HISTORY OF PRESENT|PROBLEM|DIAGNOS|\w+ DIAGNOS"
+                      r"|IMPRESSION|ASSESSMENT|MEDICATION|CURRENT MEDICATION|HOME MEDICATION|DISCHARGE MEDICATION"
+                      r"|ADMISSION MEDICATION|MEDS)")
+# A question on a current state: a stopped drug or habit answers it absent ("current smoking", "active").
+_CURRENT = re.compile(r"\b(?:current|currently|active|ongoing)\b", re.I)
+# A question that asks for a plan or a risk itself: plan and risk cues do not make its mentions what-ifs.
+_WHAT_IF_ASKED = re.compile(r"\b(?:planned|plan|scheduled|risk|candidate|recommended)\b", re.I)
 RELATIONS = re.compile(r"\b(?:due to|secondary to|caused by|such as)\b", re.I)  # "X due to Y": both halves needed
 # A different analyte that begins with this one's term: "hemoglobin A1c" is not hemoglobin.
-_OTHER_ANALYTE = re.compile(r"\s*(?:a1c|a 1c|a1-c)\b", re.I)
+# So is "creatinine clearance", an "albumin to creatinine ratio", "creatine kinase" or a "glucose tolerance" test.
+_OTHER_ANALYTE = re.compile(
+    r"\s*(?:a1c|a 1c|a1-c|clearance|ratio|kinase|phosphokinase|index|tolerance|excretion|/\s*creatinine)\b", re.I)
 # "H&H 10/32", "H and H 13 and 40": hemoglobin and hematocrit as a pair; hemoglobin is the
 # smaller, whichever order they are written in (tests/gold/README.md).
 _H_AND_H = re.compile(r"\bH\s*(?:&|and)\s*H\b\D{0,25}?(\d+(?:\.\d+)?)\s*(?:/|and|,)\s*(\d+(?:\.\d+)?)", re.I)
@@ -86,20 +123,22 @@ def decide(question: Question, note_text: str, passages: Sequence[Passage], *, r
     characters a number may lie after its term (a check of a model's quote reads further,
     crit.engine.answering.policy.objection)."""
     if question.phrase == SEX_PHRASE:
-        return _sex(note_text, passages)
-    if question.kind == "boolean":
-        return _boolean(question, note_text, passages)
-    if question.phrase == "age":
-        return _age(note_text, passages)
-    return _numeric(question, note_text, passages, reach)
+        fields = _sex(note_text, passages)
+    elif question.kind == "boolean":
+        fields = _boolean(question, note_text, passages)
+    elif question.phrase == "age":
+        fields = _age(note_text, passages)
+    else:
+        fields = _numeric(question, note_text, passages, reach)
+    return fields | {"confident": fields["reading"] in SURE_READINGS}
 
 
 def _grounded(p: Passage, note_text: str) -> dict:
     return dict(source=p.text(note_text), span_start=p.start, span_end=p.end, grounded=True, match="exact")
 
 
-def _not_mentioned(confident: bool = True) -> dict:
-    return dict(label="not mentioned", na=True, confident=confident)
+def _not_mentioned(reading: str) -> dict:
+    return dict(label="not mentioned", na=True, reading=reading)
 
 
 def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) -> dict:
@@ -108,8 +147,11 @@ def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) ->
     if relation:  # both halves of "X due to Y" in one passage
         qualifier = question.phrase[relation.end():]
         needs = [term_regex(t) for t in phrase_terms(qualifier)]
+    current = is_therapy(question) or bool(_CURRENT.search(question.phrase))
+    what_if_asked = bool(_WHAT_IF_ASKED.search(question.phrase))  # "a planned ablation": a plan is the finding
+    parents = [term_regex(t) for t in parent_terms(question)]
     affirmed: list[tuple[Passage, bool]] = []
-    denied: list[Passage] = []
+    denied: list[tuple[Passage, str]] = []
     other = 0
     for p in passages:
         text = p.text(note_text)
@@ -119,26 +161,36 @@ def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) ->
         # Every mention in the passage counts ("No TIA. No CVA." holds two denials).
         for start, end in _term_matches(question, note_text, p):
             ctx = read_context(text, start - p.start, end - p.start, p.section)
-            if not ctx.about_patient:
+            if ctx.family or ctx.allergy or (ctx.hypothetical and not what_if_asked):
                 other += 1
             elif ctx.negated:
-                denied.append(p)
+                denied.append((p, "denied"))
+            elif ctx.stopped and current:
+                denied.append((p, "stopped"))
             else:
                 affirmed.append((p, ctx.possible))
+        for start, end in (m.span() for r in parents for m in r.finditer(note_text, p.start, p.end)):
+            ctx = read_context(text, start - p.start, end - p.start, p.section)
+            if ctx.negated and ctx.about_patient:
+                denied.append((p, "parent-denied"))
+        if p.term == NO_MEDICATIONS_TERM or (current and NO_MEDICATIONS.search(note_text, p.start, p.end)):
+            denied.append((p, "no-medications"))
     if affirmed:
         p, possible = next(((p, f) for p, f in affirmed if not f), affirmed[0])
-        sure = not denied and not possible and not (relation and other)
-        return dict(label="present", value=1.0, confident=sure, **_grounded(p, note_text))
+        reading = ("conflict" if denied else "possible" if possible else "half-relation" if relation and other
+                   else "named-listed" if p.section and _LISTING.match(p.section) else "named")
+        return dict(label="present", value=1.0, reading=reading, **_grounded(p, note_text))
     if denied:
-        return dict(label="absent", value=0.0, confident=not other, **_grounded(denied[0], note_text))
-    return _not_mentioned(confident=not passages)
+        p, how = denied[0]
+        return dict(label="absent", value=0.0, reading="mixed-denial" if other else how, **_grounded(p, note_text))
+    return _not_mentioned("not-about-patient" if passages else "no-mention")
 
 
 def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
     female = [p for p in passages if _FEMALE.search(p.text(note_text))]
     male = [p for p in passages if _MALE.search(p.text(note_text))]
     if not female and not male:
-        return _not_mentioned()
+        return _not_mentioned("no-mention")
     if female and male:
         # Passages disagree (a boy and his mother): the patient's own descriptor decides, if all agree.
         described = [(p, bool(_FEMALE.fullmatch(m.group("sex"))))
@@ -146,28 +198,38 @@ def _sex(note_text: str, passages: Sequence[Passage]) -> dict:
                      if not _OTHER_PERSON.search(note_text, p.start, m.start())]
         if described and len({is_female for _, is_female in described}) == 1:
             p, is_female = described[0]
-            return _sex_answer(is_female, True, p, note_text)
+            return _sex_answer(is_female, "sex-descriptor", p, note_text)
     if len(female) >= len(male):
-        return _sex_answer(True, not male, female[0], note_text)
-    return _sex_answer(False, not female, male[0], note_text)
+        return _sex_answer(True, "sex-words-agree" if not male else "sex-words-disagree", female[0], note_text)
+    return _sex_answer(False, "sex-words-agree" if not female else "sex-words-disagree", male[0], note_text)
 
 
-def _sex_answer(is_female: bool, confident: bool, p: Passage, note_text: str) -> dict:
-    return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0, confident=confident,
+def _sex_answer(is_female: bool, reading: str, p: Passage, note_text: str) -> dict:
+    return dict(label="present" if is_female else "absent", value=1.0 if is_female else 0.0, reading=reading,
                 **_grounded(p, note_text))
 
 
 def _age(note_text: str, passages: Sequence[Passage]) -> dict:
     for p in passages:
-        m = AGE.search(note_text, p.start, p.end)
-        if m is None:
-            continue
-        number = m.group(1) or m.group(3) or m.group(4)
-        unit = _AGE_UNITS[m.group(2)[0].lower()] if m.group(2) else "years"
-        value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
-        cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
-        return dict(label=value, value=value, unit=unit, candidates=[cand], confident=True, **_grounded(p, note_text))
-    return _not_mentioned(confident=not passages)
+        for m in AGE.finditer(note_text, p.start, p.end):
+            if _someone_else(note_text, p, m.start(), m.end()):
+                continue  # "her father died at age 86", "delivered to a 22-year-old mom"
+            number = m.group(1) or m.group(3) or m.group(4)
+            unit = _AGE_UNITS[m.group(2)[0].lower()] if m.group(2) else "years"
+            value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
+            cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
+            return dict(label=value, value=value, unit=unit, candidates=[cand], reading="age-pattern",
+                        **_grounded(p, note_text))
+    return _not_mentioned("term-no-value" if passages else "no-mention")
+
+
+# A relative named just before an age, or as the noun it describes: the age is theirs.
+_RELATIVE_AFTER = re.compile(r"[\s,]+(?:[A-Za-z-]+\s+){0,2}?(?:%s)s?\b" % "|".join(RELATIVES), re.I)
+
+
+def _someone_else(note_text: str, p: Passage, start: int, end: int) -> bool:
+    before = note_text[max(p.start, start - 40):start]
+    return bool(_OTHER_PERSON.search(before) or _RELATIVE_AFTER.match(note_text, end, p.end))
 
 
 def _unit_after(note_text: str, at: int, limit: int, temperature: bool) -> tuple[str | None, int]:
@@ -232,43 +294,147 @@ def _in_unit(c: Candidate, question: Question) -> float | None:
 
 
 def _numeric(question: Question, note_text: str, passages: Sequence[Passage], reach: int) -> dict:
-    found: list[tuple[Candidate, Passage]] = []
+    found: list[tuple[Candidate, Passage, str]] = []
     hemoglobin = units.analyte_of(question.phrase, question.aka) == "hemoglobin"
     temperature = question.unit is not None and units.normalise_unit(question.unit) in ("°C", "°F", "kelvin")
+    side = _PRESSURE_SIDE.search(question.phrase)
+    vital = bool(vital_sign_terms(question.phrase))
     for p in passages:
         for hh in _H_AND_H.finditer(note_text, p.start, p.end) if hemoglobin else ():
             g = 1 if float(hh.group(1)) <= float(hh.group(2)) else 2
-            found.append((Candidate(value=float(hh.group(g)), span_start=hh.start(g), span_end=hh.end(g)), p))
+            found.append((Candidate(value=float(hh.group(g)), span_start=hh.start(g), span_end=hh.end(g)), p, "h-and-h"))
         for start, end in _term_matches(question, note_text, p):
             if hemoglobin and _H_AND_H.match(note_text, start):
                 continue  # read as a pair above
-            found.extend((_with_count_unit(c, question), p)
-                         for c in values_after(note_text, end, p.end, reach, temperature))
+            if _not_a_measurement(note_text, p, start, end):
+                continue  # "goal INR 2 to 3", "call if the temperature is over 101.5"
+            if side and not _PRESSURE_SIDE.search(note_text, start, end):
+                # "BP 151/102": the systolic is the first of the pair, the diastolic the second.
+                group = 1 if side.group(0).lower() == "systolic" else 2
+                found.extend((c, p, "pressure-pair") for c in _pressure_pairs(note_text, end, p.end, reach, group))
+                continue
+            # A term that starts with its unit ("weeks gestation") follows its number: "37 weeks gestation".
+            before = _value_before(note_text, p, start, end, question)
+            if before is not None and units.is_known_unit(_first_word(note_text[start:end])):
+                found.append((before, p, "value-before-term"))
+                continue
+            after = values_after(note_text, end, p.end, reach, temperature)
+            found.extend((_with_count_unit(c, question), p, "value-after-term") for c in after)
+            if not after and before is not None:
+                found.append((before, p, "value-before-term"))
     if not found:
-        return _not_mentioned(confident=not passages)
+        return _not_mentioned("term-no-value" if passages else "no-mention")
+    if vital:
+        found = [(_with_vital_unit(c, question), p, how) for c, p, how in found]
     seen: set[tuple[int, int]] = set()
-    unique = [(c, p) for c, p in found if not ((c.span_start, c.span_end) in seen or seen.add((c.span_start, c.span_end)))]
+    unique = [(c, p, how) for c, p, how in found
+              if not ((c.span_start, c.span_end) in seen or seen.add((c.span_start, c.span_end)))]
     unique.sort(key=lambda cp: cp[0].span_start)
     order = question.order or "value"
     chosen = unique[0]
     if order in ("highest", "lowest"):
-        comparable = [(c, p, v) for c, p in unique if (v := _in_unit(c, question)) is not None]
+        comparable = [(c, p, how, v) for c, p, how in unique if (v := _in_unit(c, question)) is not None]
         if comparable:
-            pick = (max if order == "highest" else min)(comparable, key=lambda cpv: cpv[2])
-            chosen = (pick[0], pick[1])
+            pick = (max if order == "highest" else min)(comparable, key=lambda x: x[3])
+            chosen = pick[:3]
     elif order == "last":
         chosen = unique[-1]
-    c, p = chosen
-    return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _ in unique], confident=True,
+    c, p, how = chosen
+    if c.unit is None and question.unit is not None and not units.has_no_dimension(question.unit):
+        reading = f"{how}-no-unit"  # read in the question's unit only where the file says `assumed`
+    elif c.unit is not None and _in_unit(c, question) is None:
+        reading = f"{how}-unit-unknown"  # "16 mL per minute" for a question in mL/min/1.73m2
+    else:
+        reading = how
+    return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _, _ in unique], reading=reading,
                 **_grounded(p, note_text))
 
 
+_PRESSURE_SIDE = re.compile(r"\b(?:systolic|diastolic)\b", re.I)
+# "151/102", "151 / 102", "70/palpable": a blood-pressure reading, systolic first.
+_PAIR = re.compile(r"(?<![\d/.])(\d{2,3})\s*/\s*(\d{2,3}|palp\w*)(?![\d/])", re.I)
+_PAIR_CHAIN = re.compile(r"\s*(?:mmHg|mm Hg)?\s*(?:,|to|-|–|and|through|then|now)?\s*(?:\w+\s+){0,2}?$", re.I)
+
+
+def _pressure_pairs(note_text: str, term_end: int, limit: int, reach: int, group: int) -> list[Candidate]:
+    """The systolic (group 1) or diastolic (group 2) numbers of the pressure pairs after a term."""
+    out: list[Candidate] = []
+    pos = term_end
+    for m in _PAIR.finditer(note_text, term_end, limit):
+        gap = note_text[pos:m.start()]
+        if (not out and m.start() - term_end > reach) or (out and not _PAIR_CHAIN.match(gap)):
+            break
+        if not out and re.search(r"[.;]\s", gap):
+            break
+        pos = m.end()
+        if not m.group(group).isdigit():
+            continue  # "70/palpable" has no diastolic
+        unit = "mmHg" if re.match(r"\s*mm\s?Hg", note_text[m.end():m.end() + 8], re.I) else None
+        out.append(Candidate(value=float(m.group(group)), unit=unit, span_start=m.start(group), span_end=m.end(group)))
+    return out
+
+
+# Words before a term, in its clause, that make its number a goal, a threshold or an instruction, not a
+# measurement; and words between a term and its number that do the same.
+_INSTRUCTION_BEFORE = re.compile(r"\b(?:if|goal|target|call|return|should|keep|maintain|aim|titrate|until)\b", re.I)
+_GOAL_BETWEEN = re.compile(r"\b(?:goal|target|normal range|normal value|reference|range of normal|desired|therapeutic range)\b", re.I)
+
+
+def _not_a_measurement(note_text: str, p: Passage, start: int, end: int) -> bool:
+    clause = re.split(r"[.;,]\s", note_text[p.start:start])[-1]
+    gap = re.match(r"\D*", note_text[end:p.end])
+    return bool(_INSTRUCTION_BEFORE.search(clause) or (gap and _GOAL_BETWEEN.search(gap.group())))
+
+
+# "33 weeks' gestation", "40 weeks pregnant", "a 39-week intrauterine pregnancy": a number written before
+# the term, with a unit of the question's dimension between them (or starting the term: "weeks gestation").
+_BEFORE = re.compile(r"(\d+(?:\.\d+)?(?:-1/2)?)[\s-]*(?:([A-Za-z]+)['’]?s?['’]?)?"
+                     r"(?:[\s,]+(?:and\s+)?\d+[\s-]*days?)?[\s-]*(?:of\s+)?$")
+
+
+def _value_before(note_text: str, p: Passage, start: int, end: int, question: Question) -> Candidate | None:
+    if question.unit is None:
+        return None
+    window_start = max(p.start, start - 30)
+    m = _BEFORE.search(note_text, window_start, start)
+    if m is None:
+        return None
+    unit = m.group(2) or _first_word(note_text[start:end])
+    if not units.is_known_unit(unit) or units.convert(1.0, unit, question.unit) is None:
+        return None
+    number = m.group(1)
+    value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
+    return Candidate(value=value, unit=units.normalise_unit(unit), span_start=m.start(1), span_end=m.end(2) if m.group(2) else m.end(1))
+
+
+def _first_word(text: str) -> str:
+    m = re.match(r"[A-Za-z]+", text)
+    return m.group(0) if m else ""
+
+
+def _with_vital_unit(c: Candidate, question: Question) -> Candidate:
+    """A vital sign written with no unit is in its one unit ("pulse 88", "BP 120/80"); a bare temperature
+    is Fahrenheit or Celsius by its size (98.6, 37.2), since no fever reads 60-90 in either."""
+    if c.unit is not None or question.unit is None:
+        return c
+    unit = units.normalise_unit(question.unit)
+    if unit in ("°C", "°F"):
+        unit = "°F" if 90 <= c.value <= 110 else "°C" if 30 <= c.value <= 45 else None
+    return c.model_copy(update={"unit": unit}) if unit else c
+
+
 def _term_matches(question: Question, note_text: str, p: Passage) -> list[tuple[int, int]]:
-    """(start, end) of every term match inside a passage."""
+    """(start, end) of every term match inside a passage; a match inside a longer one is the longer one's
+    ("blood pressure" in "systolic blood pressure")."""
     found = []
     for t in question_terms(question):
         found.extend(m.span() for m in term_regex(t).finditer(note_text, p.start, p.end))
-    return sorted(set(found))
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(set(found), key=lambda se: (se[0], -se[1])):
+        if out and start < out[-1][1]:
+            continue
+        out.append((start, end))
+    return out
 
 
 def numbers_written(text: str) -> list[float]:

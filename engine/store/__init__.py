@@ -366,6 +366,8 @@ class Store(StoreReads):
                     "created_at": now,
                     "method": a.method,
                     "candidates": json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None,
+                    "reading": a.reading,
+                    "sure": a.confident,
                 }
                 for a in answers
             ],

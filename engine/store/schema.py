@@ -13,8 +13,9 @@ import pyarrow as pa
 
 from crit.engine.sql import OFFLINE
 
-SCHEMA_VERSION = 4  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates.
-# 4: answers.window is answers.chunk (a chunk of a long note; "window" is a time window of the rules)
+SCHEMA_VERSION = 5  # 2: answers.method and answers.candidates; the passages table. 3: notes' patients and dates.
+# 4: answers.window is answers.chunk (a chunk of a long note; "window" is a time window of the rules).
+# 5: answers.reading (how the reader read it) and answers.sure (whether the rules stand by it)
 
 RunStatus = Literal["running", "done", "interrupted", "failed"]
 
@@ -88,11 +89,16 @@ SCHEMA = [
         created_at TIMESTAMPTZ NOT NULL,
         method VARCHAR,
         candidates JSON,
+        reading VARCHAR,
+        sure BOOLEAN,
         PRIMARY KEY (note_id, answer_key)
     )""",
     # A store of schema 1 gains the columns of 2 (its answers were all the model's).
     "ALTER TABLE answers ADD COLUMN IF NOT EXISTS method VARCHAR DEFAULT 'model'",
     "ALTER TABLE answers ADD COLUMN IF NOT EXISTS candidates JSON",
+    # Schema 5: the reader's reading class and whether the rules are sure of it (NULL for a model's answer).
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS reading VARCHAR",
+    "ALTER TABLE answers ADD COLUMN IF NOT EXISTS sure BOOLEAN",
     # The .crit text a run compiled (schema 2): reports and merges read the plan from the store.
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS crit_source VARCHAR",
     # Schema 3: the patient a note is about and its dates (the rules' patient layer and windows read them).
@@ -145,6 +151,8 @@ ANSWER_ARROW = pa.schema(
         ("created_at", pa.timestamp("us", tz="UTC")),
         ("method", pa.string()),
         ("candidates", pa.string()),
+        ("reading", pa.string()),
+        ("sure", pa.bool_()),
     ]
 )
 
