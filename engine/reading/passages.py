@@ -35,7 +35,8 @@ from crit.grammar.questions import SEX_PHRASE, Question
 
 # Bump when the passages found for a note can change: it is part of every answer key.
 EVIDENCE_VERSION = "evidence-3"  # 2: a label line joins the value-only line below it. 3: vital-sign words,
-# "type 2" word orders, parent terms and "no medications" lines find passages
+# "type 2" word orders, parent terms and "no medications" lines find passages, as do the terms of offline
+# vocabularies (crit.engine.reading.vocabulary: drug classes, brands, ICD-10-CM, MeSH, abbreviations)
 
 # Words that qualify a finding without naming it; stripped from the front of a term.
 _MODIFIERS = frozenset(
@@ -185,10 +186,23 @@ def vital_sign_terms(phrase: str) -> tuple[str, ...]:
 
 
 def question_terms(question: Question) -> tuple[str, ...]:
-    """Every term that locates the question's evidence: phrase alternatives, then aka."""
+    """Every term that locates the question's evidence: phrase alternatives, aka, then the terms offline
+    vocabularies add (crit.engine.reading.vocabulary: drug classes, brands, ICD-10-CM, ...), each once
+    (case aside), less the file's `not aka` terms."""
     if question.phrase in _BUILTIN:
         return ()
-    return tuple(dict.fromkeys([*phrase_terms(question.phrase), *question.aka, *vital_sign_terms(question.phrase)]))
+    # Imported here: the vocabularies load their data on first use, and passages stays quick to import.
+    from crit.engine.reading.vocabulary import expansions
+
+    added = [e.term for e in expansions(question.phrase, question.aka, question.kind)]
+    terms = [*phrase_terms(question.phrase), *question.aka, *vital_sign_terms(question.phrase), *added]
+    seen = {t.lower() for t in question.not_aka}
+    out: list[str] = []
+    for term in terms:
+        if term.lower() not in seen:
+            seen.add(term.lower())
+            out.append(term)
+    return tuple(out)
 
 
 # The numbers of a type or class, as notes write them ("type II diabetes", "class 3").

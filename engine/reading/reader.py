@@ -228,7 +228,7 @@ _RELATIVE_AFTER = re.compile(r"[\s,]+(?:[A-Za-z-]+\s+){0,2}?(?:%s)s?\b" % "|".jo
 
 
 def _someone_else(note_text: str, p: Passage, start: int, end: int) -> bool:
-    before = note_text[max(p.start, start - 40):start]
+    before = re.split(r"[.;]\s", note_text[max(p.start, start - 40):start])[-1]  # this sentence only
     return bool(_OTHER_PERSON.search(before) or _RELATIVE_AFTER.match(note_text, end, p.end))
 
 
