@@ -130,7 +130,10 @@ def check(file: str, strict: bool) -> None:
 def compile_cmd(file: str, as_json: bool) -> None:
     """Compile a .crit file and show the questions a model will be asked.
 
-    No model is loaded: this shows exactly what `crit run` would ask.
+    No model is loaded: this shows exactly what `crit run` would ask, and the
+    terms each question's passages are found by, with where each term came
+    from (the phrase, aka, or a vocabulary: drug classes, brands, ICD-10-CM,
+    MeSH). `not aka "x"` in the file removes a term.
 
     \b
     Example:
@@ -143,6 +146,8 @@ def compile_cmd(file: str, as_json: bool) -> None:
         data = plan.model_dump(mode="json", exclude={"lets", "criteria"})
         data["lets"] = [l.meaning() for l in plan.lets]
         data["criteria"] = [c.meaning() for c in plan.criteria]
+        data["terms"] = {q.name: [{"term": t, "source": source} for t, source in _term_sources(q)]
+                         for q in plan.questions}
         sql = _rules_sql(plan)
         if sql is not None:
             data["sql"] = sql
@@ -155,6 +160,7 @@ def compile_cmd(file: str, as_json: bool) -> None:
     for q in plan.questions:
         table.add_row(*(Text(printable(x)) for x in (q.name, q.kind, q.text, q.unit or "", q.fingerprint)))
     out.print(table)
+    out.print(_terms_table(plan.questions))
     crit_table = Table(title=f"{len(plan.criteria)} criteria")
     for col in ("", "label", "if missing"):
         crit_table.add_column(col)
@@ -398,6 +404,45 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
             table.add_row(*(Text("" if v is None else printable(str(v))) for v in r))
         out.print(table)
         err.print(f"{len(rows)} row(s)", markup=False)
+
+
+def _term_sources(question: Any) -> list[tuple[str, str]]:
+    """(term, where it came from) for each term that finds the question's passages, in the order tried."""
+    from crit.engine.reading.passages import phrase_terms, question_terms
+    from crit.engine.reading.vocabulary import expansions
+
+    phrase = {t.lower() for t in phrase_terms(question.phrase)}
+    aka = {t.lower() for t in question.aka}
+    added = {e.term.lower(): e.source for e in expansions(question.phrase, question.aka, question.kind)}
+    return [(t, "phrase" if t.lower() in phrase else "aka" if t.lower() in aka else added.get(t.lower(), "crit"))
+            for t in question_terms(question)]
+
+
+def _terms_table(questions: Any) -> Table:
+    """One row per question and source; a question's brands share one row, grouped by drug ("sertraline:
+    Zoloft, Lustral"), since a class can have hundreds."""
+    table = Table(title="terms that find each question's passages, and where they came from", show_lines=False)
+    for col in ("name", "from", "terms"):
+        table.add_column(col, overflow="fold")
+    for q in questions:
+        groups: dict[str, list[str]] = {}
+        brands: dict[str, list[str]] = {}
+        brand_source = ""
+        for term, source in _term_sources(q):
+            if source.startswith("brand of "):  # "brand of sertraline (drug-named-entity-recognition 2.0.9)"
+                drug, _, dist = source.removeprefix("brand of ").rpartition(" (")
+                brands.setdefault(drug, []).append(term)
+                brand_source = f"brands ({dist}"
+            else:
+                groups.setdefault(source, []).append(term)
+        rows = [(source, ", ".join(terms)) for source, terms in groups.items()]
+        if brands:
+            rows.append((brand_source, "; ".join(f"{drug}: {', '.join(ts)}" for drug, ts in brands.items())))
+        if q.not_aka:
+            rows.append(("not aka (removed)", ", ".join(q.not_aka)))
+        for source, terms in rows:
+            table.add_row(*(Text(printable(x)) for x in (q.name, source, terms)))
+    return table
 
 
 def _rules_sql(plan: Any) -> str | None:

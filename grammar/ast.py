@@ -158,8 +158,8 @@ class Trial(Node):
 
 
 class QuestionDecl(Node):
-    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [assumed] [aka ...] [cap N] [guide "..."]
-    [gate off]`."""
+    """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [assumed] [aka ...] [not aka ...] [cap N]
+    [guide "..."] [gate off]`."""
 
     kind: Literal["question"] = "question"
     type: Literal["boolean", "numeric"]
@@ -168,6 +168,9 @@ class QuestionDecl(Node):
     order: Literal["highest", "lowest", "first", "last", "value"] | None = None
     unit: str | None = None
     aka: list[str] = []
+    # `not aka "x"`: terms the question must not be looked for by, though a vocabulary
+    # (crit.engine.reading.vocabulary) or the phrase gives them.
+    not_aka: list[str] = []
     cap: float | None = None
     guide: str | None = None
     # `gate off`: ask the question even when no passage of a note mentions its terms

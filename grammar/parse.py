@@ -80,14 +80,14 @@ class _ToAst(Transformer):
 
     def question(self, meta, items):
         qtype, name, *rest = items
-        fields: dict = {"aka": []}
+        fields: dict = {"aka": [], "not_aka": []}
         order = None
         phrase_token = None
         for item in rest:
             if isinstance(item, tuple):
                 key, value, span = item
-                if key == "aka":
-                    fields["aka"] = fields["aka"] + value
+                if key in ("aka", "not_aka"):
+                    fields[key] = fields[key] + value
                 else:
                     fields[key] = value
                     if key == "unit":
@@ -115,6 +115,9 @@ class _ToAst(Transformer):
 
     def aka(self, meta, items):
         return ("aka", [_string(t) for t in items], _span(meta))
+
+    def not_aka(self, meta, items):
+        return ("not_aka", [_string(t) for t in items], _span(meta))
 
     def cap(self, meta, items):
         return ("cap", items[0], _span(meta))
@@ -278,7 +281,9 @@ _STATEMENT_STARTS = {"TRIAL", "QTYPE", "RANGE", "LET", "CRITERION_KIND", "CONVER
 
 
 def _expected_text(expected: set[str]) -> str:
-    names = sorted({_HUMAN.get(e, f"'{e.lower()}'") for e in expected if e not in _STATEMENT_STARTS})
+    # After a question, "not" can only begin `not aka`: say so, not a bare 'not'.
+    human = {**_HUMAN, "NOT": "'not aka'"} if "AKA" in expected else _HUMAN
+    names = sorted({human.get(e, f"'{e.lower()}'") for e in expected if e not in _STATEMENT_STARTS})
     if expected & _STATEMENT_STARTS:
         names.append("a new statement")
     if not names:
@@ -328,7 +333,7 @@ def _diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic
 def _expected_label(expected: set[str]) -> str:
     # A long list of alternatives helps nobody; the hint line carries the advice then.
     text = _expected_text(expected)
-    return f"expected {text}" if text.count(",") < 6 else "not expected here"
+    return f"expected {text}" if text.count(",") < 7 else "not expected here"
 
 
 # Operators other languages spell another way, and what crit writes for them.

@@ -141,7 +141,8 @@ def _uses_sex(file: ast.CritFile, ranges: dict[str, RangeRule]) -> bool:
 def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") -> Plan:
     questions = [
         make_question(
-            q.name, q.type, q.phrase, order=q.order, unit=q.unit, aka=tuple(q.aka), guide=q.guide, cap=q.cap, gate=q.gate
+            q.name, q.type, q.phrase, order=q.order, unit=q.unit, aka=tuple(q.aka), not_aka=tuple(q.not_aka),
+            guide=q.guide, cap=q.cap, gate=q.gate,
         )
         for q in file.questions
     ]

@@ -99,6 +99,7 @@ class Question(BaseModel):
     order: Order | None = None
     unit: str | None = Field(default=None, description="declared unit (numeric only)")
     aka: tuple[str, ...] = ()
+    not_aka: tuple[str, ...] = Field(default=(), description="terms never to look for (`not aka`), whatever gives them")
     guide: str | None = None
     cap: float | None = Field(default=None, description="values above cap are clipped to it")
     gate: bool = Field(default=True, description="False (`gate off`): ask even when no passage mentions the question")
@@ -121,11 +122,11 @@ def question_text(kind: QuestionKind, phrase: str, order: Order | None, unit: st
     return f"{lead} in the note, in {unit}?" if unit else f"{lead} in the note?"
 
 
-def fingerprint(text: str, guide: str | None, schema: dict[str, Any]) -> str:
-    payload = json.dumps(
-        {"text": text, "guide": guide, "schema": schema, "prompt": PROMPT_VERSION},
-        sort_keys=True,
-    )
+def fingerprint(text: str, guide: str | None, schema: dict[str, Any], not_aka: tuple[str, ...] = ()) -> str:
+    content: dict[str, Any] = {"text": text, "guide": guide, "schema": schema, "prompt": PROMPT_VERSION}
+    if not_aka:  # only when a file says it, so the fingerprints of files that do not are unchanged
+        content["not_aka"] = sorted(t.lower() for t in not_aka)
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -137,6 +138,7 @@ def make_question(
     order: Order | None = None,
     unit: str | None = None,
     aka: tuple[str, ...] = (),
+    not_aka: tuple[str, ...] = (),
     guide: str | None = None,
     cap: float | None = None,
     gate: bool = True,
@@ -151,9 +153,10 @@ def make_question(
         order=order,
         unit=unit,
         aka=aka,
+        not_aka=not_aka,
         guide=guide,
         cap=cap,
         gate=gate,
         answer_schema=schema,
-        fingerprint=fingerprint(text, guide, schema),
+        fingerprint=fingerprint(text, guide, schema, not_aka),
     )

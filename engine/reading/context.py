@@ -24,7 +24,7 @@ import functools
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -121,17 +121,37 @@ def _pipeline(cues: Cues) -> tuple[Any, ...]:
     return nlp, negation, hypothetical, family, stopped, allergy, sentences
 
 
-def _cued(negex: Any, doc: Any, target: Any, scope: int | None) -> bool:
+class _Cues(NamedTuple):
+    """One matcher's cues over one passage: where each cue is and the spans its cues reach within."""
+
+    preceding: list[tuple[Any, int, int]]
+    following: list[tuple[Any, int, int]]
+    boundaries: list[tuple[int, int]]
+
+
+@functools.lru_cache(maxsize=2048)
+def _analysed(passage_text: str, cues: Cues) -> tuple[Any, dict[str, _Cues], bool]:
+    """The passage's tokens and every matcher's cues, once a passage: a sentence is read for each question
+    that mentions it, and each of its terms."""
+    nlp, *matchers, what_if_sentences = _pipeline(cues)
+    doc = nlp(passage_text)
+    found = {}
+    for name, negex in zip(("negated", "hypothetical", "family", "stopped", "allergy"), matchers, strict=True):
+        preceding, following, terminating = negex.process_negations(doc)
+        found[name] = _Cues(preceding, following, negex.termination_boundaries(doc, terminating))
+    return doc, found, any(r.search(passage_text) for r in what_if_sentences)
+
+
+def _cued(found: _Cues, target: Any, scope: int | None) -> bool:
     """NegEx over one target span: a preceding cue within `scope` tokens (any distance when None)
     inside the target's termination boundary, or a following cue right after it."""
-    preceding, following, terminating = negex.process_negations(doc)
-    for low, high in negex.termination_boundaries(doc, terminating):
+    for low, high in found.boundaries:
         if not (low <= target.start < high):
             continue
-        for _, start, end in preceding:
+        for _, start, end in found.preceding:
             if low <= start < high and end <= target.start and (scope is None or target.start - end <= scope):
                 return True
-        for _, start, _end in following:
+        for _, start, _end in found.following:
             if low <= start < high and start >= target.end and start - target.end <= 2:
                 return True
     return False
@@ -140,21 +160,20 @@ def _cued(negex: Any, doc: Any, target: Any, scope: int | None) -> bool:
 def read_context(passage_text: str, term_start: int, term_end: int, section: str | None = None,
                  cues: Cues = DEFAULT_CUES) -> Context:
     """The context of the term at [term_start, term_end) of `passage_text` (offsets into the passage)."""
-    nlp, negation, hypothetical, family, stopped, allergy, what_if_sentences = _pipeline(cues)
-    doc = nlp(passage_text)
+    doc, found, what_if_sentence = _analysed(passage_text, cues)
     target = doc.char_span(term_start, term_end, alignment_mode="expand")
     if target is None:  # a term that spaCy cannot align (never seen; be explicit rather than guess)
         return Context()
     before = passage_text[:term_start].lower()
     window = " ".join(before.split()[-cues.scope_tokens:])
+    scope = cues.scope_tokens
     return Context(
-        negated=_cued(negation, doc, target, None),
-        hypothetical=(_cued(hypothetical, doc, target, cues.scope_tokens)
-                      or any(r.search(passage_text) for r in what_if_sentences)),
-        family=_in_section(section, cues.family) or _cued(family, doc, target, cues.scope_tokens),
+        negated=_cued(found["negated"], target, None),
+        hypothetical=_cued(found["hypothetical"], target, scope) or what_if_sentence,
+        family=_in_section(section, cues.family) or _cued(found["family"], target, scope),
         possible=any(p in window.split() or (" " in p and p in window) for p in cues.possible.preceding),
-        stopped=_cued(stopped, doc, target, cues.scope_tokens),
-        allergy=_in_section(section, cues.allergy) or _cued(allergy, doc, target, cues.scope_tokens),
+        stopped=_cued(found["stopped"], target, scope),
+        allergy=_in_section(section, cues.allergy) or _cued(found["allergy"], target, scope),
     )
 
 

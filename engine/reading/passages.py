@@ -36,7 +36,7 @@ from crit.grammar.questions import SEX_PHRASE, Question
 # Bump when the passages found for a note can change: it is part of every answer key.
 EVIDENCE_VERSION = "evidence-3"  # 2: a label line joins the value-only line below it. 3: vital-sign words,
 # "type 2" word orders, parent terms and "no medications" lines find passages, as do the terms of offline
-# vocabularies (crit.engine.reading.vocabulary: drug classes, brands, ICD-10-CM, MeSH, abbreviations)
+# vocabularies (crit.engine.reading.vocabulary: drug classes, brands, ICD-10-CM, MeSH)
 
 # Words that qualify a finding without naming it; stripped from the front of a term.
 _MODIFIERS = frozenset(
@@ -223,15 +223,35 @@ def _word_pattern(word: str, after: str = "") -> str:
     return re.escape(word)
 
 
+# A term is never the tail of a longer word, nor a word negated by its prefix ("insulin" is not in
+# "non-insulin-dependent"); it may carry a plural or possessive ending ("platelets", "diagnoses").
+_TERM_START = r"(?<![\w])(?<!\bnon-)(?<!\bnon )"
+_TERM_END = r"(?:s|es|'s)?(?![\w])"
+
+
+def _term_body(term: str) -> str:
+    words = [w for w in re.split(r"[\s-]+", term.strip()) if w]
+    # Words may stand apart by blanks, hyphens or a comma ("diabetes mellitus, type 2").
+    return r",?[\s-]*".join(_word_pattern(w, words[i - 1] if i else "") for i, w in enumerate(words))
+
+
 @functools.lru_cache(maxsize=4096)
 def term_regex(term: str) -> re.Pattern[str]:
     """Case-insensitive, whole words, plural endings, hyphen or space between words."""
-    words = [w for w in re.split(r"[\s-]+", term.strip()) if w]
-    # Words may stand apart by blanks, hyphens or a comma ("diabetes mellitus, type 2").
-    body = r",?[\s-]*".join(_word_pattern(w, words[i - 1] if i else "") for i, w in enumerate(words))
-    # A plural ending on the last word ("platelets", "diagnoses"); a possessive too. Never the tail of a
-    # longer word, nor a word negated by its prefix: "insulin" is not in "non-insulin-dependent".
-    return re.compile(r"(?<![\w])(?<!\bnon-)(?<!\bnon )" + body + r"(?:s|es|'s)?(?![\w])", re.I)
+    return re.compile(_TERM_START + _term_body(term) + _TERM_END, re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def terms_regex(terms: tuple[str, ...]) -> re.Pattern[str]:
+    """All of a question's terms in one pattern, so a note is scanned once per question, not once per term
+    (a drug class has hundreds of names). Longer terms first: at one place the longest term wins."""
+    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
+    return re.compile(_TERM_START + "(?:" + "|".join(_term_body(t) for t in ordered) + ")" + _TERM_END, re.I)
+
+
+def term_of(matched: str, terms: Sequence[str]) -> str:
+    """Which of `terms` a match of terms_regex(terms) is (the first, in the question's order, that reads it)."""
+    return next((t for t in terms if term_regex(t).fullmatch(matched)), terms[0])
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -303,15 +323,24 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+@functools.lru_cache(maxsize=32)
+def _layout(note_text: str) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
+    """A note's sentences and section headers, found once for all of its questions (callers do not mutate)."""
+    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    return sentences(note_text), headers
+
+
 def find_passages(note_text: str, question: Question) -> list[Passage]:
     """The sentences of `note_text` that mention `question`, in note order, one per sentence
     (the first term found in it). Empty when the note never mentions the question."""
+    terms: tuple[str, ...] = ()
     if question.phrase in _BUILTIN:
         regexes: Sequence[tuple[str, re.Pattern[str]]] = [
             (_BUILTIN_TERM[question.phrase], r) for r in _BUILTIN[question.phrase]
         ]
     else:
-        regexes = [(t, term_regex(t)) for t in (*question_terms(question), *parent_terms(question))]
+        terms = (*question_terms(question), *parent_terms(question))
+        regexes = [("", terms_regex(terms))] if terms else []
         if is_therapy(question):
             regexes.append((NO_MEDICATIONS_TERM, NO_MEDICATIONS))
     hits: list[tuple[int, int, str]] = []
@@ -320,9 +349,8 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
     if not hits:
         return []
     hits.sort()
-    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    spans, headers = _layout(note_text)
     passages: list[Passage] = []
-    spans = sentences(note_text)
     h = 0
     for start, end in spans:
         while h < len(hits) and hits[h][1] <= start:
@@ -331,6 +359,7 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
         if not inside:
             continue
         term_start, term_end, term = inside[0]
+        term = term or term_of(note_text[term_start:term_end], terms)
         section = None
         for offset, name in headers:
             if offset > term_start:

@@ -41,6 +41,7 @@ from crit.engine.reading.passages import (
     phrase_terms,
     question_terms,
     term_regex,
+    terms_regex,
     vital_sign_terms,
 )
 from crit.grammar import units
@@ -137,6 +138,13 @@ def _grounded(p: Passage, note_text: str) -> dict:
     return dict(source=p.text(note_text), span_start=p.start, span_end=p.end, grounded=True, match="exact")
 
 
+def _value_grounded(c: Candidate, note_text: str) -> dict:
+    """A number's evidence is its own span, the value and its unit ("1.4 mg/dL"); the sentence around it is
+    the answer's passage (the store's passages table), which the report shows as context."""
+    return dict(source=note_text[c.span_start:c.span_end], span_start=c.span_start, span_end=c.span_end,
+                grounded=True, match="exact")
+
+
 def _not_mentioned(reading: str) -> dict:
     return dict(label="not mentioned", na=True, reading=reading)
 
@@ -219,7 +227,7 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
             value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
             cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
             return dict(label=value, value=value, unit=unit, candidates=[cand], reading="age-pattern",
-                        **_grounded(p, note_text))
+                        **_value_grounded(cand, note_text))
     return _not_mentioned("term-no-value" if passages else "no-mention")
 
 
@@ -347,7 +355,7 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage], re
     else:
         reading = how
     return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _, _ in unique], reading=reading,
-                **_grounded(p, note_text))
+                **_value_grounded(c, note_text))
 
 
 _PRESSURE_SIDE = re.compile(r"\b(?:systolic|diastolic)\b", re.I)
@@ -424,17 +432,10 @@ def _with_vital_unit(c: Candidate, question: Question) -> Candidate:
 
 
 def _term_matches(question: Question, note_text: str, p: Passage) -> list[tuple[int, int]]:
-    """(start, end) of every term match inside a passage; a match inside a longer one is the longer one's
-    ("blood pressure" in "systolic blood pressure")."""
-    found = []
-    for t in question_terms(question):
-        found.extend(m.span() for m in term_regex(t).finditer(note_text, p.start, p.end))
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(set(found), key=lambda se: (se[0], -se[1])):
-        if out and start < out[-1][1]:
-            continue
-        out.append((start, end))
-    return out
+    """(start, end) of every term match inside a passage, in one pass; where terms overlap the longest wins
+    ("systolic blood pressure", not its "blood pressure")."""
+    terms = question_terms(question)
+    return [m.span() for m in terms_regex(terms).finditer(note_text, p.start, p.end)] if terms else []
 
 
 def numbers_written(text: str) -> list[float]:
