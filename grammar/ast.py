@@ -165,7 +165,7 @@ class QuestionDecl(Node):
     type: Literal["boolean", "numeric"]
     name: str
     phrase: str
-    order: Literal["highest", "lowest", "first", "last", "value"] | None = None
+    order: Literal["highest", "lowest", "first", "last", "most recent", "last written", "value"] | None = None
     unit: str | None = None
     aka: list[str] = []
     # `not aka "x"`: terms the question must not be looked for by, though a vocabulary

@@ -108,7 +108,7 @@ class _ToAst(Transformer):
         )
 
     def order(self, meta, items):
-        return str(items[0])
+        return " ".join(str(items[0]).split())  # "most  recent" is "most recent"
 
     def in_unit(self, meta, items):
         return ("unit", str(items[0]), _span(items[0]))
@@ -271,7 +271,7 @@ def _join(a: Span | None, b: Span | None) -> Span | None:
 # Names of terminals as a person would say them, for "expected ..." messages.
 _HUMAN = {
     "NAME": "a name", "STRING": 'a "quoted phrase"', "NUMBER": "a number", "UNIT": "a unit (e.g. mg/dL)",
-    "QTYPE": "'boolean' or 'numeric'", "ORDER": "an order (highest, lowest, first, last, value)",
+    "QTYPE": "'boolean' or 'numeric'", "ORDER": "an order (highest, lowest, first, last, most recent, last written, value)",
     "SEX": "male, female or any", "COMP_OP": "a comparison (>, >=, <, <=, =, !=)", "COLON": "':'",
     "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='", "MISSING_POLICY": "met, not met or unknown",
     "CRITERION_KIND": "include or exclude", "__ANON_0": "'..'", "TRIAL_ID": "a trial id (e.g. NCT00412984)",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 QuestionKind = Literal["boolean", "numeric"]
-Order = Literal["highest", "lowest", "first", "last", "value"]
+Order = Literal["highest", "lowest", "first", "last", "most recent", "last written", "value"]
 
 # Lengths bound the constrained generation: with them every output of the
 # embedded model finished as valid JSON (NOTES-engine.md: 24/30 -> 30/30).

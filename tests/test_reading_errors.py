@@ -122,3 +122,21 @@ def test_every_answer_names_its_reading_class_and_only_measured_classes_are_sure
     for note, name in [("Blood pressure 140/90.", "sbp"), ("Creatinine 1.4.", "creat"), ("Diabetes type 2.", "t2dm")]:
         fields = read(name, note)
         assert fields["reading"] and fields["confident"] == (fields["reading"] in SURE_READINGS)
+
+
+def test_last_is_the_most_recent_measurement_and_last_written_is_the_last_in_the_text() -> None:
+    """The last HbA1c is the most recent measurement, not the last number written."""
+    plan = check_source('numeric a1c last "hemoglobin A1c" in %  aka "A1c"\n'
+                        'numeric recent most recent "hemoglobin A1c" in %  aka "A1c"\n'
+                        'numeric written last written "hemoglobin A1c" in %  aka "A1c"\n').plan
+    assert plan is not None and plan.question("recent").order == "most recent"
+
+    def value(name: str, note: str) -> float:
+        question = plan.question(name)
+        return decide(question, note, find_passages(note, question))["label"]
+
+    called_latest = "Her most recent A1c is 8.1. Her A1c was 7.2 two years ago."
+    dated = "A1c 8.1 on 03/2020. A1c 7.2 on 01/2019."
+    for note in (called_latest, dated):
+        assert value("a1c", note) == value("recent", note) == 8.1
+        assert value("written", note) == 7.2

@@ -12,11 +12,17 @@ Terms of a question, in the order they are tried:
   "transient ischemic attack" and "systemic embolism"; a lone word before a longer last
   part borrows its head noun ("alcohol or drug abuse": "alcohol abuse", "drug abuse");
 - the question's `aka` terms, as written in the .crit file;
+- the words notes use for a vital sign the phrase names ("BP" for a systolic pressure, "pulse");
+- the terms of the offline vocabularies (crit.engine.reading.vocabulary: a drug class's members
+  and their brands, ICD-10-CM and MeSH synonyms), less the file's `not aka` terms;
+- denial-only parent terms ("diabetes" for "type 1 diabetes mellitus"), and for a question on a
+  therapy, the lines that say the patient takes no medications;
 - built-in families for the two questions no term list can cover: age ("81-year-old",
   "age 81", "81 yo") and the built-in sex question (she, he, woman, Mr., ...).
-Each term matches case-insensitively on word boundaries, with systematic variants: a
-plural ending, a hyphen or a space between words ("a-fib", "a fib"), and an optional
-period after each letter of an abbreviation ("C.H.F.").
+Each term matches case-insensitively on word boundaries, never after "non-", with systematic
+variants: a plural ending, a hyphen, a space or a comma between words ("a-fib", "a fib"), an
+optional period after each letter of an abbreviation ("C.H.F."), Roman numerals after "type"
+("type II"), and "X type N" for "type N X". A question's terms are one pattern: one scan a note.
 
 A passage records the section it sits in (the last "HEADER:" line before it), because a
 finding under FAMILY HISTORY is the family's, not the patient's. Pure functions, no model,

@@ -7,21 +7,30 @@ second. For one (note, question) it reads the passages of crit.engine.reading.pa
 
 - boolean: each mention's context (crit.engine.reading.context). A mention of the patient that is
   not negated is "present"; a negated one is "absent" when no mention is present; a
-  question with no mention of the patient (only family, only hypothetical) is "not
-  mentioned". A phrase that relates two findings ("atrial fibrillation due to a reversible
-  cause such as thyrotoxicosis") needs both halves in one passage.
-- numeric: every number written within 30 characters after a term, with the numbers
-  chained to it ("from 2.08 to 2.67", "25% to 30%"), each with the unit written after it.
-  All are kept (Answer.candidates, with spans); the question's order then picks one:
-  highest / lowest by value in the question's unit, first / last by position.
-  Age reads "81-year-old", "age 81" and "81 yo"; a month or week age keeps its unit.
+  question with no mention of the patient (only family, other people, plans and risks, allergies)
+  is "not mentioned". For a question on a current therapy or state, a drug or habit that stopped
+  ("metformin was discontinued", "quit smoking") is "absent". A denial also answers "absent" when it
+  covers the question: a denial of its parent concept ("no history of diabetes" for type 1 diabetes:
+  passages.parent_terms, only for "type N" phrases), or, for a therapy question, of all medications
+  ("MEDICATIONS: None.", "takes no medications"). Broader denials ("no medical problems") are not
+  read: labellers disagree on what they cover. A phrase that relates two findings ("atrial
+  fibrillation due to a reversible cause such as thyrotoxicosis") needs both halves in one passage.
+- numeric: every number written within 30 characters after a term, with the numbers chained to it
+  ("from 2.08 to 2.67", "25% to 30%"), each with the unit written after it; a blood-pressure pair
+  ("BP 151/102") for a systolic or diastolic question; a number before a term that starts with its
+  unit ("37 weeks gestation"). Not a goal, a threshold or an instruction ("goal INR 2 to 3", "call if
+  the temperature is over 101.5"), nor another analyte ("creatinine clearance"). All are kept
+  (Answer.candidates, with spans); the question's order then picks one: highest / lowest by value in
+  the question's unit, first / last by position. The evidence of a number is its own span.
+  Age reads "81-year-old", "age 81" and "81 yo", not a relative's; a month or week age keeps its unit.
 - the built-in sex question counts the passages with female and with male words; where both
   appear (a boy and his mother), the patient's own descriptor ("a 62-year-old male") decides.
 
-Each answer says whether the rules are sure (`confident`): not when mentions disagree,
-when the only mention is possible or hypothetical, when a relational phrase is half
-found, or when the question's terms appear with no number. crit.engine.answering.policy asks
-the model only where the rules are not sure.
+Each answer names its reading class (Answer.reading: "named", "named-listed", "denied", "stopped",
+"parent-denied", "no-medications", "conflict", "possible", "pressure-pair", "value-after-term",
+"value-after-term-no-unit", ...), and the rules are sure of it (`confident`) only where that class was
+measured at least 0.97 precise on the dev trials of tests/trials (SURE_READINGS).
+crit.engine.answering.policy asks the model only where the rules are not sure.
 """
 
 from __future__ import annotations
@@ -345,7 +354,9 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage], re
         if comparable:
             pick = (max if order == "highest" else min)(comparable, key=lambda x: x[3])
             chosen = pick[:3]
-    elif order == "last":
+    elif order in ("last", "most recent"):
+        chosen = _most_recent(note_text, unique)
+    elif order == "last written":
         chosen = unique[-1]
     c, p, how = chosen
     if c.unit is None and question.unit is not None and not units.has_no_dimension(question.unit):
@@ -356,6 +367,39 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage], re
         reading = how
     return dict(label=c.value, value=c.value, unit=c.unit, candidates=[c for c, _, _ in unique], reading=reading,
                 **_value_grounded(c, note_text))
+
+
+# A value the note calls the latest ("his last hemoglobin A1c ... is 11.9"), and the dates notes write.
+_RECENT = re.compile(r"\b(?:last|latest|most recent|current(?:ly)?|today'?s?|now|recent)\b", re.I)
+_DATE = re.compile(r"\b(\d{1,2})/(?:(\d{1,2})/)?(\d{4}|\d{2})\b")
+
+
+def _most_recent(note_text: str, found: list[tuple[Candidate, Passage, str]]) -> tuple[Candidate, Passage, str]:
+    """The most recent measurement: one the note calls the latest, else the latest dated one when every
+    value has a date in its passage, else the last written."""
+    recent = [f for f in found
+              if _RECENT.search(re.split(r"[.;]\s", note_text[max(f[1].start, f[0].span_start - 60):f[0].span_start])[-1])]
+    if len(recent) == 1:
+        return recent[0]
+    dated = [(d, f) for f in found if (d := _date_near(note_text, f[1], f[0].span_start)) is not None]
+    if len(dated) == len(found) > 1 and len({d for d, _ in dated}) > 1:
+        return max(dated, key=lambda df: df[0])[1]
+    return found[-1]
+
+
+def _date_near(note_text: str, p: Passage, at: int) -> tuple[int, int, int] | None:
+    """(year, month, day) of the date written nearest a value in its passage (08/2019, 3/14/19)."""
+    best = None
+    for m in _DATE.finditer(note_text, p.start, p.end):
+        first, second, year = int(m.group(1)), m.group(2), int(m.group(3))
+        year += 2000 if year < 50 else 1900 if year < 100 else 0
+        date = (year, first, int(second)) if second else (year, first, 1)
+        if not 1 <= first <= 12:
+            continue
+        distance = abs(m.start() - at)
+        if best is None or distance < best[0]:
+            best = (distance, date)
+    return best[1] if best else None
 
 
 _PRESSURE_SIDE = re.compile(r"\b(?:systolic|diastolic)\b", re.I)
