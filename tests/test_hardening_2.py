@@ -567,7 +567,7 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_its_batches(tmp_path: Path)
     deadline = time.time() + 60
     while time.time() < deadline and not db.exists():
         time.sleep(0.2)
-    time.sleep(3.0)  # some batches committed
+    time.sleep(10.0)  # some batches committed (spaCy and the vocabularies load first: about 5 s)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     con = duckdb.connect(str(db), read_only=True)

@@ -215,6 +215,8 @@ def finetune(cfg: TrainConfig) -> Path:
     import peft
     import transformers
 
+    from crit.engine.answering.backends.rules import RulesBackend
+
     manifest = {
         "base_model": str(base_dir),
         "base_name": base_dir.name,
@@ -224,6 +226,8 @@ def finetune(cfg: TrainConfig) -> Path:
             "train_examples": len(examples),
             "skipped_too_long": too_long,
             "val_examples": len(val),
+            # The reader that built and checked the data (crit.trainer.verify): a later reader builds other data.
+            "reader": RulesBackend.identity,
         },
         "parameters": {**cfg.model_dump(), "qlora": qlora, "device": device},
         "trainable_parameters": trainable,
