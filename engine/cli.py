@@ -364,9 +364,19 @@ def merge(out_db: str, shards: tuple[str, ...], crit_file: str | None) -> None:
 @cli.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("query")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("-p", "--param", "params", type=(str, str), multiple=True, metavar="NAME VALUE",
+              help="Bind the query's parameter $NAME to VALUE (a number where it reads as one). Repeatable.")
+@click.option("--line", "as_lines", is_flag=True, help="One 'column = value' line per column, rows apart (for wide rows).")
+@click.option("--max-width", type=click.IntRange(min=4), default=40, show_default=True,
+              help="Cut table cells wider than this, marked with '…' (the table display only).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Show at most this many rows in the table or line display, and count the rest.")
+@click.option("--csv", "csv_file", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
+              help="Write every row as CSV: to FILE, or to standard output when no FILE is given.")
+@click.option("--parquet", "parquet_file", type=click.Path(dir_okay=False), help="Write every row to a Parquet FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of a table.")
-def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
+def sql(db: str, query: str, params: tuple[tuple[str, str], ...], as_lines: bool, max_width: int, max_rows: int,
+        csv_file: str | None, parquet_file: str | None, as_json: bool) -> None:
     """Run a SQL query on a store, read-only, and print the result.
 
     Tables: runs, notes, questions, answers, passages, evaluation, note_decisions and
@@ -374,36 +384,124 @@ def sql(db: str, query: str, as_csv: bool, as_json: bool) -> None:
     patient (notes with a patient id) patient_answers, patient_criteria,
     patient_eligibility, patient_attrition; latest_run, latest_answers.
 
+    Rows stream from the store: a table shows the first --max-rows and counts the rest, and
+    --csv FILE, --parquet FILE or --json write them all.
+
     \b
     Example:
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
-        crit sql results.duckdb "select * from attrition" --csv > attrition.csv
+        crit sql results.duckdb "select * from answers where note_id = $id" -p id mts-1186 --line
+        crit sql results.duckdb "select * from attrition" --csv attrition.csv
+        crit sql results.duckdb "select * from answer_values" --parquet values.parquet
     """
-    import csv as csv_module
-
     from crit.engine.store import Store
 
-    if as_csv and as_json:
-        raise click.UsageError("choose one of --csv and --json")
+    if sum(x is not None and x is not False for x in (csv_file, parquet_file, as_json or None, as_lines or None)) > 1:
+        raise click.UsageError("choose one of --csv, --parquet, --json and --line")
+    bound = {name: _param_value(value) for name, value in params}
     with Store.open(db, read_only=True) as store:
-        columns, rows = store.query(query)
-    if as_json:
-        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
-    elif as_csv:
-        writer = csv_module.writer(sys.stdout, lineterminator="\n")
+        columns, batches = store.query_batches(query, bound)
+        if parquet_file is not None:
+            n = _write_parquet(parquet_file, batches)
+            err.print(f"{n} row(s) written to {printable(parquet_file)}", markup=False)
+        elif csv_file is not None:
+            n = _write_csv(csv_file, columns, batches)
+            if csv_file != "-":
+                err.print(f"{n} row(s) written to {printable(csv_file)}", markup=False)
+        elif as_json:
+            rows = [r for b in batches for r in b.to_pylist()]
+            click.echo(json.dumps(rows, indent=2, default=str))
+        else:
+            shown, total = _first_rows(batches, max_rows)
+            if as_lines:
+                _print_lines(columns, shown)
+            else:
+                _print_table(columns, shown, max_width)
+            more = f" (showing the first {len(shown)}; --csv FILE or --parquet FILE writes all)" if total > len(shown) else ""
+            err.print(f"{total} row(s){more}", markup=False)
+
+
+def _param_value(text: str) -> Any:
+    """A parameter as DuckDB should compare it: a number where the text is one, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _first_rows(batches: Iterator[Any], limit: int) -> tuple[list[tuple[Any, ...]], int]:
+    """The first `limit` rows, and how many rows there were in all (the rest are counted, not kept)."""
+    shown: list[tuple[Any, ...]] = []
+    total = 0
+    for batch in batches:
+        if len(shown) < limit:
+            shown.extend(tuple(r.values()) for r in batch.slice(0, limit - len(shown)).to_pylist())
+        total += batch.num_rows
+    return shown, total
+
+
+def _cell(value: Any, width: int | None = None) -> str:
+    text = "" if value is None else printable(str(value))
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int) -> None:
+    table = Table(show_lines=False)
+    for c in columns:
+        table.add_column(escape(printable(c)), overflow="fold", max_width=max_width)
+    for r in rows:
+        # Text, not str: a value like "embedded[enum]" is data, not rich markup
+        table.add_row(*(Text(_cell(v, max_width)) for v in r))
+    out.print(table)
+
+
+def _print_lines(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """sqlite3's `.mode line`: every column of a row on its own line, names aligned."""
+    names = [printable(c) for c in columns]
+    width = max((len(n) for n in names), default=0)
+    for i, r in enumerate(rows):
+        if i:
+            click.echo("")
+        for name, value in zip(names, r, strict=True):
+            click.echo(f"{name:>{width}} = {_cell(value)}")
+
+
+def _write_csv(target: str, columns: list[str], batches: Iterator[Any]) -> int:
+    import csv as csv_module
+
+    n = 0
+    handle = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    try:
+        writer = csv_module.writer(handle, lineterminator="\n")
         # To a file or a pipe the values go as stored; to a terminal they are made printable.
-        clean = printable if sys.stdout.isatty() else (lambda v: v)
+        clean = printable if handle.isatty() else (lambda v: v)
         writer.writerow([clean(c) for c in columns])
-        writer.writerows([[clean(v) if isinstance(v, str) else v for v in r] for r in rows])
-    else:
-        table = Table(show_lines=False)
-        for c in columns:
-            table.add_column(escape(printable(c)), overflow="fold")
-        for r in rows:
-            # Text, not str: a value like "embedded[enum]" is data, not rich markup
-            table.add_row(*(Text("" if v is None else printable(str(v))) for v in r))
-        out.print(table)
-        err.print(f"{len(rows)} row(s)", markup=False)
+        for batch in batches:
+            rows = [tuple(r.values()) for r in batch.to_pylist()]
+            writer.writerows([[clean(v) if isinstance(v, str) else v for v in r] for r in rows])
+            n += len(rows)
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    return n
+
+
+def _write_parquet(target: str, batches: Iterator[Any]) -> int:
+    import pyarrow.parquet as pq
+
+    n = 0
+    writer = None
+    try:
+        for batch in batches:
+            writer = writer or pq.ParquetWriter(target, batch.schema)
+            writer.write_batch(batch)
+            n += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def _term_sources(question: Any) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -510,10 +510,48 @@ class Store(StoreReads):
         """Question name -> the answer_key a run stored its answers under."""
         return dict(self.con.execute("SELECT question, answer_key FROM run_questions WHERE run_id = ?", [run_id]).fetchall())
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement (SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXPLAIN); (column
         names, rows). Anything else, or several statements, is refused before it runs (and a store
-        opened read-only reads no file but itself); DuckDB's own message becomes a CritError."""
+        opened read-only reads no file but itself); DuckDB's own message becomes a CritError.
+        `params` binds the query's named parameters ($name)."""
+        self._check_read_only(sql)
+        try:
+            cur = self.con.execute(sql, params or None)
+            columns = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        except duckdb.PermissionException as e:
+            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {e}") from None
+        return columns, rows
+
+    def query_batches(self, sql: str, params: dict[str, Any] | None = None,
+                      rows_per_batch: int = 10_000) -> tuple[list[str], Iterator[pa.RecordBatch]]:
+        """As query, but the rows come as Arrow record batches, read as they are consumed: a result of any
+        size passes through in bounded memory. Consume them before the next query on this store."""
+        self._check_read_only(sql)
+        try:
+            relation = self.con.sql(sql, params=params or None)
+            if relation is None:
+                return [], iter(())
+            reader = relation.to_arrow_reader(rows_per_batch)
+        except duckdb.PermissionException as e:
+            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
+        except duckdb.Error as e:
+            raise CritError(f"SQL error: {e}") from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from reader
+            except duckdb.Error as e:
+                raise CritError(f"SQL error: {e}") from None
+            except pa.ArrowException as e:  # DuckDB's errors surface through Arrow's reader mid-stream
+                raise CritError(f"SQL error: {e}") from None
+
+        return list(reader.schema.names), batches()
+
+    def _check_read_only(self, sql: str) -> None:
         try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as e:
@@ -529,12 +567,3 @@ class Store(StoreReads):
             # EXPLAIN ANALYZE runs its statement (LOAD, CHECKPOINT, VACUUM, CREATE TEMP TABLE ...).
             raise CritError("crit sql is read-only: EXPLAIN ANALYZE runs the statement it explains and is refused "
                             "(hint: EXPLAIN without ANALYZE shows the plan)")
-        try:
-            cur = self.con.execute(sql)
-            columns = [d[0] for d in cur.description] if cur.description else []
-            rows = cur.fetchall() if cur.description else []
-        except duckdb.PermissionException as e:
-            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
-        except duckdb.Error as e:
-            raise CritError(f"SQL error: {e}") from None
-        return columns, rows
