@@ -318,11 +318,15 @@ def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
         p = ev.by_patient
         screened = (("patients", p.patients), ("patients eligible", p.eligible),
                     ("patients ineligible", p.ineligible), ("patients unknown", p.unknown))
+    run, alone = summary.this_run, " alone" if screened else ""
     for label, value in (
         *screened,
-        ("eligible" if not screened else "notes eligible alone", ev.eligible),
-        ("ineligible" if not screened else "notes ineligible alone", ev.ineligible),
-        ("unknown" if not screened else "notes unknown alone", ev.unknown),
+        (f"this run's notes: eligible{alone}", run["eligible"]),
+        (f"this run's notes: ineligible{alone}", run["ineligible"]),
+        (f"this run's notes: unknown{alone}", run["unknown"]),
+        (f"the store's {ev.notes} notes: eligible{alone}", ev.eligible),
+        (f"the store's {ev.notes} notes: ineligible{alone}", ev.ineligible),
+        (f"the store's {ev.notes} notes: unknown{alone}", ev.unknown),
         ("answers new", summary.answers_new), ("answers cached", summary.answers_cached),
         ("errors", summary.errors), ("ungrounded quotes", summary.ungrounded), ("rows skipped", len(summary.bad_rows)),
         *((f"answered by {m}", n) for m, n in sorted(summary.by_method.items())),

@@ -94,7 +94,8 @@ class RunSummary(BaseModel):
     backend_identity: str  # the run's identity: model, evidence, policy and gate mode
     by_method: dict[str, int]  # new answers by how they were reached: gate / rules / model
     model_questions: int  # questions sent to the model; its answer replaced the rules' in by_method["model"]
-    evaluation: EvaluationSummary
+    evaluation: EvaluationSummary  # over every note in the store
+    this_run: dict[str, int]  # eligible / ineligible / unknown over the notes this run read
     seconds: float
 
 
@@ -186,6 +187,7 @@ def run(
                     calls += engine.model_calls - before
                     progress.model_seconds += time.perf_counter() - t0
                 result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
+                store.remember_run_notes([n.note_id for n in batch])
                 answers_new += result.answers_new
                 notes_changed += result.notes_changed
                 progress.notes_done += len(batch)
@@ -200,6 +202,7 @@ def run(
                     + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
                 )
             evaluation = evaluate(store.con, plan, keys)
+            this_run = store.run_eligibility()
             errors, ungrounded = store.answer_counts(keys.values())
             store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
         except KeyboardInterrupt as e:
@@ -246,6 +249,7 @@ def run(
         by_method=progress.by_method,
         model_questions=progress.model_questions,
         evaluation=evaluation,
+        this_run=this_run,
         seconds=round(time.perf_counter() - started, 3),
     )
 

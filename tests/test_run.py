@@ -184,3 +184,17 @@ def test_the_front_door_takes_the_note_columns_as_one_object_or_as_keywords(tmp_
         crit.run(plan, patients / "notes.jsonl", db=tmp_path / "d.duckdb", backend="rules", base_url="http://x")
     left = crit.dry_run(plan, patients / "notes.jsonl", db=tmp_path / "a.duckdb", backend="rules")
     assert left.pairs_cached > 0 and left.pairs_left == 0
+
+
+def test_the_summary_counts_this_runs_notes_apart_from_the_stores(tmp_path: Path) -> None:
+    """A second, smaller run over a store counts its own notes first, then the whole store's (issue 28)."""
+    import crit
+
+    root = Path(__file__).resolve().parent.parent
+    plan = crit.load(root / "criteria" / "aristotle.crit")
+    sample = root / "examples" / "mtsamples-sample.jsonl"
+    whole = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules")
+    five = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules", limit=5)
+    assert sum(whole.this_run.values()) == whole.evaluation.notes == 20
+    assert sum(five.this_run.values()) == 5 and five.evaluation.notes == 20
+    assert five.this_run["unknown"] <= whole.evaluation.unknown

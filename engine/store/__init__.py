@@ -417,6 +417,26 @@ class Store(StoreReads):
             self.con.unregister("_crit_batch_passages")
         return BatchResult(notes_changed=len(changed), answers_new=inserted)
 
+    def remember_run_notes(self, note_ids: Sequence[str]) -> None:
+        """Keep, for this connection only, the ids of the notes this run read (a temporary table, never stored):
+        the run's summary counts them apart from the rest of the store."""
+        self.con.execute("CREATE TEMP TABLE IF NOT EXISTS _crit_run_notes (note_id VARCHAR)")
+        self.con.register("_crit_run_batch", pa.table({"note_id": pa.array(list(note_ids), pa.string())}))
+        try:
+            self.con.execute("INSERT INTO _crit_run_notes SELECT note_id FROM _crit_run_batch")
+        finally:
+            self.con.unregister("_crit_run_batch")
+
+    def run_eligibility(self) -> dict[str, int]:
+        """Eligible / ineligible / unknown over the notes this run read (remember_run_notes), by the rules just
+        evaluated."""
+        rows = self.con.execute(
+            "SELECT status, count(DISTINCT note_id) FROM eligibility WHERE note_id IN (SELECT note_id FROM _crit_run_notes) "
+            "GROUP BY status").fetchall()
+        counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
+        counts.update({str(status): int(n) for status, n in rows})
+        return counts
+
     def answer_counts(self, answer_keys: Iterable[str]) -> tuple[int, int]:
         """(error rows, ungrounded quotes) among the answers under these keys, over the stored notes."""
         row = self.con.execute(
