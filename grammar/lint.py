@@ -1,8 +1,12 @@
-"""Lint: warnings about questions that are not single-order.
+"""Lint: warnings about questions that are not single-order, or that nothing uses.
 
 The paper's finding is that a boolean question hiding a threshold ("creatinine
 above 1.3") or a conjunction ("diabetes and hypertension") is answered worse
-than a numeric question plus a rule. These are warnings: the file still runs.
+than a numeric question plus a rule. A time limit inside a phrase ("in the past
+3 months") is a rule hidden in a question too: the window belongs to the rule
+(`mi within 3 months`), where the notes' dates decide it. A question that no
+criterion or let reads is asked of every note for nothing. These are warnings:
+the file still runs (`crit check --strict` fails on them).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ _THRESHOLD = re.compile(
     rf"at least|at most|exceeding|exceeds|>=|<=)\b)\s*(?P<num>{_NUMBER})\s*(?P<unit>[^\s,;)]*)",
     re.IGNORECASE,
 )
+_TIME_LIMIT = re.compile(
+    r"\b(?:(?:in|within|during|over|for)\s+)?(?:the\s+)?(?:past|last|previous|prior|preceding)\s+"
+    r"(?P<amount>\d+|one|two|three|four|five|six|twelve)\s+(?P<unit>days?|weeks?|months?|years?)\b", re.IGNORECASE)
 _CONJUNCTION = re.compile(r"\b(?:and|as well as|plus|together with)\b|&", re.IGNORECASE)
 
 
@@ -26,8 +33,41 @@ def _analyte_before(phrase: str, start: int) -> str:
     return words[-1] if words else "value"
 
 
+def _names_read(file: ast.CritFile) -> set[str]:
+    """Every name the file's criteria and lets read."""
+    stack: list[ast.Node] = [s.expr for s in file.statements if isinstance(s, ast.CriterionDecl | ast.LetDecl)]
+    names: set[str] = set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            names.add(node.name)
+        elif isinstance(node, ast.BoundRef):
+            names.add(node.name)
+        stack.extend(ast.children(node))
+    return names
+
+
 def lint(file: ast.CritFile) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    read = _names_read(file)
+    for q in file.questions:
+        span = q.phrase_span or q.span
+        m = _TIME_LIMIT.search(q.phrase)
+        if m:
+            out.append(Diagnostic(
+                severity="warning", code="W203", file=file.path, span=span,
+                message=f"'{q.name}' puts a time limit inside its phrase ('{m.group(0).strip()}')",
+                label="a window hidden in the question",
+                hint=f"ask without it and put the window in the rule: `{q.name} within {m.group('amount')} "
+                     f"{m.group('unit').lower().rstrip('s')}s` (the notes' dates decide it)",
+            ))
+        if q.name not in read:
+            out.append(Diagnostic(
+                severity="warning", code="W204", file=file.path, span=q.span,
+                message=f"no criterion or let reads '{q.name}'",
+                label="asked of every note for its stored answers alone",
+                hint="fine if you want its answers in SQL; otherwise use it in a rule or remove it",
+            ))
     for q in file.questions:
         if q.type != "boolean":
             continue
