@@ -61,6 +61,13 @@ class CritError(Exception):
     def render(self, color: bool = False) -> str:
         return "\n\n".join(render(d, self.source, color=color) for d in self.diagnostics)
 
+    def __str__(self) -> str:
+        """A notebook prints an error by str(): where the file is known, the whole diagnostic with its line and
+        caret; otherwise the one-line message (which run records and other messages also quote)."""
+        if self.source is not None and any(d.span for d in self.diagnostics):
+            return self.render()
+        return self.diagnostics[0].message if self.diagnostics else "error"
+
 
 def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

@@ -292,6 +292,15 @@ def _expected_text(expected: set[str]) -> str:
 
 
 def _diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic:
+    diag = _plain_diagnostic(err, text, path)
+    if diag.code == "E002" and diag.span is not None:
+        keyword = _misspelt_keyword(text, diag.span.line, diag.span.col)
+        if keyword:
+            return diag.model_copy(update={"hint": f"did you mean '{keyword}'?"})
+    return diag
+
+
+def _plain_diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic:
     line, col = max(err.line, 1), max(err.column, 1)
     lines = text.splitlines() or [""]
     rest_of_line = lines[line - 1][col - 1 :] if line <= len(lines) else ""
@@ -328,6 +337,33 @@ def _diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diagnostic
     if isinstance(err, UnexpectedEOF):
         return Diagnostic(code="E003", message="the file ends in the middle of a statement", file=path, span=span)
     return Diagnostic(code="E002", message="syntax error", file=path, span=span)
+
+
+# The language's words, for "did you mean" when an unexpected word is one letter or two away from one.
+_KEYWORDS = ("trial", "boolean", "numeric", "range", "let", "include", "exclude", "convert", "index", "date", "aka",
+             "assumed", "cap", "guide", "gate", "off", "highest", "lowest", "first", "last", "value", "recent",
+             "written", "male", "female", "any", "all", "count", "and", "or", "not", "within", "above", "below",
+             "between", "missing", "met", "unknown", "true", "false", "uln", "lln")
+
+
+def _misspelt_keyword(text: str, line: int, col: int) -> str | None:
+    """The keyword the word at (or just before) an error looks like a slip of ("boolen", "akaa", "incldue")."""
+    import difflib
+    import re
+
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    row, at = lines[line - 1], col - 1
+    words = [m for m in re.finditer(r"[A-Za-z_]+", row) if m.start() <= at]
+    for m in reversed(words[-2:]):  # the word the error is in, else the one before it
+        word = m.group(0).lower()
+        if word in _KEYWORDS or len(word) < 3:
+            continue
+        close = difflib.get_close_matches(word, _KEYWORDS, n=1, cutoff=0.75)
+        if close:
+            return close[0]
+    return None
 
 
 def _expected_label(expected: set[str]) -> str:

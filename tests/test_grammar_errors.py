@@ -44,6 +44,7 @@ CASES = [
     ("upper_and",                "E002", 4, 19),
     ("c_and",                    "E002", 4, 19),
     ("quoted_sex",               "E002", 3, 31),
+    ("misspelt_keyword",         "E002", 2, 1),
 ]
 
 
@@ -89,3 +90,15 @@ def test_missing_file_is_a_user_error() -> None:
     result = CliRunner().invoke(cli, ["check", "no/such/file.crit"])
     assert result.exit_code == 1
     assert "no such file" in result.output
+
+
+def test_a_crit_error_prints_with_its_line_and_caret() -> None:
+    """A notebook prints an error by str(): the diagnostic with the user's line and the caret (issue 28)."""
+    from crit.engine.eligibility import load_plan
+
+    try:
+        load_plan(ERRORS / "upper_and.crit")
+    except CritError as err:
+        text = str(err)
+    assert "include \"both\": a AND b" in text and "^^^" in text and "hint:" in text
+    assert str(CritError("store is locked")) == "store is locked"
