@@ -394,7 +394,7 @@ def sql(db: str, query: str, params: tuple[tuple[str, str], ...], as_lines: bool
     \b
     Example:
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
-        crit sql results.duckdb "select * from answers where note_id = $id" -p id mts-1186 --line
+        crit sql results.duckdb "select * from answers where note_id = $id" -p id mts-2208 --line
         crit sql results.duckdb "select * from attrition" --csv attrition.csv
         crit sql results.duckdb "select * from answer_values" --parquet values.parquet
     """

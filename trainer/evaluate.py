@@ -305,8 +305,14 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
 
     sources: dict[str, Predictions] = {}
     answer_rows: list[dict[str, Any]] = []
+    gold_notes = {x.note_id for x in gold}
     for path in cfg.dbs:
-        sources.update(_read_store(path, kinds))
+        from_store = _read_store(path, kinds)
+        if not any(nid in gold_notes for preds in from_store.values() for nid, _ in preds):
+            # Scoring would print 0.00 everywhere: say why instead.
+            raise CritError(f"{path} holds none of the {len(gold_notes)} gold notes of {cfg.gold}, so there is nothing "
+                            f"to score (hint: screen them first: crit run FILE.crit {notes_path} --db {path})")
+        sources.update(from_store)
     for spec in cfg.models:
         preds, identity, rows = _run_model(spec, notes, questions, cfg.device)
         sources[spec.name()] = preds
