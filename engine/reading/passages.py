@@ -126,15 +126,23 @@ def phrase_terms(phrase: str) -> list[str]:
 _TYPED = re.compile(r"^type\s+(\S+)\s+(.+)$", re.I)
 
 
-def _reordered(term: str) -> list[str]:
+def _typed_heads(term: str) -> tuple[str, list[str]] | None:
+    """"type 2 diabetes mellitus" -> ("2", ["diabetes mellitus", "diabetes"]): the type, and the heads it
+    qualifies ("mellitus" is often left out); None for a term with no leading "type N"."""
     m = _TYPED.match(term)
     if not m:
+        return None
+    head = m.group(2)
+    short = head[: -len(" mellitus")] if head.lower().endswith(" mellitus") else None
+    return m.group(1), [head, short] if short else [head]
+
+
+def _reordered(term: str) -> list[str]:
+    typed = _typed_heads(term)
+    if typed is None:
         return []
-    kind, head = m.group(1), m.group(2)
-    out = [f"{head} type {kind}"]
-    if head.lower().endswith(" mellitus"):
-        out += [f"{head[: -len(' mellitus')]} type {kind}", f"type {kind} {head[: -len(' mellitus')]}"]
-    return out
+    kind, heads = typed
+    return [f"{h} type {kind}" for h in heads] + [f"type {kind} {h}" for h in heads[1:]]
 
 
 # A question on a therapy ("antidepressant therapy", "an ACE inhibitor") is denied by a note that says
@@ -161,15 +169,8 @@ def parent_terms(question: Question) -> tuple[str, ...]:
     their passages for a denial only."""
     if question.kind != "boolean" or question.phrase in _BUILTIN:
         return ()
-    out: list[str] = []
-    for term in phrase_terms(question.phrase):
-        m = _TYPED.match(term)
-        if m:
-            head = m.group(2)
-            out.append(head)
-            if head.lower().endswith(" mellitus"):
-                out.append(head[: -len(" mellitus")])
-    return tuple(dict.fromkeys(out))
+    heads = (_typed_heads(t) for t in phrase_terms(question.phrase))
+    return tuple(dict.fromkeys(h for typed in heads if typed for h in typed[1]))
 
 
 # How notes write the vital signs, whatever the question calls them: a question on the systolic
@@ -198,11 +199,21 @@ def question_terms(question: Question) -> tuple[str, ...]:
     if question.phrase in _BUILTIN:
         return ()
     # Imported here: the vocabularies load their data on first use, and passages stays quick to import.
+    from crit.engine.reading.vocabulary import enabled_vocabularies
+
+    return _question_terms(question.phrase, tuple(question.aka), question.kind, tuple(question.not_aka),
+                           enabled_vocabularies())
+
+
+@functools.lru_cache(maxsize=1024)
+def _question_terms(phrase: str, aka: tuple[str, ...], kind: str, not_aka: tuple[str, ...],
+                    vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+    """question_terms, once per question (and vocabulary choice): it is asked for every note and passage."""
     from crit.engine.reading.vocabulary import expansions
 
-    added = [e.term for e in expansions(question.phrase, question.aka, question.kind)]
-    terms = [*phrase_terms(question.phrase), *question.aka, *vital_sign_terms(question.phrase), *added]
-    seen = {t.lower() for t in question.not_aka}
+    added = [e.term for e in expansions(phrase, aka, kind)]
+    terms = [*phrase_terms(phrase), *aka, *vital_sign_terms(phrase), *added]
+    seen = {t.lower() for t in not_aka}
     out: list[str] = []
     for term in terms:
         if term.lower() not in seen:

@@ -164,7 +164,8 @@ def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) ->
     if relation:  # both halves of "X due to Y" in one passage
         qualifier = question.phrase[relation.end():]
         needs = [term_regex(t) for t in phrase_terms(qualifier)]
-    current = is_therapy(question) or bool(_CURRENT.search(question.phrase))
+    therapy = is_therapy(question)
+    current = therapy or bool(_CURRENT.search(question.phrase))
     what_if_asked = bool(_WHAT_IF_ASKED.search(question.phrase))  # "a planned ablation": a plan is the finding
     parents = [term_regex(t) for t in parent_terms(question)]
     affirmed: list[tuple[Passage, bool]] = []
@@ -231,9 +232,8 @@ def _age(note_text: str, passages: Sequence[Passage]) -> dict:
         for m in AGE.finditer(note_text, p.start, p.end):
             if _someone_else(note_text, p, m.start(), m.end()):
                 continue  # "her father died at age 86", "delivered to a 22-year-old mom"
-            number = m.group(1) or m.group(3) or m.group(4)
             unit = _AGE_UNITS[m.group(2)[0].lower()] if m.group(2) else "years"
-            value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
+            value = _mixed_number(m.group(1) or m.group(3) or m.group(4))
             cand = Candidate(value=value, unit=unit, span_start=m.start(), span_end=m.end())
             return dict(label=value, value=value, unit=unit, candidates=[cand], reading="age-pattern",
                         **_value_grounded(cand, note_text))
@@ -331,13 +331,15 @@ def _numeric(question: Question, note_text: str, passages: Sequence[Passage], re
                 found.extend((c, p, "pressure-pair") for c in _pressure_pairs(note_text, end, p.end, reach, group))
                 continue
             # A term that starts with its unit ("weeks gestation") follows its number: "37 weeks gestation".
-            before = _value_before(note_text, p, start, end, question)
-            if before is not None and units.is_known_unit(_first_word(note_text[start:end])):
+            # Any other term reads the numbers after it, and one before it only where none follows.
+            unit_led = units.is_known_unit(_first_word(note_text[start:end]))
+            before = _value_before(note_text, p, start, end, question) if unit_led else None
+            if before is not None:
                 found.append((before, p, "value-before-term"))
                 continue
             after = values_after(note_text, end, p.end, reach, temperature)
             found.extend((_with_count_unit(c, question), p, "value-after-term") for c in after)
-            if not after and before is not None:
+            if not after and not unit_led and (before := _value_before(note_text, p, start, end, question)) is not None:
                 found.append((before, p, "value-before-term"))
     if not found:
         return _not_mentioned("term-no-value" if passages else "no-mention")
@@ -454,9 +456,13 @@ def _value_before(note_text: str, p: Passage, start: int, end: int, question: Qu
     unit = m.group(2) or _first_word(note_text[start:end])
     if not units.is_known_unit(unit) or units.convert(1.0, unit, question.unit) is None:
         return None
-    number = m.group(1)
-    value = float(number[:-4]) + 0.5 if number.endswith("-1/2") else float(number)
+    value = _mixed_number(m.group(1))
     return Candidate(value=value, unit=units.normalise_unit(unit), span_start=m.start(1), span_end=m.end(2) if m.group(2) else m.end(1))
+
+
+def _mixed_number(written: str) -> float:
+    """"3-1/2" (a mixed number, as in "3-1/2-year-old" or "38-1/2 weeks") is 3.5; any other is as written."""
+    return float(written[:-4]) + 0.5 if written.endswith("-1/2") else float(written)
 
 
 def _first_word(text: str) -> str:
