@@ -140,3 +140,10 @@ def test_last_is_the_most_recent_measurement_and_last_written_is_the_last_in_the
     for note in (called_latest, dated):
         assert value("a1c", note) == value("recent", note) == 8.1
         assert value("written", note) == 7.2
+
+
+def test_a_line_of_no_medications_denies_a_therapy_only() -> None:
+    """"No medications" says nothing of a current habit: it denies therapy questions, not "current smoking"."""
+    note = "She smokes a pack a day and takes no medications."
+    assert read("smoker", note)["label"] == "present" and read("smoker", note)["reading"] == "named"
+    assert label("metformin", "She takes no medications.") == "absent"

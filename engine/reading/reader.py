@@ -191,7 +191,7 @@ def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) ->
             ctx = read_context(text, start - p.start, end - p.start, p.section)
             if ctx.negated and ctx.about_patient:
                 denied.append((p, "parent-denied"))
-        if p.term == NO_MEDICATIONS_TERM or (current and NO_MEDICATIONS.search(note_text, p.start, p.end)):
+        if p.term == NO_MEDICATIONS_TERM or (therapy and NO_MEDICATIONS.search(note_text, p.start, p.end)):
             denied.append((p, "no-medications"))
     if affirmed:
         p, possible = next(((p, f) for p, f in affirmed if not f), affirmed[0])
