@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from crit.grammar import ast
-from crit.grammar.errors import Diagnostic
+from crit.grammar.errors import Diagnostic, Span
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _THRESHOLD = re.compile(
@@ -39,9 +39,7 @@ def _names_read(file: ast.CritFile) -> set[str]:
     names: set[str] = set()
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.Name):
-            names.add(node.name)
-        elif isinstance(node, ast.BoundRef):
+        if isinstance(node, ast.Name | ast.BoundRef):
             names.add(node.name)
         stack.extend(ast.children(node))
     return names
@@ -49,25 +47,22 @@ def _names_read(file: ast.CritFile) -> set[str]:
 
 def lint(file: ast.CritFile) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+
+    def warn(code: str, span: Span | None, message: str, label: str, hint: str) -> None:
+        out.append(Diagnostic(severity="warning", code=code, file=file.path, span=span, message=message,
+                              label=label, hint=hint))
+
     read = _names_read(file)
     for q in file.questions:
-        span = q.phrase_span or q.span
         m = _TIME_LIMIT.search(q.phrase)
         if m:
-            out.append(Diagnostic(
-                severity="warning", code="W203", file=file.path, span=span,
-                message=f"'{q.name}' puts a time limit inside its phrase ('{m.group(0).strip()}')",
-                label="a window hidden in the question",
-                hint=f"ask without it and put the window in the rule: `{q.name} within {m.group('amount')} "
-                     f"{m.group('unit').lower().rstrip('s')}s` (the notes' dates decide it)",
-            ))
+            warn("W203", q.phrase_span or q.span, f"'{q.name}' puts a time limit inside its phrase ('{m.group(0).strip()}')",
+                 "a window hidden in the question",
+                 f"ask without it and put the window in the rule: `{q.name} within {m.group('amount')} "
+                 f"{m.group('unit').lower().rstrip('s')}s` (the notes' dates decide it)")
         if q.name not in read:
-            out.append(Diagnostic(
-                severity="warning", code="W204", file=file.path, span=q.span,
-                message=f"no criterion or let reads '{q.name}'",
-                label="asked of every note for its stored answers alone",
-                hint="fine if you want its answers in SQL; otherwise use it in a rule or remove it",
-            ))
+            warn("W204", q.span, f"no criterion or let reads '{q.name}'", "asked of every note for its stored answers alone",
+                 "fine if you want its answers in SQL; otherwise use it in a rule or remove it")
     for q in file.questions:
         if q.type != "boolean":
             continue
@@ -79,21 +74,14 @@ def lint(file: ast.CritFile) -> list[Diagnostic]:
             op = ">" if m.group("cmp").lower() in (">", "above", "over", "greater than", "more than", "higher than", "exceeding", "exceeds") else (
                 "<" if m.group("cmp").lower() in ("<", "below", "under", "less than", "lower than") else m.group("cmp"))
             order = "lowest" if op.startswith("<") else "highest"
-            out.append(Diagnostic(
-                severity="warning", code="W201", file=file.path, span=span,
-                message=f"boolean '{q.name}' hides a threshold: not a single-order question",
-                label="asks for a comparison",
-                hint=f'ask for the number and compare in a rule: numeric {q.name} {order} "{analyte}" in {unit}'
-                     f" ... then use `{q.name} {op} {m.group('num')}`",
-            ))
+            warn("W201", span, f"boolean '{q.name}' hides a threshold: not a single-order question", "asks for a comparison",
+                 f'ask for the number and compare in a rule: numeric {q.name} {order} "{analyte}" in {unit}'
+                 f" ... then use `{q.name} {op} {m.group('num')}`")
             continue
         m = _CONJUNCTION.search(q.phrase)
         if m:
             left, right = q.phrase[: m.start()].strip(" ,"), q.phrase[m.end():].strip(" ,")
-            out.append(Diagnostic(
-                severity="warning", code="W202", file=file.path, span=span,
-                message=f"boolean '{q.name}' joins two findings with '{m.group(0)}': not a single-order question",
-                label="two questions in one",
-                hint=f'split it: boolean {q.name}_a "{left}" and boolean {q.name}_b "{right}", then combine with `and`',
-            ))
+            warn("W202", span, f"boolean '{q.name}' joins two findings with '{m.group(0)}': not a single-order question",
+                 "two questions in one",
+                 f'split it: boolean {q.name}_a "{left}" and boolean {q.name}_b "{right}", then combine with `and`')
     return out
