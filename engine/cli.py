@@ -400,7 +400,7 @@ def sql(db: str, query: str, params: tuple[tuple[str, str], ...], as_lines: bool
     """
     from crit.engine.store import Store
 
-    if sum(x is not None and x is not False for x in (csv_file, parquet_file, as_json or None, as_lines or None)) > 1:
+    if sum((csv_file is not None, parquet_file is not None, as_json, as_lines)) > 1:
         raise click.UsageError("choose one of --csv, --parquet, --json and --line")
     bound = {name: _param_value(value) for name, value in params}
     with Store.open(db, read_only=True) as store:

@@ -20,6 +20,7 @@ process can be writing it then).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -86,6 +87,17 @@ class RunInfo(BaseModel):
     notes_total: int | None = None
     crit_source: str | None = None  # the .crit text itself
 
+
+
+@contextlib.contextmanager
+def _sql_errors() -> Iterator[None]:
+    """DuckDB's errors from a user's query, as one CritError line (Arrow's reader carries them mid-stream)."""
+    try:
+        yield
+    except duckdb.PermissionException as e:
+        raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
+    except (duckdb.Error, pa.ArrowException) as e:
+        raise CritError(f"SQL error: {e}") from None
 
 class StoredRun(BaseModel):
     run_id: str
@@ -536,14 +548,10 @@ class Store(StoreReads):
         opened read-only reads no file but itself); DuckDB's own message becomes a CritError.
         `params` binds the query's named parameters ($name)."""
         self._check_read_only(sql)
-        try:
+        with _sql_errors():
             cur = self.con.execute(sql, params or None)
             columns = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall() if cur.description else []
-        except duckdb.PermissionException as e:
-            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
-        except duckdb.Error as e:
-            raise CritError(f"SQL error: {e}") from None
         return columns, rows
 
     def query_batches(self, sql: str, params: dict[str, Any] | None = None,
@@ -551,23 +559,15 @@ class Store(StoreReads):
         """As query, but the rows come as Arrow record batches, read as they are consumed: a result of any
         size passes through in bounded memory. Consume them before the next query on this store."""
         self._check_read_only(sql)
-        try:
+        with _sql_errors():
             relation = self.con.sql(sql, params=params or None)
             if relation is None:
                 return [], iter(())
             reader = relation.to_arrow_reader(rows_per_batch)
-        except duckdb.PermissionException as e:
-            raise CritError(f"crit sql reads only the store: {str(e).splitlines()[0]}") from None
-        except duckdb.Error as e:
-            raise CritError(f"SQL error: {e}") from None
 
         def batches() -> Iterator[pa.RecordBatch]:
-            try:
+            with _sql_errors():
                 yield from reader
-            except duckdb.Error as e:
-                raise CritError(f"SQL error: {e}") from None
-            except pa.ArrowException as e:  # DuckDB's errors surface through Arrow's reader mid-stream
-                raise CritError(f"SQL error: {e}") from None
 
         return list(reader.schema.names), batches()
 
