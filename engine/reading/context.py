@@ -98,7 +98,7 @@ class Context(BaseModel):
 
 
 @functools.lru_cache(maxsize=4)
-def _pipeline(cues: Cues) -> tuple[Any, ...]:
+def _pipeline(cues: Cues) -> tuple[Any, dict[str, Any], tuple[re.Pattern[str], ...]]:
     """spaCy's blank English and five negex matchers (negation, hypothetical, family, stopped, allergy), built
     once a cue set."""
     import spacy
@@ -118,7 +118,9 @@ def _pipeline(cues: Cues) -> tuple[Any, ...]:
     stopped = Negex(nlp, "stopped", cues.stopped.patterns(), extension_name=f"crit_stopped_{tag}")
     allergy = Negex(nlp, "allergy", cues.allergy.patterns(), extension_name=f"crit_allergy_{tag}")
     sentences = tuple(re.compile(x, re.I) for x in cues.hypothetical.sentences)
-    return nlp, negation, hypothetical, family, stopped, allergy, sentences
+    matchers = {"negated": negation, "hypothetical": hypothetical, "family": family, "stopped": stopped,
+                "allergy": allergy}
+    return nlp, matchers, sentences
 
 
 class _Cues(NamedTuple):
@@ -133,10 +135,10 @@ class _Cues(NamedTuple):
 def _analysed(passage_text: str, cues: Cues) -> tuple[Any, dict[str, _Cues], bool]:
     """The passage's tokens and every matcher's cues, once a passage: a sentence is read for each question
     that mentions it, and each of its terms."""
-    nlp, *matchers, what_if_sentences = _pipeline(cues)
+    nlp, matchers, what_if_sentences = _pipeline(cues)
     doc = nlp(passage_text)
     found = {}
-    for name, negex in zip(("negated", "hypothetical", "family", "stopped", "allergy"), matchers, strict=True):
+    for name, negex in matchers.items():
         preceding, following, terminating = negex.process_negations(doc)
         found[name] = _Cues(preceding, following, negex.termination_boundaries(doc, terminating))
     return doc, found, any(r.search(passage_text) for r in what_if_sentences)
