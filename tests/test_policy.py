@@ -211,3 +211,17 @@ def test_an_unsure_rules_answer_stands_where_the_model_quote_cannot_overturn_it(
     engine = EvidenceEngine(ScriptedBackend(script))
     [a] = engine.answer("n1", note, [q(name)])[0]
     assert a.method == "rules" and a.value == value and engine.overruled == {reason: 1}
+
+
+def test_a_model_value_the_quote_reads_but_not_in_the_questions_order_is_refused():
+    """mts-2771 of tests/gold: "creatinine progressively decreased from 8.1 to 2.3" holds both numbers, and the
+    highest is 8.1; a model's 2.3 for the highest creatinine is read in its quote but is not the highest."""
+    note = "LABS: During the stay, the creatinine progressively decreased from 8.1 to 2.3 mg/dL.\n"
+
+    def script(text, asked):
+        return json.dumps({"source": note.strip(),
+                           "status": "stated", "answer": 2.3, "unit": "mg/dL"})
+
+    engine = EvidenceEngine(ScriptedBackend(script))
+    [a] = engine.answer("n1", note, [q("creat")])[0]
+    assert a.method == "rules" and a.value == 8.1 and engine.overruled == {"not_the_order": 1}

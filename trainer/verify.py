@@ -15,7 +15,8 @@ pair's quote alone and over the whole note. Reasons, in the order they are tried
   ``quote_not_a_denial`` (answer "absent", the quote the same, or a hedge),
   ``quote_affirms`` (answer "absent", the quote affirms it and denies nothing),
   ``number_not_read`` (a number the rules do not read after a term of the question:
-  "BUN 22, creatinine normal");
+  "BUN 22, creatinine normal"), ``not_the_order`` (a highest or lowest the quote's own numbers
+  contradict: 2.3 as the highest creatinine of "decreased from 8.1 to 2.3");
 - for a pair with no engine question, ``off_question`` means the quote has no word of it.
 
 The rules only speak where they are sure (`confident`), so an unsure reading never drops a

@@ -22,7 +22,7 @@ QUOTE_REACH = 60
 # A model's "absent" where the rules found the finding present in the note: the rules' answer stands.
 NOTE_AFFIRMS = "note_affirms"
 OBJECTIONS = ("off_question", "quote_not_about_patient", "quote_not_a_denial", "quote_denies", "quote_affirms",
-              "quote_names_both_sexes", "number_not_read")
+              "quote_names_both_sexes", "number_not_read", "not_the_order")
 
 
 def value_in_quote(a: Answer, q: Question) -> bool:
@@ -79,4 +79,6 @@ def objection(q: Question, label: str | None, value: float | None, span: tuple[i
         return None
     if value is None or not any(abs(c.value - value) < 1e-9 for c in reading.get("candidates") or ()):
         return "number_not_read"  # "BUN was 22, creatinine normal" writes no creatinine
+    if q.order in ("highest", "lowest") and abs(reading["value"] - value) > 1e-9:
+        return "not_the_order"  # "decreased from 8.1 to 2.3": the highest the quote writes is 8.1
     return None
