@@ -9,8 +9,9 @@ For a notebook, three functions are enough::
 
     import crit
     plan = crit.load("criteria/aristotle.crit")
-    crit.run(plan, "examples/mtsamples-sample.jsonl", db="results.duckdb", backend="rules")
-    crit.connect("results.duckdb").sql("select * from eligibility").df()
+    screening = crit.run(plan, notes_df, db="results.duckdb", backend="rules")  # a path, DataFrame, Arrow table or list of dicts
+    screening.eligibility                                                     # a pyarrow Table; .df("eligibility") for pandas
+    crit.connect("results.duckdb").sql("select * from criteria").df()
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import duckdb
-
     from crit.engine.dryrun import DryRunReport
     from crit.engine.notes.columns import NoteColumns
-    from crit.engine.run import Progress, RunSummary
+    from crit.engine.results import Screening, StoreReader
+    from crit.engine.run import Progress
     from crit.grammar.plan import Plan
 
 __version__ = "0.1.0"
@@ -38,28 +38,49 @@ def load(path: str | Path) -> Plan:
     return load_plan(path)
 
 
-def run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path, backend: str = "transformers",
+def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "transformers",
         columns: NoteColumns | None = None, limit: int | None = None, batch_size: int = 4, gate: bool = True,
-        policy: str = "rules-then-model", shard: str | None = None,
-        on_progress: Callable[[Progress], None] | None = None, **options: Any) -> RunSummary:
+        policy: str = "rules-then-model", shard: str | None = None, progress: bool = True,
+        on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
     """Screen `notes` against `plan` into the store `db`, as `crit run` does (the command calls this).
 
-    `backend` is a `--backend` choice (crit.engine.answering.registry.backends()); `options` are that
-    backend's own (model=, adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when
-    `columns` is not given. `shard` is "i/n"."""
+    `notes` is a path (any source `crit run` reads) or the notes themselves: a list of dicts, a pandas
+    DataFrame or a pyarrow Table, with the same columns a file would have. `backend` is a `--backend`
+    choice (crit.engine.answering.registry.backends()); `options` are that backend's own (model=,
+    adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when `columns` is not given.
+    `shard` is "i/n". `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
+    Progress. Returns a Screening: `.summary`, and the store's tables as Arrow (`.eligibility`, ...)."""
     from crit.engine.answering.registry import factory_for
     from crit.engine.notes.shards import parse_shard
+    from crit.engine.results import Screening
     from crit.engine.run import run as run_plan
 
     plan = load(plan) if isinstance(plan, (str, Path)) else plan
     columns = _columns(columns, options)
     factory = factory_for(backend, **options)
-    return run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, columns=columns,
-                    on_progress=on_progress, shard=parse_shard(shard) if shard else None, gate=gate,
-                    policy=policy)  # type: ignore[arg-type]
+
+    def screen(report: Callable[[Progress], None] | None) -> Screening:
+        summary = run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, columns=columns,
+                           on_progress=report, shard=parse_shard(shard) if shard else None, gate=gate,
+                           policy=policy)  # type: ignore[arg-type]
+        return Screening(summary)
+
+    if not progress:
+        return screen(on_progress)
+    from crit.engine.progress import progress_bar
+
+    with progress_bar() as draw:
+        if on_progress is None:
+            return screen(draw)
+
+        def both(p: Progress) -> None:
+            draw(p)
+            on_progress(p)
+
+        return screen(both)
 
 
-def dry_run(plan: Plan | str | Path, notes: str | Path, *, db: str | Path | None = None,
+def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None,
             backend: str = "transformers", columns: NoteColumns | None = None, gate: bool = True,
             policy: str = "rules-then-model", shard: str | None = None, **options: Any) -> DryRunReport:
     """Read and check every note and count the note-question pairs `run` would still ask; load no model,
@@ -87,8 +108,10 @@ def _columns(columns: NoteColumns | None, options: dict[str, Any]) -> NoteColumn
     return columns if columns is not None else NoteColumns(**named)
 
 
-def connect(db: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection to a store (no file, network or extension access beyond it)."""
-    from crit.engine.store import Store
+def connect(db: str | Path) -> StoreReader:
+    """The store, read-only: `.sql(query)` gives a result read whole (`.arrow()`, `.df()`, `.fetchall()`),
+    `.table(name)` a table or view as Arrow. No connection stays open between calls, so a `crit.run` on the
+    same file can follow at any time."""
+    from crit.engine.results import StoreReader
 
-    return Store.open(db, read_only=True).con
+    return StoreReader(db)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -258,6 +257,7 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
         crit sql results.duckdb "select status, count(*) from eligibility group by 1"
     """
     import crit
+    from crit.engine.progress import progress_bar
 
     columns = pop_columns(options)
     plan = crit.load(file)
@@ -267,38 +267,11 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
         for line in report.lines():
             out.print(line, markup=False)
         return
-    with _progress_bar() as on_progress:
-        summary = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
-                           gate=not no_gate, policy=policy, shard=shard, on_progress=on_progress, **options)
-    _print_summary(file, db, plan, summary)
-
-
-@contextmanager
-def _progress_bar() -> Iterator[Callable[[Any], None]]:
-    """A rich progress bar on stderr, and the `on_progress` callback that moves it."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("notes"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("notes", total=None, rates="")
-
-        def on_progress(p: Any) -> None:
-            elapsed = bar.tasks[0].elapsed or 1e-9
-            done = p.notes_done + p.bad_rows
-            rates = f"{p.notes_done / elapsed:.2f} notes/s  {p.questions_asked / elapsed:.2f} questions/s"
-            bar.update(task, total=p.notes_total, completed=done, rates=rates)
-
-        yield on_progress
+    with progress_bar(err) as on_progress:
+        screening = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
+                             gate=not no_gate, policy=policy, shard=shard, on_progress=on_progress, progress=False,
+                             **options)
+    _print_summary(file, db, plan, screening.summary)
 
 
 def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
@@ -452,13 +425,29 @@ def _cell(value: Any, width: int | None = None) -> str:
 
 
 def _print_table(columns: list[str], rows: list[tuple[Any, ...]], max_width: int) -> None:
+    """A table of the columns that fit the terminal, in order; the others are counted, and --line names them
+    (a table squeezed to 1-3 characters a column, as `select * from runs` was, cannot be read)."""
+    cells = [[_cell(v, max_width) for v in r] for r in rows]
+    names = [printable(c) for c in columns]
+    widths = [min(max_width, max([len(n), *(len(r[i]) for r in cells)])) for i, n in enumerate(names)]
+    shown, used = 0, 1  # rich's table: a border, then each column's cell, padding and border
+    for w in widths:
+        if shown and used + w + 3 > out.width - 4:  # room for the "…" column of the rest
+            break
+        used += w + 3
+        shown += 1
     table = Table(show_lines=False)
-    for c in columns:
-        table.add_column(escape(printable(c)), overflow="fold", max_width=max_width)
-    for r in rows:
+    for name, w in zip(names[:shown], widths):
+        table.add_column(escape(name), overflow="fold", min_width=min(w, max(len(name), 3)), max_width=max_width)
+    if shown < len(columns):
+        table.add_column("…", max_width=1)
+    for r in cells:
         # Text, not str: a value like "embedded[enum]" is data, not rich markup
-        table.add_row(*(Text(_cell(v, max_width)) for v in r))
+        table.add_row(*(Text(v) for v in r[:shown]), *(("…",) if shown < len(columns) else ()))
     out.print(table)
+    if shown < len(columns):
+        err.print(f"{shown} of {len(columns)} columns shown (the rest do not fit {out.width} characters): "
+                  "--line shows every column of each row", markup=False)
 
 
 def _print_lines(columns: list[str], rows: list[tuple[Any, ...]]) -> None:

@@ -57,7 +57,7 @@ class DryRunReport(BaseModel):
 
 
 def dry_run(
-    notes_source: str | Path,
+    notes_source: str | Path | object,
     answer_keys: Mapping[str, str],
     db: str | Path | None = None,
     shard: Shard | None = None,
@@ -71,9 +71,11 @@ def dry_run(
     keys = sorted(set(answer_keys.values()))
     store = Store.open(db, read_only=True) if db is not None and Path(db).exists() else None
     good = notes = cached = notes_left = dated = 0
+    source = str(notes_source)
     patients: set[str] = set()
     try:
         with NoteReader(notes_source, columns) as reader:
+            source = reader.source
             for batch in reader.batches(size=batch_size):
                 good += len(batch)
                 if shard is not None:
@@ -103,7 +105,7 @@ def dry_run(
             store.close()
     total = notes * len(keys)
     return DryRunReport(
-        notes_source=str(notes_source),
+        notes_source=source,
         shard=str(shard) if shard else None,
         rows=rows,
         notes=notes,

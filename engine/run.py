@@ -111,7 +111,7 @@ def _has_sex(note: Note) -> bool:
 
 def run(
     plan: Plan,
-    notes_source: str | Path,
+    notes_source: str | Path | object,
     db_path: str | Path,
     backend_factory: BackendFactory,
     *,
@@ -151,7 +151,7 @@ def run(
             crit_source=plan.source_text or None,
             rules_fingerprint=plan.rules_fingerprint,
             trial_id=plan.trial_id,
-            notes_source=str(notes_source),
+            notes_source=reader.source,
             model=backend_factory.parameters().get("model"),
             adapter=backend_factory.parameters().get("adapter"),
             backend=backend_factory.name,
@@ -198,7 +198,7 @@ def run(
             progress.bad_rows = len(reader.bad_rows)
             if progress.notes_done == 0:
                 raise CritError(
-                    f"no note in '{notes_source}' can run ({len(reader.bad_rows)} bad row(s))"
+                    f"no note in {_named(reader.source)} can run ({len(reader.bad_rows)} bad row(s))"
                     + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
                 )
             evaluation = evaluate(store.con, plan, keys)
@@ -252,6 +252,11 @@ def run(
         this_run=this_run,
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _named(source: str) -> str:
+    """A source as messages name it: a path quoted, in-memory notes as described."""
+    return source if source.startswith("the notes passed") else f"'{source}'"
 
 
 def to_ask(plan: Plan, notes: Sequence[Note], keys: dict[str, str], todo: dict[str, set[str]]) -> list[Request]:

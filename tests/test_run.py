@@ -175,8 +175,8 @@ def test_the_front_door_takes_the_note_columns_as_one_object_or_as_keywords(tmp_
                          columns=NoteColumns(patient_column="patient"))
     by_keyword = crit.run(plan, patients / "notes.jsonl", db=tmp_path / "b.duckdb", backend="rules",
                           patient_column="patient")
-    assert by_object.evaluation.by_patient is not None
-    assert by_object.evaluation.by_patient == by_keyword.evaluation.by_patient
+    assert by_object.summary.evaluation.by_patient is not None
+    assert by_object.summary.evaluation.by_patient == by_keyword.summary.evaluation.by_patient
     with pytest.raises(CritError, match="give the note columns once"):
         crit.run(plan, patients / "notes.jsonl", db=tmp_path / "c.duckdb", backend="rules",
                  columns=NoteColumns(), patient_column="patient")
@@ -193,8 +193,8 @@ def test_the_summary_counts_this_runs_notes_apart_from_the_stores(tmp_path: Path
     root = Path(__file__).resolve().parent.parent
     plan = crit.load(root / "criteria" / "aristotle.crit")
     sample = root / "examples" / "mtsamples-sample.jsonl"
-    whole = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules")
-    five = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules", limit=5)
+    whole = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules").summary
+    five = crit.run(plan, sample, db=tmp_path / "s.duckdb", backend="rules", limit=5).summary
     assert sum(whole.this_run.values()) == whole.evaluation.notes == 20
     assert sum(five.this_run.values()) == 5 and five.evaluation.notes == 20
     assert five.this_run["unknown"] <= whole.evaluation.unknown

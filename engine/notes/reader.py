@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
+from crit.engine.notes import in_memory
 from crit.engine.notes.columns import ATTRIBUTES, ID_COLUMNS, TEXT_COLUMNS, NoteColumns
 from crit.engine.sql import OFFLINE, ident, is_sqlite_file, literal
 from crit.grammar.errors import CritError
@@ -148,18 +149,26 @@ class NoteReader:
 
     def __init__(
         self,
-        source: str | Path,
+        source: str | Path | object,
         columns: NoteColumns | None = None,
         *,
         max_chars: int = MAX_CHARS,
     ):
         named = columns or NoteColumns()
-        self.source = str(source)
         self.max_chars = max_chars
         self.bad_rows: list[BadRow] = []
         self._con = duckdb.connect(config=OFFLINE)  # in memory; only reads the source
+        # A note stream stays open for a whole run, and DuckDB would draw its own progress bar over crit's.
+        self._con.execute("SET enable_progress_bar = false")
         self._folder_files: list[Path] = []
-        self._kind, self._from = self._resolve(self.source)
+        if in_memory.is_in_memory(source):  # a notebook's notes: read like a Parquet file, from memory
+            table = in_memory.note_table(source)
+            self.source = in_memory.describe(table)
+            self._con.register("notes_in_memory", table)
+            self._kind, self._from = "memory", "notes_in_memory"
+        else:
+            self.source = str(source)
+            self._kind, self._from = self._resolve(self.source)
         # attribute -> the source column holding it (absent: the notes do not carry it)
         self.attribute_columns: dict[str, str] = {}
         if self._kind == "n2c2":  # one patient per file, dated records (crit.engine.notes.n2c2)
@@ -194,7 +203,7 @@ class NoteReader:
                 f"no note text column in {self.source}: looked for {', '.join(TEXT_COLUMNS)}; "
                 f"name one with --text-column (columns are: {', '.join(columns)})"
             )
-        if self._kind in ("parquet", "duckdb"):
+        if self._kind in ("parquet", "duckdb", "memory"):
             self._check_types()
 
     def _check_types(self) -> None:
@@ -273,7 +282,7 @@ class NoteReader:
         )
 
     def _params(self) -> list[Any]:
-        return [] if self._kind in ("duckdb", "folder", "csv", "jsonl") else [self.source]
+        return [] if self._kind in ("duckdb", "folder", "csv", "jsonl", "memory") else [self.source]
 
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
@@ -311,7 +320,7 @@ class NoteReader:
                 raise CritError(f"no readable JSON objects in '{self.source}'")
             return list(seen)
         rel = self._run(f"DESCRIBE SELECT * FROM {self._from}").fetchall()
-        return [r[0] for r in rel if r[0] != "file_row_number"]
+        return [r[0] for r in rel if r[0] not in ("file_row_number", in_memory.ROW_COLUMN)]
 
     def _select(self) -> str:
         """SELECT giving (row_hint, id, text, text_length, problem, a_<attribute>...) per source row, text NULL
@@ -334,7 +343,7 @@ class NoteReader:
             raw_text = f"CAST({ident(self.text_column)} AS VARCHAR)"
             attributes = [f"CAST({ident(c)} AS VARCHAR)" for c in self.attribute_columns.values()]
             problem = "NULL"
-        row = "file_row_number + 1" if self._kind == "parquet" else "NULL"
+        row = {"parquet": "file_row_number + 1", "memory": ident(in_memory.ROW_COLUMN)}.get(self._kind, "NULL")
         return (
             f"SELECT {row} AS row_hint, {id_sql} AS note_id, "
             f"CASE WHEN length({raw_text}) <= {int(self.max_chars)} THEN {raw_text} END AS text, "
@@ -623,7 +632,7 @@ class NoteReader:
         self.close()
 
 
-def read_notes(source: str | Path, columns: NoteColumns | None = None, *,
+def read_notes(source: str | Path | object, columns: NoteColumns | None = None, *,
                max_chars: int = MAX_CHARS) -> tuple[list[Note], list[BadRow]]:
     """Every good note of a small source at once, and the bad rows (for tests and small corpora)."""
     with NoteReader(source, columns, max_chars=max_chars) as reader:

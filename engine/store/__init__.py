@@ -571,6 +571,13 @@ class Store(StoreReads):
 
         return list(reader.schema.names), batches()
 
+    def query_table(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """As query, the whole result as one Arrow table, read now: nothing stays open on the store."""
+        self._check_read_only(sql)
+        with _sql_errors():
+            relation = self.con.sql(sql, params=params or None)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+
     def _check_read_only(self, sql: str) -> None:
         try:
             statements = self.con.extract_statements(sql)
