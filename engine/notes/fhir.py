@@ -149,7 +149,7 @@ def read_ndjson(lines: Lines) -> Source:
     """Resources one per line (a FHIR bulk export): two passes over `lines`, Patients and Binaries first."""
     index = _Index()
     count, names_patients = 0, False
-    for _, obj, problem in lines():
+    for _, obj, _problem in lines():
         if obj is None:
             count += 1  # a line that is not JSON is a bad row of its own
             continue
