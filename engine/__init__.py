@@ -3,7 +3,7 @@
 One folder a stage; data flows down this list and no module imports a stage below its own
 (tests/test_layout.py checks it):
 
-    notes/        read a corpus (JSONL, CSV, Parquet, folders, n2c2, DuckDB) into Notes; shards
+    notes/        read a corpus (JSONL, CSV, Parquet, folders, n2c2, FHIR, DuckDB) into Notes; shards
     reading/      each question's passages in a note, their context, and the reader's answer
     answering/    the policy (gate, reader, model), the backends and the model runtime
     store/        the DuckDB file: every table, its writes and its named reads

@@ -246,7 +246,8 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
-    (note id = file name), or FILE.duckdb:TABLE. Answers already in the store for
+    (note id = file name), n2c2 .xml files, FHIR R4 JSON (a Bundle, a DocumentReference,
+    or .ndjson of resources), or FILE.duckdb:TABLE. Answers already in the store for
     the same question and model are reused: re-running after editing a threshold
     asks the model nothing, and re-running after a crash or Ctrl-C resumes. Note
     text is never printed.

@@ -2,7 +2,9 @@
 
 Sources: JSONL (.jsonl/.ndjson), a JSON array (.json), CSV (.csv/.tsv), Parquet,
 a folder of .txt files (note_id = file stem), n2c2 2018 patient files (.xml, one
-per patient, or a folder of them: crit.engine.notes.n2c2), or a table in a DuckDB file
+per patient, or a folder of them: crit.engine.notes.n2c2), FHIR R4 JSON (a .json
+Bundle or DocumentReference, or .ndjson of resources: crit.engine.notes.fhir; told
+from other JSON by its `resourceType`), or a table in a DuckDB file
 written `file.duckdb:table`. Besides its id and text, a note may carry its sex, its
 patient's id, its date and the patient's index date (ATTRIBUTES). Everything is
 streamed (DuckDB record-batch cursors; CSV and JSONL line by line), so a corpus larger than memory never sits in Python at once.
@@ -24,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
@@ -33,6 +35,9 @@ from crit.engine.notes import in_memory
 from crit.engine.notes.columns import ATTRIBUTES, ID_COLUMNS, TEXT_COLUMNS, NoteColumns
 from crit.engine.sql import OFFLINE, ident, is_sqlite_file, literal
 from crit.grammar.errors import CritError
+
+if TYPE_CHECKING:
+    from crit.engine.notes.fhir import Source as FhirSource
 
 # The attributes read as dates (parse_date).
 _DATE_ATTRIBUTES = ("note_date", "index_date")
@@ -175,6 +180,13 @@ class NoteReader:
             self.id_column = self.text_column = None
             self.attribute_columns = {"patient_id": "file name", "note_date": "Record date"}
             return
+        if self._kind == "fhir":  # FHIR R4 resources (crit.engine.notes.fhir): the fields are FHIR's own
+            self.id_column = self.text_column = None
+            self._fhir: FhirSource = self._open_fhir()
+            self.attribute_columns = {"note_date": "date", "sex": "Patient.gender"}
+            if self._fhir.names_patients:  # then a document naming no patient is a bad row, as in a table
+                self.attribute_columns["patient_id"] = "subject"
+            return
         if self._kind == "folder":
             self.id_column = self.text_column = None
             return
@@ -264,8 +276,13 @@ class NoteReader:
                             "one as a pattern (*, ?, [ or {); rename the file, or convert it to .jsonl or .csv")
         suffix = path.suffix.lower()
         if path.name.lower().endswith((".jsonl.gz", ".ndjson.gz")) or suffix in (".jsonl", ".ndjson"):
-            return "jsonl", ""  # read line by line in Python (_jsonl_records): exact, BOM and types checked
+            # read line by line in Python (_jsonl_records): exact, BOM and types checked. A FHIR bulk export
+            # is NDJSON too, told apart by its first record being a resource.
+            first = next((obj for _, obj, _ in self._jsonl_records() if obj is not None), None)
+            return ("fhir" if first is not None and "resourceType" in first else "jsonl"), ""
         if suffix == ".json":
+            if self._is_fhir_json(path):
+                return "fhir", ""
             # Objects up to 1 GiB: DuckDB's 16 MB default made one long note fail the whole file. A note
             # text longer than MAX_CHARS is still a bad row of its own.
             return "json", "read_json_objects(?, format='auto', maximum_object_size=1073741824)"
@@ -281,8 +298,35 @@ class NoteReader:
             "a folder of .txt files, or FILE.duckdb:TABLE"
         )
 
+    def _is_fhir_json(self, path: Path) -> bool:
+        """Whether a .json file is one FHIR resource: a top-level object (not an array of notes) with a
+        resourceType. DuckDB reads only the first object, so a large array of notes is not parsed twice."""
+        try:
+            with path.open("rb") as f:
+                head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+            if not head.startswith(b"{"):
+                return False
+            found = self._con.execute(
+                "SELECT json_exists(json, '$.resourceType') FROM read_json_objects(?, format='auto', "
+                "maximum_object_size=1073741824) LIMIT 1", [str(path)]).fetchall()
+        except (OSError, duckdb.Error):
+            return False  # not readable as JSON: the JSON reader says why, as before
+        return bool(found and found[0][0])
+
+    def _open_fhir(self) -> FhirSource:
+        from crit.engine.notes import fhir
+
+        try:
+            if Path(self.source).suffix.lower() == ".json":
+                return fhir.read_json(Path(self.source))
+            return fhir.read_ndjson(self._jsonl_records)
+        except fhir.FhirError as e:
+            raise CritError(f"cannot read FHIR notes from '{self.source}': {e}") from None
+        except OSError as e:
+            raise CritError(f"cannot read notes from '{self.source}': {e.strerror or e}") from None
+
     def _params(self) -> list[Any]:
-        return [] if self._kind in ("duckdb", "folder", "csv", "jsonl", "memory") else [self.source]
+        return [] if self._kind in ("duckdb", "folder", "csv", "jsonl", "fhir", "memory") else [self.source]
 
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
@@ -483,6 +527,8 @@ class NoteReader:
             return len(self._folder_files)
         if self._kind == "n2c2":
             return sum(1 for _ in self._n2c2_rows())
+        if self._kind == "fhir":
+            return self._fhir.count
         if self._kind == "csv":
             return sum(1 for _ in self._csv_records()) - 1  # the header is no row
         if self._kind == "jsonl":
@@ -563,6 +609,9 @@ class NoteReader:
         if self._kind == "n2c2":
             yield from self._n2c2_rows()
             return
+        if self._kind == "fhir":
+            yield from self._fhir_rows()
+            return
         if self._kind == "csv":
             yield from self._csv_rows()
             return
@@ -621,6 +670,15 @@ class NoteReader:
                 text = record.text if length <= self.max_chars else None
                 attributes = {"patient_id": f.stem, "note_date": record.date}
                 yield row, f"{f.stem}-{record.number}", text, length, attributes, None, f"{f.name} record {record.number}"
+
+    def _fhir_rows(self) -> Iterator[_Row]:
+        for doc in self._fhir.documents():
+            length = len(doc.text) if doc.text is not None else None
+            text = doc.text if length is not None and length <= self.max_chars else None
+            attributes = {"note_date": doc.date, "sex": doc.sex}
+            if "patient_id" in self.attribute_columns:
+                attributes["patient_id"] = doc.patient_id
+            yield doc.row, doc.note_id, text, length, attributes, doc.problem, doc.where
 
     def close(self) -> None:
         self._con.close()
