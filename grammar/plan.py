@@ -211,7 +211,11 @@ def check_language(text: str, path: str | None = None) -> Checked:
     except CritError as err:
         return Checked(source=text, plan=None, diagnostics=err.diagnostics)
     symbols, diags = check(file)
-    diags = sorted(diags + lint(file), key=lambda d: (d.span.line, d.span.col) if d.span else (10**9, 0))
+    warnings = lint(file)
+    if any(d.severity == "error" for d in diags):
+        # A name misspelt in a rule leaves its question looking unread: "unused" would only repeat the error.
+        warnings = [w for w in warnings if w.code != "W204"]
+    diags = sorted(diags + warnings, key=lambda d: (d.span.line, d.span.col) if d.span else (10**9, 0))
     has_errors = any(d.severity == "error" for d in diags)
     plan = None if has_errors else compile_plan(file, symbols, text)
     return Checked(source=text, plan=plan, diagnostics=diags)
