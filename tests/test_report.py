@@ -119,7 +119,7 @@ def test_report_escapes_html_and_is_self_contained(tmp_path: Path) -> None:
     n1_hgb = next(a for a in by_id["n1"]["ans"] if a["q"] == "hgb")
     # A number is marked by its own span inside the quote; the quote's span is what a label cites.
     assert n1_hgb["g"] and by_id["n1"]["text"][n1_hgb["s"][0]:n1_hgb["s"][1]] == "8.5 g/dL"
-    assert by_id["n1"]["text"][n1_hgb["p"][0]:n1_hgb["p"][1]] == n1_hgb["ev"] == "Hb 8.5 g/dL"
+    assert by_id["n1"]["text"][n1_hgb["p"][0]:n1_hgb["p"][1]] == "Hb 8.5 g/dL"
     n3_creat = next(a for a in by_id["n3"]["ans"] if a["q"] == "creat")
     assert not n3_creat["g"] and n3_creat["s"] is None  # ungrounded: shown as such, never highlighted
     assert n3_creat["c"] == 3.1

@@ -8,6 +8,7 @@ marks across a reload, and exports them as labels that `crit eval` scores.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ GOLD_NOTES = ("mts-1594", "mts-1186", "mts-2631", "mts-2628", "mts-1501")
 # A note of our own: its id sorts before mts-1186 only in natural order, and the rules read its
 # hemoglobin as 10.2 (the "8.4 g/dL today" is not chained to the term), so a reviewer corrects it.
 OWN = {"note_id": "mts-99", "note_date": "2024-06-01",
-       "text": "A 64-year-old man with atrial fibrillation. Hemoglobin 10.2 g/dL on admission, 8.4 g/dL today. Creatinine 1.1."}
+       # The emoji (two UTF-16 units, one Python character) checks that exported spans are Python offsets.
+       "text": "A 64-year-old man \U0001F642 with atrial fibrillation. Hemoglobin 10.2 g/dL on admission, 8.4 g/dL today. "
+               "Creatinine 1.1."}
 
 
 def _run(tmp_path: Path) -> tuple[Path, Path]:
@@ -218,3 +221,29 @@ def test_bad_stored_marks_do_not_break_the_page(tmp_path: Path, browser: Any) ->
         assert browser.find_element(By.ID, "review-summary").text.startswith("0 marked")
         assert len(_rows(browser)) == 6
     _no_js_errors(browser)
+
+
+def test_flow_counts_patients_when_the_notes_name_them(tmp_path: Path) -> None:
+    from crit.engine.answering.backends.rules import RulesFactory
+    from crit.engine.eligibility import load_plan
+    from crit.engine.run import run
+
+    crit = tmp_path / "review.crit"
+    crit.write_text(CRIT)
+    notes = tmp_path / "notes.jsonl"
+    rows = [("p1", "2024-01-02", "A 70-year-old man with atrial fibrillation. Hemoglobin 12.0."),
+            ("p1", "2024-02-02", "Creatinine 3.1 mg/dL."),
+            ("p2", "2024-01-05", "A 50-year-old woman with atrial fibrillation. Hemoglobin 13.1 g/dL. Creatinine 0.9."),
+            ("p3", "2024-01-07", "A 40-year-old man seen for a sprained ankle.")]
+    notes.write_text("".join(json.dumps({"note_id": f"n{i}", "patient_id": p, "note_date": d, "text": t}) + "\n"
+                             for i, (p, d, t) in enumerate(rows)))
+    db = tmp_path / "r.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    html = write_report(db, tmp_path / "report.html").read_text()
+    status = dict(_rows_of(db, "SELECT status, count(*) FROM patient_eligibility GROUP BY status"))
+    found = dict(re.findall(r'id="flow-(\w+)" data-count="(\d+)"', html))
+    assert 'data-unit="patients"' in html and found["screened"] == "3"
+    assert int(found["eligible"]) == status.get("eligible", 0) and int(found["unknown"]) == status.get("unknown", 0)
+    removed = _rows_of(db, "SELECT position, removed FROM patient_attrition WHERE removed > 0 ORDER BY position")
+    shown = [(int(a), int(b)) for a, b in re.findall(r'class="fbox flow-excluded" data-position="(\d+)" data-count="(\d+)"', html)]
+    assert shown == removed and sum(b for _, b in shown) == status.get("ineligible", 0) > 0

@@ -305,7 +305,6 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
                     "s": [_utf16(text, shown[0]), _utf16(text, shown[1])] if span_ok else None,
                     # The answer's own span in Python characters: what exported labels cite (gold's offsets).
                     "p": [s0, s1] if span_ok else None,
-                    "ev": text[s0:s1] if span_ok else None,  # the note's own text there (gold's `source`)
                     "src": a["source"],
                     "err": a["error"],
                     "m": a.get("method"),  # gate / rules / model (stores before evidence-first: None)
