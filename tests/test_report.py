@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -118,7 +117,9 @@ def test_report_escapes_html_and_is_self_contained(tmp_path: Path) -> None:
     assert html.index(">AF<") < html.index(">anemia<") < html.index(">renal<")
     assert html.count("<svg") == 2  # hgb and creat
     n1_hgb = next(a for a in by_id["n1"]["ans"] if a["q"] == "hgb")
-    assert n1_hgb["g"] and by_id["n1"]["text"][n1_hgb["s"][0]:n1_hgb["s"][1]] == "Hb 8.5 g/dL"
+    # A number is marked by its own span inside the quote; the quote's span is what a label cites.
+    assert n1_hgb["g"] and by_id["n1"]["text"][n1_hgb["s"][0]:n1_hgb["s"][1]] == "8.5 g/dL"
+    assert by_id["n1"]["text"][n1_hgb["p"][0]:n1_hgb["p"][1]] == "Hb 8.5 g/dL"
     n3_creat = next(a for a in by_id["n3"]["ans"] if a["q"] == "creat")
     assert not n3_creat["g"] and n3_creat["s"] is None  # ungrounded: shown as such, never highlighted
     assert n3_creat["c"] == 3.1
@@ -155,29 +156,6 @@ def test_report_without_the_crit_file_still_renders(tmp_path: Path) -> None:
 
 
 # ---- in a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Debian's headless Chromium driven by its chromedriver; nothing is downloaded (paths are explicit)."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (tests/run.sh installs them with apt-get)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try the network
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1600"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(driver), options=opts)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
 
 
 def _rows(drv) -> list[str]:

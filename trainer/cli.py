@@ -172,7 +172,8 @@ def train_command(base: str | None, data: str, out_dir: str, qlora: bool | None,
                    "student shipped with crit.")
 @click.option("--boolean-schema", "schemas", multiple=True, type=click.Choice(["enum", "truefalse"]),
               help="Answer schema(s) for boolean questions in direct runs (repeat to compare; default enum).")
-@click.option("--notes", default=None, help="Gold notes (default: notes.jsonl beside GOLD).")
+@click.option("--notes", default=None, help="Gold notes (default: notes.jsonl beside GOLD; with only --db and no "
+              "such file, every labelled note, read from the stores).")
 @click.option("--criteria", default="criteria/aristotle.crit", show_default=True, help=".crit file of the gold questions.")
 @click.option("--question", "questions", multiple=True, help="Only this gold question (repeatable).")
 @click.option("--limit", type=int, default=None, help="Only the first N gold notes.")
@@ -188,6 +189,7 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
     Example:
         crit eval tests/gold/aristotle_gold.jsonl --db results.duckdb --db tuned.duckdb
         crit eval tests/gold/aristotle_gold.jsonl --model embedded --boolean-schema enum --boolean-schema truefalse
+        crit eval crit-labels-RUN.jsonl --db results.duckdb --criteria trial.crit   # a report's exported labels
     """
     from crit.trainer.evaluate import EvalConfig, ModelSpec, evaluate, table
 

@@ -287,7 +287,13 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
 
     gold = read_gold(cfg.gold)
     notes_path = cfg.notes or str(Path(cfg.gold).with_name("notes.jsonl"))
-    notes, _ = note_pairs(notes_path, cfg.columns)
+    if cfg.notes is None and not Path(notes_path).is_file() and cfg.dbs and not cfg.models:
+        # Labels exported from a report (or any labels without a notes file beside them): only stores are
+        # scored, and the stores hold the notes, so every labelled note counts, in the labels' order.
+        notes = [(note_id, "") for note_id in dict.fromkeys(x.note_id for x in gold)]
+        notes_path = "the labels"
+    else:
+        notes, _ = note_pairs(notes_path, cfg.columns)
     if cfg.limit is not None:
         notes = notes[: cfg.limit]
     note_ids = {n for n, _ in notes}
@@ -300,6 +306,9 @@ def evaluate(cfg: EvalConfig) -> list[MetricRow]:
         raise CritError(f"{cfg.gold}: no gold labels for the notes in {notes_path}")
     plan = load_plan(cfg.criteria)
     names = list(dict.fromkeys(x.question for x in gold))
+    asked = {q.name for q in plan.questions}
+    if unknown := [n for n in names if n not in asked]:
+        raise CritError(f"{cfg.gold}: question(s) {', '.join(unknown)} are not in {cfg.criteria} (hint: --criteria FILE.crit)")
     questions = [plan.question(n) for n in names]
     kinds = {q.name: q.kind for q in questions}
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility import stored_plan
 from crit.engine.notes.columns import sex_of
+from crit.engine.report.evidence import candidates_of, criterion_sources, flow, natural_key, value_span
 from crit.engine.report.timeline import timelines
 from crit.engine.store import Store
 from crit.grammar import ast, units
@@ -242,6 +243,14 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         per_note_criteria.setdefault(r["note_id"], []).append([r["position"], r["status"], r["reason"]])
     if not criteria and plan is not None:
         criteria = {i: {"position": i, "label": c.label, "type": c.type} for i, c in enumerate(plan.criteria, 1)}
+    # Each criterion as the .crit file writes it, and the questions it reads, beside its result per note.
+    # Only when the rules last evaluated are this plan's: an edited file's results would sit beside the
+    # expressions they did not compute.
+    evaluated_fp = (evaluation or {}).get("rules_fingerprint")
+    if plan is not None and evaluated_fp in (None, plan.rules_fingerprint):
+        for source in criterion_sources(plan):
+            if source["position"] in criteria:
+                criteria[source["position"]].update(source)
 
     by_note: dict[str, list[dict[str, Any]]] = {}
     quality = {q["name"]: {"question": q["name"], "answers": 0, "na": 0, "ungrounded": 0, "errors": 0} for q in questions}
@@ -265,8 +274,9 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
             s = None if v is None else "female" if v else "male"
         note_sex[n["note_id"]] = s
 
+    kinds = {q["name"]: q["kind"] for q in questions}
     note_data = []
-    for n in notes:
+    for n in sorted(notes, key=lambda n: natural_key(n["note_id"])):  # mts-2 before mts-10
         nid, text = n["note_id"], n["text"] or ""
         ans = []
         for a in sorted(by_note.get(nid, []), key=lambda a: a["question"]):
@@ -278,25 +288,41 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
                 s0 is not None and s1 is not None and 0 <= s0 < s1 <= len(text)
                 and not a["na"] and a["error"] is None
             )
+            numeric = kinds.get(a["question"]) == "numeric" or bool(a.get("candidates"))
+            cands = candidates_of(a, text, plan) if numeric else []
+            # A number is marked by its own span ("1.4 mg/dL"), not by the sentence a model quoted.
+            shown = value_span(text, (s0, s1), a["value"], cands) if span_ok and numeric else (s0, s1)
             ans.append(
                 {
                     "q": a["question"],
+                    "k": kinds.get(a["question"]),
                     "v": _num(a["value"]),
                     "u": a["unit"],
                     "c": _num(v.get("converted")),
                     "why": v.get("reason"),
                     "na": bool(a["na"]),
                     "g": bool(a["grounded"]) and span_ok,
-                    "s": [_utf16(text, s0), _utf16(text, s1)] if span_ok else None,
+                    "s": [_utf16(text, shown[0]), _utf16(text, shown[1])] if span_ok else None,
+                    # The answer's own span in Python characters: what exported labels cite (gold's offsets).
+                    "p": [s0, s1] if span_ok else None,
                     "src": a["source"],
                     "err": a["error"],
                     "m": a.get("method"),  # gate / rules / model (stores before evidence-first: None)
+                    "r": a.get("reading"),
+                    # Every value found for a numeric question: [start, end] (UTF-16), value, unit, chosen.
+                    "cands": [[_utf16(text, c.span_start), _utf16(text, c.span_end), _num(c.value), c.unit,
+                               span_ok and c.span_start >= s0 and c.span_end <= s1 and _num(c.value) == _num(a["value"])]
+                              for c in cands if 0 <= c.span_start < c.span_end <= len(text)],
                 }
             )
         e = eligibility.get(nid, {})
+        note_date = n.get("note_date")
         note_data.append(
             {
                 "id": nid,
+                "title": n.get("title"),
+                "date": note_date.isoformat() if hasattr(note_date, "isoformat") else note_date,
+                "patient": n.get("patient_id"),
                 "sex": note_sex.get(nid),
                 "status": e.get("status"),
                 "deciding": list(e.get("deciding") or []),
@@ -343,6 +369,11 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
     counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
     for e in eligibility.values():
         counts[e["status"]] = counts.get(e["status"], 0) + 1
+    # The flow counts patients when the notes name them (the rules screen a patient over all their notes).
+    if patient_total:
+        flow_data = flow(store.rules_rows("patient_attrition"), patient_counts, "patients")
+    else:
+        flow_data = flow(attrition, counts, "notes")
     # A question never asked (the built-in sex question when the corpus gives sex) has nothing to show.
     quality_rows = sorted((r for r in quality.values() if r["answers"]), key=lambda r: (-(r["na"] + r["ungrounded"] + r["errors"]), r["question"]))
     return {
@@ -356,12 +387,13 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         "counts": counts,
         "evaluated": bool(eligibility),
         "attrition": [_plain(r) for r in attrition],
+        "flow": flow_data,
         "quality": quality_rows,
         "plots": plots,
         "patients": patients,
         "patient_total": patient_total,
         "patient_counts": patient_counts,
-        "blob": {"questions": questions, "criteria": [criteria[k] for k in sorted(criteria)], "notes": note_data},
+        "blob": {"run_id": str(run["run_id"]) if run else None, "questions": questions, "criteria": [criteria[k] for k in sorted(criteria)], "notes": note_data},
     }
 
 

@@ -93,15 +93,17 @@ class StoreReads:
         return [r[0] for r in self.con.execute("SELECT DISTINCT question FROM answers ORDER BY 1").fetchall()]
 
     def note_texts(self) -> list[dict[str, Any]]:
-        """note_id, sex, text of every note, by id."""
-        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {_select_list(self.columns()['notes'], ('sex', 'text'))} "
-                           "FROM notes ORDER BY note_id")
+        """note_id, sex, text, patient_id, note_date and title (NULL where the store has no such column) of every
+        note, by id."""
+        cols = _select_list(self.columns()["notes"], ("sex", "text", "patient_id", "note_date", "title"))
+        return self._dicts(f"SELECT CAST(note_id AS VARCHAR) AS note_id, {cols} FROM notes ORDER BY note_id")
 
     def chosen_answers(self, answer_keys: Sequence[str]) -> list[dict[str, Any]]:
         """One answer per note and question, under these keys (none given: any): among competing rows a
         successful one first, then the newest (as the rules choose)."""
         acols = self.columns()["answers"]
-        wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method")
+        wanted = ("value", "unit", "na", "source", "span_start", "span_end", "grounded", "match", "error", "method",
+                  "candidates", "reading", "sure")
         newest = ", created_at DESC NULLS LAST" if "created_at" in acols else ""
         where, params = "", []
         if answer_keys and "answer_key" in acols:
@@ -113,14 +115,15 @@ class StoreReads:
         )
 
     def rules_rows(self, table: str) -> list[dict[str, Any]]:
-        """The rules' results for the report: `answer_values`, `eligibility`, `criteria`, `attrition` or
-        `patient_eligibility` ([] before the rules have run)."""
+        """The rules' results for the report: `answer_values`, `eligibility`, `criteria`, `attrition`,
+        `patient_eligibility` or `patient_attrition` ([] before the rules have run)."""
         sql = {
             "answer_values": "SELECT CAST(note_id AS VARCHAR) AS note_id, question, converted, reason FROM answer_values",
             "eligibility": "SELECT CAST(note_id AS VARCHAR) AS note_id, status, deciding FROM eligibility",
             "criteria": "SELECT CAST(note_id AS VARCHAR) AS note_id, position, label, type, status, reason "
                         "FROM criteria ORDER BY note_id, position",
             "attrition": "SELECT * FROM attrition ORDER BY position",
+            "patient_attrition": "SELECT * FROM patient_attrition ORDER BY position",
             "patient_eligibility": "SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id",
         }[table]
         return self._dicts(sql) if table in self.columns() else []
