@@ -18,6 +18,7 @@ from __future__ import annotations
 import doctest
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -64,9 +65,24 @@ def blocks(text: str) -> list[Block]:
 
 
 def commands(script: str) -> list[str]:
-    """The commands of a bash block: continuation lines joined, comments and blank lines dropped."""
-    joined = re.sub(r"\\\n\s*", " ", script)
-    return [c for c in (line.strip() for line in joined.splitlines()) if c and not c.startswith("#")]
+    """The commands of a bash block, as bash reads them: a trailing `\\` or an open quote continues a command
+    on the next line; comment and blank lines are dropped."""
+    found: list[str] = []
+    pending = ""
+    for line in script.splitlines():
+        if not pending and (not line.strip() or line.strip().startswith("#")):
+            continue
+        pending += line + "\n"
+        if pending.rstrip().endswith("\\"):
+            continue
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:  # "No closing quotation": the command goes on
+            continue
+        found.append(pending.strip())
+        pending = ""
+    assert not pending, f"a command never ends: {pending[:80]}"
+    return found
 
 
 def quickstart_commands() -> list[str]:
