@@ -45,6 +45,8 @@ CASES = [
     ("c_and",                    "E002", 4, 19),
     ("quoted_sex",               "E002", 3, 31),
     ("misspelt_keyword",         "E002", 2, 1),
+    ("or_bars",                  "E002", 4, 21),
+    ("upper_or",                 "E002", 4, 21),
 ]
 
 
