@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from crit.engine.notes.columns import NoteColumns
 from crit.engine.notes.reader import BadRow, NoteReader
 from crit.engine.notes.shards import Shard
+from crit.grammar.errors import CritError
 
 # Rows per batch: large, since no model waits on it; memory stays at a few batches of text.
 BATCH = 20_000
@@ -70,6 +71,13 @@ def dry_run(
     started = time.perf_counter()
     keys = sorted(set(answer_keys.values()))
     store = Store.open(db, read_only=True) if db is not None and Path(db).exists() else None
+    if store is not None and store.made_by() != "crit":
+        made_by = store.made_by()
+        store.close()
+        store = None  # an empty file holds no answers yet
+        if made_by != "nobody":
+            raise CritError(f"'{db}' is a DuckDB file crit did not make (no crit schema): a run would refuse to "
+                            "write it; use another --db file")
     good = notes = cached = notes_left = dated = 0
     source = str(notes_source)
     patients: set[str] = set()

@@ -147,3 +147,19 @@ def test_dry_run_on_a_fresh_cache_converts_no_model_and_imports_no_torch(tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "520 left" in proc.stdout and "no model was loaded" in proc.stdout
     assert not (tmp_path / "cache").exists()  # nothing converted, nothing cached
+
+
+def test_dry_run_refuses_a_duckdb_file_crit_did_not_make_and_reads_an_empty_one(tmp_path):
+    """One line, exit 1, for a foreign file (a run would refuse to write it); an empty file holds no answers."""
+    import duckdb
+
+    root = Path(__file__).resolve().parent.parent
+    crit_file, notes = str(root / "criteria" / "aristotle.crit"), str(root / "examples" / "mtsamples-sample.jsonl")
+    foreign, empty = tmp_path / "foreign.duckdb", tmp_path / "empty.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE t (a INTEGER)")
+    duckdb.connect(str(empty)).close()
+    refused = CliRunner().invoke(cli, ["run", crit_file, notes, "--db", str(foreign), "--dry-run", "--backend", "rules"])
+    assert refused.exit_code == 1 and "crit did not make" in refused.output and "Traceback" not in refused.output
+    fresh = CliRunner().invoke(cli, ["run", crit_file, notes, "--db", str(empty), "--dry-run", "--backend", "rules"])
+    assert fresh.exit_code == 0 and "0 answered already" in fresh.output

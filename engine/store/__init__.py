@@ -571,6 +571,13 @@ class Store(StoreReads):
 
         return list(reader.schema.names), batches()
 
+    def made_by(self) -> str:
+        """"crit" for a store crit wrote, "nobody" for a DuckDB file with no tables, else "another program"."""
+        if _schema_version(self.con, self.path) is not None:
+            return "crit"
+        (tables,) = self.con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() or (0,)
+        return "another program" if tables else "nobody"
+
     def query_table(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         """As query, the whole result as one Arrow table, read now: nothing stays open on the store."""
         self._check_read_only(sql)
