@@ -7,6 +7,7 @@ are looked for, the same types are checked and the same rows are bad rows. Nothi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ def _from_dicts(rows: list[Any] | tuple[Any, ...]) -> pa.Table:
         values.extend(row.get(name) for row in rows)
     arrays = {}
     for name, values in columns.items():
+        if any(isinstance(v, str) for v in values):  # dates beside text: written out, as a file would hold them
+            values = [v.isoformat() if isinstance(v, (date, datetime)) else v for v in values]
         try:
             arrays[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
