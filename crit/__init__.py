@@ -40,15 +40,16 @@ def load(path: str | Path) -> Plan:
 
 def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "transformers",
         columns: NoteColumns | None = None, limit: int | None = None, batch_size: int = 4, gate: bool = True,
-        policy: str = "rules-then-model", shard: str | None = None, progress: bool = True,
-        on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
+        policy: str = "rules-then-model", shard: str | None = None, trust: str | Path | None = None,
+        progress: bool = True, on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
     """Screen `notes` against `plan` into the store `db`, as `crit run` does (the command calls this).
 
     `notes` is a path (any source `crit run` reads) or the notes themselves: a list of dicts, a pandas
     DataFrame or a pyarrow Table, with the same columns a file would have. `backend` is a `--backend`
     choice (crit.engine.answering.registry.backends()); `options` are that backend's own (model=,
     adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when `columns` is not given.
-    `shard` is "i/n". `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
+    `shard` is "i/n". `trust` is a trust profile file (`crit calibrate`), "none" for the conservative
+    policy, or None for the profile crit ships for the model, if any. `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
     Progress. Returns a Screening: `.summary`, and the store's tables as Arrow (`.eligibility`, ...)."""
     from crit.engine.answering.registry import factory_for
     from crit.engine.notes.shards import parse_shard
@@ -58,11 +59,12 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
     plan = load(plan) if isinstance(plan, (str, Path)) else plan
     columns = _columns(columns, options)
     factory = factory_for(backend, **options)
+    profile = _trust(factory, trust)
 
     def screen(report: Callable[[Progress], None] | None) -> Screening:
         summary = run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, columns=columns,
                            on_progress=report, shard=parse_shard(shard) if shard else None, gate=gate,
-                           policy=policy)  # type: ignore[arg-type]
+                           policy=policy, trust=profile)  # type: ignore[arg-type]
         return Screening(summary)
 
     if not progress:
@@ -82,7 +84,8 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
 
 def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None,
             backend: str = "transformers", columns: NoteColumns | None = None, gate: bool = True,
-            policy: str = "rules-then-model", shard: str | None = None, **options: Any) -> DryRunReport:
+            policy: str = "rules-then-model", shard: str | None = None, trust: str | Path | None = None,
+            **options: Any) -> DryRunReport:
     """Read and check every note and count the note-question pairs `run` would still ask; load no model,
     write nothing (`crit run --dry-run`)."""
     from crit.engine.answering.registry import factory_for
@@ -92,8 +95,16 @@ def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None
 
     plan = load(plan) if isinstance(plan, (str, Path)) else plan
     columns = _columns(columns, options)
-    keys = answer_keys(plan, factory_for(backend, **options), gate=gate, policy=policy)  # type: ignore[arg-type]
+    factory = factory_for(backend, **options)
+    keys = answer_keys(plan, factory, gate=gate, policy=policy, trust=_trust(factory, trust))  # type: ignore[arg-type]
     return check_corpus(notes, keys, db, shard=parse_shard(shard) if shard else None, columns=columns)
+
+
+def _trust(factory: Any, choice: str | Path | None) -> Any:
+    """The trust profile a run of this backend uses (crit.engine.answering.trust.profile_for); none for the rules."""
+    from crit.engine.answering.trust import profile_for
+
+    return None if factory.name == "rules" else profile_for(factory.identity(), choice)
 
 
 def _columns(columns: NoteColumns | None, options: dict[str, Any]) -> NoteColumns:

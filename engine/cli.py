@@ -241,8 +241,12 @@ def _backend_choices() -> list[str]:
 @click.option("--policy", type=click.Choice(list(POLICIES)), default=DEFAULT_POLICY, show_default=True,
               help="Who answers a question that has passages: the rules reader, asking the model only where it is "
                    "not sure (rules-then-model); the reader alone (rules); or the model always (model).")
+@click.option("--trust", default=None, metavar="FILE",
+              help="A trust profile (from `crit calibrate`): under rules-then-model the model decides exactly where "
+                   "it was measured better than the rules. Default: the profile crit ships for the model, if any; "
+                   "'none': ask it where the rules are unsure and keep its answer only where the rules agree.")
 def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, batch_size: int, shard: str | None,
-            dry_run: bool, no_gate: bool, policy: str, **options: Any) -> None:
+            dry_run: bool, no_gate: bool, policy: str, trust: str | None, **options: Any) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -264,14 +268,14 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
     plan = crit.load(file)
     if dry_run:
         report = crit.dry_run(plan, notes, db=db, backend=backend, columns=columns, gate=not no_gate, policy=policy,
-                              shard=shard, **options)
+                              shard=shard, trust=trust, **options)
         for line in report.lines():
             out.print(line, markup=False)
         return
     with progress_bar(err) as on_progress:
         screening = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
-                             gate=not no_gate, policy=policy, shard=shard, on_progress=on_progress, progress=False,
-                             **options)
+                             gate=not no_gate, policy=policy, shard=shard, trust=trust, on_progress=on_progress,
+                             progress=False, **options)
     _print_summary(file, db, plan, screening.summary)
 
 
@@ -308,6 +312,7 @@ def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
     ):
         table.add_row(label, str(value))
     out.print(table)
+    out.print(f"model: {summary.model_use}", markup=False)
     table_name = "patient_eligibility" if screened else "eligibility"
     out.print(f"stored in {db} (run {summary.run_id}); try: crit sql {db} \"select * from {table_name}\"", markup=False)
 

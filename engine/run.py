@@ -28,6 +28,7 @@ from crit.engine.answering import DEFAULT_POLICY, Policy
 from crit.engine.answering.backend import Backend, Request, answer_key
 from crit.engine.answering.policy import EvidenceEngine, engine_identity
 from crit.engine.answering.registry import BackendFactory, require
+from crit.engine.answering.trust import TrustProfile
 from crit.engine.answers import Answer
 from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
 from crit.engine.notes.columns import NoteColumns, sex_of
@@ -96,12 +97,14 @@ class RunSummary(BaseModel):
     model_questions: int  # questions sent to the model; its answer replaced the rules' in by_method["model"]
     evaluation: EvaluationSummary  # over every note in the store
     this_run: dict[str, int]  # eligible / ineligible / unknown over the notes this run read
+    model_use: str  # where the model was asked and why, in a sentence for the summary
     seconds: float
 
 
-def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, policy: Policy = DEFAULT_POLICY) -> dict[str, str]:
+def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, policy: Policy = DEFAULT_POLICY,
+                trust: TrustProfile | None = None) -> dict[str, str]:
     """Question name -> the key its answers are stored under in this run (the one place keys are made)."""
-    identity = engine_identity(factory.identity(), gate=gate, policy=policy)
+    identity = engine_identity(factory.identity(), gate=gate, policy=policy, trust=trust)
     return {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
 
 
@@ -122,6 +125,7 @@ def run(
     shard: Shard | None = None,
     gate: bool = True,
     policy: Policy = DEFAULT_POLICY,
+    trust: TrustProfile | None = None,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
@@ -139,9 +143,9 @@ def run(
     if limit is not None:
         total = min(total, limit)
 
-    identity = engine_identity(backend_factory.identity(), gate=gate, policy=policy)
+    identity = engine_identity(backend_factory.identity(), gate=gate, policy=policy, trust=trust)
     questions = plan.model_questions
-    keys = answer_keys(plan, backend_factory, gate=gate, policy=policy)
+    keys = answer_keys(plan, backend_factory, gate=gate, policy=policy, trust=trust)
 
     store = Store.open(db_path)
     run_id = store.begin_run(
@@ -157,7 +161,7 @@ def run(
             backend=backend_factory.name,
             backend_identity=identity,
             parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit,
-                        "gate": gate, "policy": policy},
+                        "gate": gate, "policy": policy, "trust": trust.describe() if trust is not None else None},
             notes_total=total,
         ),
         questions,
@@ -181,7 +185,7 @@ def run(
                     t0 = time.perf_counter()
                     if engine is None:
                         start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
-                        engine = EvidenceEngine(start_model=start, gate=gate, policy=policy)
+                        engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust)
                     before = engine.model_calls
                     answers, passages = _answer(engine, requests, keys, progress)
                     calls += engine.model_calls - before
@@ -250,8 +254,24 @@ def run(
         model_questions=progress.model_questions,
         evaluation=evaluation,
         this_run=this_run,
+        model_use=model_use(backend_factory, policy, trust),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def model_use(factory: BackendFactory, policy: Policy, trust: TrustProfile | None) -> str:
+    """Where a run asks its model, and why: what the summary says about the model."""
+    if factory.name == "rules" or policy == "rules":
+        return "no model: the rules answer every question"
+    if policy == "model":
+        return "the model answers every question a passage mentions (--policy model)"
+    if trust is None:
+        return ("the model is asked where the rules are unsure, and its answer is kept only where the rules read its "
+                "quote the same way (no trust profile measured for this model: `crit calibrate` makes one)")
+    if not trust.ever_trusted:
+        return ("the model was not loaded: its trust profile shows it never beats the rules "
+                f"(measured on {'; '.join(trust.measured_on)}); the rules answer every question")
+    return trust.describe()
 
 
 def _named(source: str) -> str:

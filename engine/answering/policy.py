@@ -11,7 +11,11 @@ For one note and the questions it still needs:
 Policies:
 - "rules": the reader's answer always;
 - "model": the model's answer wherever a passage exists (gate + model);
-- "rules-then-model" (the default): the model only where the reader is not sure, and its
+- "rules-then-model" (the default): with a trust profile for the model (crit.engine.answering.trust),
+  the model is asked exactly where the profile measured it better than the rules (a kind of question
+  read one way by the rules), and there its answer decides when it is valid and, stating
+  something, grounded; elsewhere the rules' answer stands, and a profile that trusts the model
+  nowhere loads no model. Without a profile: the model only where the reader is not sure, and its
   answer replaces the reader's only when it may stand (crit.engine.answering.checks): it is
   valid and states something, its quote is verbatim in a passage and writes its number,
   the reader, reading that quote alone, has no objection, and it does not deny what the
@@ -32,6 +36,7 @@ from crit.engine.answering import DEFAULT_POLICY, POLICIES, Policy
 from crit.engine.answering.backend import Backend, Request
 from crit.engine.answering.backends.rules import RulesBackend
 from crit.engine.answering.checks import NOTE_AFFIRMS, checked, objection
+from crit.engine.answering.trust import TrustProfile
 from crit.engine.answering.view import model_request
 from crit.engine.answers import Answer
 from crit.engine.reading.passages import EVIDENCE_VERSION, Passage, evidence_for
@@ -40,13 +45,15 @@ from crit.grammar.questions import Question
 # 2: a model answer must pass `objection`; 3: nor deny what the rules found present; 4: nor read a
 # patient's sex from a passage that names both sexes
 COMBINE_VERSION = "combine-4"
-def engine_identity(backend_identity: str, *, gate: bool, policy: Policy) -> str:
-    """The identity every answer key of a run hashes: the model, how evidence is found, the policy,
-    and whether the gate was on, so answers reached one way are never reused for another."""
+def engine_identity(backend_identity: str, *, gate: bool, policy: Policy, trust: TrustProfile | None = None) -> str:
+    """The identity every answer key of a run hashes: the model, how evidence is found, the policy (with
+    the cells a trust profile gives the model), and whether the gate was on, so answers reached one way
+    are never reused for another."""
     from crit.engine.reading.reader import READER_VERSION
 
     mode = "gate" if gate else "no-gate"
-    return f"{backend_identity}|{EVIDENCE_VERSION}|{READER_VERSION}|{COMBINE_VERSION}:{policy}|{mode}"
+    how = f"trust-{trust.fingerprint()}" if trust is not None and policy == "rules-then-model" else policy
+    return f"{backend_identity}|{EVIDENCE_VERSION}|{READER_VERSION}|{COMBINE_VERSION}:{how}|{mode}"
 
 
 def gate_answer(note_id: str, question: Question) -> Answer:
@@ -59,15 +66,19 @@ class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
     def __init__(self, model: Backend | None = None, *, start_model: Callable[[], Backend] | None = None,
-                 gate: bool = True, policy: Policy = DEFAULT_POLICY):
+                 gate: bool = True, policy: Policy = DEFAULT_POLICY, trust: TrustProfile | None = None):
         """`model`: a started backend; or `start_model`, which starts one only when a question first
-        needs it, so a run the rules answer whole loads no model. Neither: the rules alone."""
+        needs it, so a run the rules answer whole loads no model. Neither: the rules alone. `trust`:
+        the model's measured profile, which decides where it is asked under "rules-then-model"."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
         self.model = model
         self._start = start_model
         self.gate = gate
         self.policy: Policy = policy if (model or start_model) is not None else "rules"
+        self.trust = trust if self.policy == "rules-then-model" else None
+        if self.trust is not None and not self.trust.ever_trusted:
+            self.policy, self.trust = "rules", None  # measured never better: the model is never asked
         self.rules = RulesBackend()
         self.model_calls = 0  # notes sent to the model
         self.model_questions = 0  # questions sent to the model (its answer may not be kept)
@@ -95,6 +106,8 @@ class EvidenceEngine:
             rules = {a.question: a for a in self.rules.answer(r.note_id, r.text, open_questions, evidence)}
             if self.policy == "model":
                 ask = open_questions
+            elif self.trust is not None:
+                ask = [q for q in open_questions if self.trust.decides(q.kind, rules[q.name].reading)]
             elif self.policy == "rules-then-model":
                 ask = [q for q in open_questions if not rules[q.name].confident]
             else:
@@ -120,6 +133,10 @@ class EvidenceEngine:
                 m = from_model.get(i, {}).get(q.name)
                 if self.policy == "model" and m is not None:
                     final[q.name] = m
+                elif self.trust is not None and m is not None:
+                    # Where the model was measured better it decides, but never with an error or a quote
+                    # that is not the note's own words.
+                    final[q.name] = m if m.error is None and (m.na or m.grounded) else rules[q.name]
                 elif (m is not None and m.error is None and not m.na and m.grounded
                       and self._supported(m, q, r.text, evidence, rules[q.name])):
                     final[q.name] = m
