@@ -33,38 +33,15 @@ from pathlib import Path
 from crit.engine.answers import Answer
 from crit.engine.eligibility import load_plan
 from crit.engine.reading.passages import evidence_for
-from crit.grammar import units
 from crit.grammar.questions import BOOLEAN_CHOICES, Question
 from crit.trainer import metrics
 from crit.trainer.evaluate import gold_split
+from crit.trainer.labels import label_of, right  # noqa: F401  (trials_accuracy and student_overrides take them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "tests" / "gold"
 
 Answerer = Callable[[str, str, Sequence[Question]], list[Answer]]
-
-
-def label_of(a: Answer | None, q: Question, gold_unit: str | None) -> str | float | None:
-    """An answer as the gold file writes it: a boolean label, or a number in the gold's unit."""
-    if a is None or a.error:
-        return "error" if q.kind == "boolean" else float("inf")
-    if q.kind == "boolean":
-        return "not mentioned" if a.na else ("present" if a.value == 1.0 else "absent")
-    if a.na or a.value is None:
-        return None
-    target = gold_unit or q.unit
-    if target is None or a.unit is None or units.normalise_unit(a.unit) == units.normalise_unit(target):
-        return a.value
-    converted = units.convert(a.value, a.unit, target, units.analyte_of(q.phrase, q.aka))
-    return float("inf") if converted is None else converted
-
-
-def right(g: str | float | None, p: str | float | None, rel_tol: float = 0.05) -> bool:
-    if isinstance(g, str) or isinstance(p, str):
-        return g == p
-    if g is None or p is None:
-        return g is None and p is None
-    return abs(p - g) <= rel_tol * abs(g) + 1e-9
 
 
 def _ci(fn: Callable[[list, list], float | None], g: list, p: list) -> str:

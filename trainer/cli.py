@@ -209,4 +209,60 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
     out_console.print(table(evaluate(cfg)))
 
 
-COMMANDS = (synth_command, select_command, train_command, eval_command)
+@click.command(name="calibrate")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the trust profile (JSON); every outcome goes beside it, as OUT.outcomes.jsonl.")
+@click.option("--backend", default="transformers", show_default=True, help="The backend to measure, as `crit run` names it.")
+@click.option("--model", default=None, help="Its model (default: the embedded one).")
+@click.option("--adapter", default=None, help="A LoRA adapter folder, or 'student' for the student shipped with crit.")
+@click.option("--base-url", default=None, help="openai: the server's URL (notes go to it because you chose it).")
+@click.option("--set", "sets", nargs=3, multiple=True, metavar="CRITERIA NOTES LABELS",
+              help="A labelled set: a .crit file, its notes, and labels in tests/gold's format (a report's exported "
+                   "labels too); repeatable. Default: tests/gold's dev notes and the trials benchmark's dev trials.")
+@device_option
+def calibrate_command(out: str, backend: str, model: str | None, adapter: str | None, base_url: str | None,
+                      sets: tuple[tuple[str, str, str], ...], device: str | None) -> None:
+    """Measure where a model's answer beats the rules', and write its trust profile for `crit run --trust`.
+
+    Every labelled question a passage mentions is answered by the rules and by the model; per kind of
+    question and reading class of the rules, the model decides only where it won clearly more often than
+    it lost (one-sided sign test, 5%). Calibrate on dev data only.
+
+    \b
+    Example:
+        crit calibrate --out embedded.trust.json
+        crit calibrate --adapter student --out student.trust.json
+        crit calibrate --set trial.crit notes.jsonl crit-labels-RUN.jsonl --out mine.trust.json
+        crit run trial.crit notes.jsonl --db r.duckdb --trust mine.trust.json
+    """
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from crit.engine.answering.registry import factory_for
+    from crit.trainer.calibrate import LabelledSet, calibrate, default_sets, write_profile
+
+    options = {k: v for k, v in (("model", model), ("adapter", adapter), ("base_url", base_url), ("device", device)) if v}
+    factory = factory_for(backend, **options)
+    labelled = ([LabelledSet(name=f"{Path(labels).name} ({Path(crit_file).name})", criteria=Path(crit_file), notes=notes,
+                             labels=Path(labels)) for crit_file, notes, labels in sets]
+                or default_sets(Path.cwd()))
+    err = Console(stderr=True, highlight=False)
+
+    def on_note(name: str, done: int, total: int) -> None:
+        if done == total or done % 10 == 0:
+            err.print(f"{name}: {done}/{total} notes", markup=False)
+
+    profile, outcomes = calibrate(factory, labelled, on_note=on_note)
+    write_profile(profile, outcomes, Path(out))
+    table = Table(title=f"trust profile of {profile.backend_identity}")
+    for column in ("kind", "reading", "pairs", "model right", "rules right", "wins", "losses", "p", "decides"):
+        table.add_column(column, justify="left" if column in ("kind", "reading", "decides") else "right")
+    for c in profile.cells:
+        table.add_row(c.kind, c.reading, str(c.pairs), str(c.model_right), str(c.rules_right), str(c.wins),
+                      str(c.losses), f"{c.p_value:.3g}", c.decides)
+    Console(highlight=False).print(table)
+    Console(highlight=False).print(f"{profile.describe()} -> {out}", markup=False)
+
+
+COMMANDS = (synth_command, select_command, train_command, eval_command, calibrate_command)

@@ -56,6 +56,12 @@ def engine_identity(backend_identity: str, *, gate: bool, policy: Policy, trust:
     return f"{backend_identity}|{EVIDENCE_VERSION}|{READER_VERSION}|{COMBINE_VERSION}:{how}|{mode}"
 
 
+def trusted_answer(m: Answer) -> bool:
+    """Whether a model's answer may decide where its trust profile says it does: no error, and a quote that
+    is the note's own words when it states something (a 'not mentioned' has no quote to check)."""
+    return m.error is None and (m.na or m.grounded)
+
+
 def gate_answer(note_id: str, question: Question) -> Answer:
     return Answer(note_id=note_id, question=question.name, fingerprint="", raw=json.dumps({"answer": "not mentioned"}),
                   latency_s=0.0, prompt_tokens=0, output_tokens=0, na=True, method="gate", confident=True,
@@ -91,6 +97,36 @@ class EvidenceEngine:
     def answer_batch(self, requests: Sequence[Request]) -> list[tuple[list[Answer], dict[str, list[Passage]]]]:
         """`answer` for many notes: the model, where needed, gets all their requests in one call, so a
         server or vLLM backend keeps them in flight together."""
+        out = []
+        for (r, evidence, final, open_questions, rules), from_model in self._ask(requests):
+            for q in open_questions:
+                m = from_model.get(q.name)
+                if self.policy == "model" and m is not None:
+                    final[q.name] = m
+                elif self.trust is not None and m is not None:
+                    # Where the model was measured better it decides, but never with an error or a quote
+                    # that is not the note's own words.
+                    final[q.name] = m if trusted_answer(m) else rules[q.name]
+                elif (m is not None and m.error is None and not m.na and m.grounded
+                      and self._supported(m, q, r.text, evidence, rules[q.name])):
+                    final[q.name] = m
+                else:
+                    final[q.name] = rules[q.name]
+            out.append(([final[q.name] for q in r.questions], evidence))
+        return out
+
+    def compare_batch(self, requests: Sequence[Request]) -> list[dict[str, tuple[Answer, Answer | None]]]:
+        """Per note, each question's answer by the rules (or the gate) and by the model where it was asked
+        (None elsewhere), side by side: what `crit calibrate` scores against labels."""
+        out = []
+        for (r, _evidence, final, _open, rules), from_model in self._ask(requests):
+            out.append({q.name: (final.get(q.name) or rules[q.name], from_model.get(q.name)) for q in r.questions})
+        return out
+
+    def _ask(self, requests: Sequence[Request]) -> list[tuple[tuple[Request, dict[str, list[Passage]], dict[str, Answer],
+                                                                   list[Question], dict[str, Answer]], dict[str, Answer]]]:
+        """Per note: (the request, its passages, the gate's answers, the questions left open, the rules'
+        answers to them), and the model's checked answers to the questions the policy asked of it."""
         staged = []
         to_model: list[Request] = []
         mapping: list[tuple[int, list[tuple[int, int, int]], list[Question]]] = []
@@ -127,23 +163,7 @@ class EvidenceEngine:
             for (i, pieces, asked), answers in zip(mapping, self.model.answer_batch(to_model)):
                 note_text = staged[i][0].text
                 from_model[i] = {a.question: checked(a, q, pieces, note_text) for q, a in zip(asked, answers)}
-        out = []
-        for i, (r, evidence, final, open_questions, rules) in enumerate(staged):
-            for q in open_questions:
-                m = from_model.get(i, {}).get(q.name)
-                if self.policy == "model" and m is not None:
-                    final[q.name] = m
-                elif self.trust is not None and m is not None:
-                    # Where the model was measured better it decides, but never with an error or a quote
-                    # that is not the note's own words.
-                    final[q.name] = m if m.error is None and (m.na or m.grounded) else rules[q.name]
-                elif (m is not None and m.error is None and not m.na and m.grounded
-                      and self._supported(m, q, r.text, evidence, rules[q.name])):
-                    final[q.name] = m
-                else:
-                    final[q.name] = rules[q.name]
-            out.append(([final[q.name] for q in r.questions], evidence))
-        return out
+        return [(stage, from_model.get(i, {})) for i, stage in enumerate(staged)]
 
     def _supported(self, m: Answer, q: Question, note_text: str, evidence: dict[str, list[Passage]],
                    by_rules: Answer) -> bool:
