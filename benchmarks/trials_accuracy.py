@@ -124,6 +124,70 @@ def backend_answerer(name: str, policy: str | None) -> Callable:
     return lambda nid, text, qs: engine.answer(nid, text, qs)[0]
 
 
+def scored(trial: str, split: Callable[[str], str], labels: list[dict], questions: dict,
+           by_key: dict[tuple[str, str], Answer]) -> list[Row]:
+    """One row per label: the gold answer, the answer given (as the label writes it) and how it was reached."""
+    rows = []
+    for g in labels:
+        q = questions[g["question"]]
+        a = by_key.get((g["note_id"], g["question"]))
+        gold = g["answer"] if q.kind == "boolean" or g["answer"] is None else float(g["answer"])
+        rows.append({"trial": trial, "split": split(g["note_id"]), "note_id": g["note_id"], "question": q.name,
+                     "kind": q.kind, "gold": gold, "pred": label_of(a, q, g["unit"]),
+                     "sure": bool(a and a.confident and a.method in ("rules", "gate")),
+                     "method": a.method if a else None, "reading": a.reading if a else None,
+                     "source": (a.source or "")[:100] if a else "",
+                     "gold_source": (g.get("source") or "")[:100]})
+    return rows
+
+
+def compare(backend: str, adapter: str | None, trust_files: list[str], trials: dict, with_gold: bool) -> dict[str, list[Row]]:
+    """One pass of a model beside the rules (EvidenceEngine.compare_batch), scored as several answerers: the rules
+    alone, the model alone (it answers every question a passage mentions, as --policy model), and the model
+    under each trust profile (it decides only in the cells the profile trusts; elsewhere the rules do)."""
+    from crit.engine.answering.backend import Request
+    from crit.engine.answering.policy import EvidenceEngine, trusted_answer
+    from crit.engine.answering.registry import factory_for, require
+    from crit.engine.answering.trust import load_profile
+    from crit.trainer.evaluate import gold_split
+
+    factory = factory_for(backend, **({"adapter": adapter} if adapter else {}))
+    require(factory)
+    model_name = f"{backend}{'+' + Path(adapter).name if adapter else ''}"
+    profiles = {f"{model_name} + trust ({Path(f).name})": load_profile(f) for f in trust_files}
+    engine = EvidenceEngine(start_model=factory.create, policy="model")
+    sets = [(t, (lambda nid, t=t: split_of(t)), *trials[t]) for t in trials]
+    if with_gold:
+        gold = ROOT / "tests" / "gold"
+        plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
+        notes = {json.loads(x)["note_id"]: json.loads(x)["text"] for x in (gold / "notes.jsonl").open()}
+        labels = [json.loads(x) for x in (gold / "aristotle_gold.jsonl").open()]
+        sets.append(("gold", gold_split, plan, notes, labels))
+    rows: dict[str, list[Row]] = {"rules": [], f"{model_name} alone": [], **{who: [] for who in profiles}}
+    t0 = time.perf_counter()
+    for trial, split, plan, notes, labels in sets:
+        questions = {q.name: q for q in plan.questions}
+        wanted = {g["note_id"] for g in labels}
+        keyed: dict[str, dict[tuple[str, str], Answer]] = {who: {} for who in rows}
+        for nid, text in notes.items():
+            if nid not in wanted:
+                continue
+            (pairs,) = engine.compare_batch([Request(nid, text, list(questions.values()))])
+            for name, (rules, model) in pairs.items():
+                q = questions[name]
+                keyed["rules"][(nid, name)] = rules
+                keyed[f"{model_name} alone"][(nid, name)] = model if model is not None else rules
+                for who, profile in profiles.items():
+                    decides = model is not None and profile.decides(q.kind, rules.reading)
+                    keyed[who][(nid, name)] = model if decides and trusted_answer(model) else rules
+        for who in rows:
+            rows[who] += scored(trial, split, labels, questions, keyed[who])
+        print(f"{trial}: done at {time.perf_counter() - t0:.0f} s ({engine.model_questions} questions asked so far)",
+              file=sys.stderr)
+    engine.close()
+    return rows
+
+
 def print_by_reading(who: str, rows: list[Row]) -> None:
     """Per split and reading class: answers, stated answers, and the precision of the stated ones, with CIs.
     A class the reader marks sure must be measured at least 0.97 precise on dev (SURE_READINGS)."""
@@ -150,6 +214,12 @@ def main() -> None:
     ap.add_argument("--trials", help="comma-separated trial names (default: every labelled trial of the split)")
     ap.add_argument("--misses", action="store_true", help="list every wrong answer (dev trials only)")
     ap.add_argument("--save", help="write every scored answer to this JSONL file")
+    ap.add_argument("--compare", metavar="BACKEND",
+                    help="one pass of BACKEND beside the rules, scored as the rules, the model alone and the model "
+                         "under each --trust profile")
+    ap.add_argument("--adapter", help="with --compare: a LoRA adapter ('student' for the shipped student)")
+    ap.add_argument("--trust", action="append", default=[], help="with --compare: a trust profile file (repeatable)")
+    ap.add_argument("--gold", action="store_true", help="with --compare: tests/gold too, split by note as always")
     ap.add_argument("--by-reading", action="store_true",
                     help="the precision of each reading class of the rules (how crit.engine.reading.reader read it)")
     args = ap.parse_args()
@@ -160,13 +230,26 @@ def main() -> None:
     names = [n for n in names if args.split == "both" or split_of(n) == args.split]
     if not names:
         sys.exit(f"no labelled trial in split {args.split} (tests/trials/*/labels.jsonl)")
-    chosen = ({f"{args.backend}/{args.policy or 'default'}": backend_answerer(args.backend, args.policy)}
-              if args.backend else answerers(args.answerers.split(",")))
-
     trials = {n: load_trial(n) for n in names}
     fns = metric_fns()
     table: list[tuple[str, str, str, dict[str, str]]] = []
     saved: list[Row] = []
+    if args.compare:
+        for who, rows in compare(args.compare, args.adapter, args.trust, trials, args.gold).items():
+            saved.extend({"answerer": who, **r} for r in rows)
+            for place, split in (("trials", "dev"), ("trials", "test"), ("gold", "dev"), ("gold", "test")):
+                part = [r for r in rows if r["split"] == split and (r["trial"] == "gold") == (place == "gold")]
+                if part:
+                    table.append((who, split, f"**{place} {split}**", {"labels / stated / sure": counts(part)}
+                                  | {k: cell(f, part) for k, f in fns.items()}))
+            if args.by_reading:
+                print_by_reading(who, rows)
+        _print_table(table)
+        if args.save:
+            Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
+        return
+    chosen = ({f"{args.backend}/{args.policy or 'default'}": backend_answerer(args.backend, args.policy)}
+              if args.backend else answerers(args.answerers.split(",")))
     for who, answer in chosen.items():
         rows: list[Row] = []
         t0 = time.perf_counter()
@@ -178,16 +261,7 @@ def main() -> None:
                 n_notes += 1
                 for a in answer(nid, text, list(questions.values())):
                     by_key[(nid, a.question)] = a
-            for g in labels:
-                q = questions[g["question"]]
-                a = by_key.get((g["note_id"], g["question"]))
-                gold = g["answer"] if q.kind == "boolean" or g["answer"] is None else float(g["answer"])
-                rows.append({"trial": trial, "split": split_of(trial), "note_id": g["note_id"], "question": q.name,
-                             "kind": q.kind, "gold": gold, "pred": label_of(a, q, g["unit"]),
-                             "sure": bool(a and a.confident and a.method in ("rules", "gate")),
-                             "method": a.method if a else None, "reading": a.reading if a else None,
-                             "source": (a.source or "")[:100] if a else "",
-                             "gold_source": (g.get("source") or "")[:100]})
+            rows += scored(trial, lambda nid, trial=trial: split_of(trial), labels, questions, by_key)
         seconds = time.perf_counter() - t0
         print(f"{who}: {seconds:.1f} s over {n_notes} notes ({n_notes / seconds:.1f} notes/s)", file=sys.stderr)
         if who in ENGINES:
@@ -211,13 +285,17 @@ def main() -> None:
                     print(f"  miss {r['trial']} {r['note_id']} {r['question']}: gold {r['gold']!r} "
                           f"{r['gold_source']!r}, answered {r['pred']!r} ({how}) {r['source']!r}")
 
+    _print_table(table)
+    if args.save:
+        Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
+
+
+def _print_table(table: list[tuple[str, str, str, dict[str, str]]]) -> None:
     cols = list(table[0][3])
     print("\n| answerer | split | trial | " + " | ".join(cols) + " |")
     print("|---|---|---|" + "---|" * len(cols))
     for who, split, trial, cells in table:
         print(f"| {who} | {split} | {trial} | " + " | ".join(cells[c] for c in cols) + " |")
-    if args.save:
-        Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
 
 
 if __name__ == "__main__":

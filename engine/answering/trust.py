@@ -10,7 +10,7 @@ model the run never loads it.
 
 A profile names the backend identity, reader and evidence versions it was measured with: those decide
 what the model is shown and what the rules read, so a profile of another model or reader is refused.
-Models shipped with crit ship their profile (`trust/*.json` beside this file); `crit run --trust FILE`
+Models shipped with crit ship their profile (`trust_profiles/*.json` beside this file); `crit run --trust FILE`
 takes another. Without a profile the run keeps the conservative policy: the model is asked where the
 rules are unsure, and its answer stands only where the rules, reading its quote, agree.
 """
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from crit.grammar.errors import CritError
 
-SHIPPED = Path(__file__).resolve().parent / "trust"
+SHIPPED = Path(__file__).resolve().parent / "trust_profiles"
 ALPHA = 0.05  # one-sided: the chance that a model no better than the rules would look this much better
 
 
