@@ -141,7 +141,8 @@ def scored(trial: str, split: Callable[[str], str], labels: list[dict], question
     return rows
 
 
-def compare(backend: str, adapter: str | None, trust_files: list[str], trials: dict, with_gold: bool) -> dict[str, list[Row]]:
+def compare(backend: str, adapter: str | None, trust_files: list[str], trials: dict, with_gold: bool,
+            infer: bool = False) -> dict[str, list[Row]]:
     """One pass of a model beside the rules (EvidenceEngine.compare_batch), scored as several answerers: the rules
     alone, the model alone (it answers every question a passage mentions, as --policy model), and the model
     under each trust profile (it decides only in the cells the profile trusts; elsewhere the rules do)."""
@@ -155,7 +156,7 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
     require(factory)
     model_name = f"{backend}{'+' + Path(adapter).name if adapter else ''}"
     profiles = {f"{model_name} + trust ({Path(f).name})": load_profile(f) for f in trust_files}
-    engine = EvidenceEngine(start_model=factory.create, policy="model")
+    engine = EvidenceEngine(start_model=factory.create, policy="model", infer=infer)
     sets = [(t, (lambda nid, t=t: split_of(t)), *trials[t]) for t in trials]
     if with_gold:
         gold = ROOT / "tests" / "gold"
@@ -176,9 +177,11 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
             for name, (rules, model) in pairs.items():
                 q = questions[name]
                 keyed["rules"][(nid, name)] = rules
-                keyed[f"{model_name} alone"][(nid, name)] = model if model is not None else rules
+                inferred_unsaid = model is not None and model.method == "model-inferred" and not trusted_answer(model)
+                keyed[f"{model_name} alone"][(nid, name)] = rules if model is None or inferred_unsaid else model
                 for who, profile in profiles.items():
-                    decides = model is not None and profile.decides(q.kind, rules.reading)
+                    decides = model is not None and profile.decides(q.kind, rules.reading) and (
+                        model.method != "model-inferred" or q.infer or infer)
                     keyed[who][(nid, name)] = model if decides and trusted_answer(model) else rules
         for who in rows:
             rows[who] += scored(trial, split, labels, questions, keyed[who])
@@ -220,6 +223,8 @@ def main() -> None:
     ap.add_argument("--adapter", help="with --compare: a LoRA adapter ('student' for the shipped student)")
     ap.add_argument("--trust", action="append", default=[], help="with --compare: a trust profile file (repeatable)")
     ap.add_argument("--gold", action="store_true", help="with --compare: tests/gold too, split by note as always")
+    ap.add_argument("--infer", action="store_true", help="with --compare: the model also reads whole notes for the "
+                    "boolean questions no passage names (crit run --infer)")
     ap.add_argument("--by-reading", action="store_true",
                     help="the precision of each reading class of the rules (how crit.engine.reading.reader read it)")
     args = ap.parse_args()
@@ -235,7 +240,7 @@ def main() -> None:
     table: list[tuple[str, str, str, dict[str, str]]] = []
     saved: list[Row] = []
     if args.compare:
-        for who, rows in compare(args.compare, args.adapter, args.trust, trials, args.gold).items():
+        for who, rows in compare(args.compare, args.adapter, args.trust, trials, args.gold, args.infer).items():
             saved.extend({"answerer": who, **r} for r in rows)
             for place, split in (("trials", "dev"), ("trials", "test"), ("gold", "dev"), ("gold", "test")):
                 part = [r for r in rows if r["split"] == split and (r["trial"] == "gold") == (place == "gold")]

@@ -41,7 +41,7 @@ def load(path: str | Path) -> Plan:
 def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "transformers",
         columns: NoteColumns | None = None, limit: int | None = None, batch_size: int = 4, gate: bool = True,
         policy: str = "rules-then-model", shard: str | None = None, trust: str | Path | None = None,
-        progress: bool = True, on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
+        infer: bool = False, progress: bool = True, on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
     """Screen `notes` against `plan` into the store `db`, as `crit run` does (the command calls this).
 
     `notes` is a path (any source `crit run` reads) or the notes themselves: a list of dicts, a pandas
@@ -49,7 +49,9 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
     choice (crit.engine.answering.registry.backends()); `options` are that backend's own (model=,
     adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when `columns` is not given.
     `shard` is "i/n". `trust` is a trust profile file (`crit calibrate`), "none" for the conservative
-    policy, or None for the profile crit ships for the model, if any. `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
+    policy, or None for the profile crit ships for the model, if any. `infer` lets a trusted model answer
+    every boolean question from the whole note where no passage names it (as `infer` in the file does).
+    `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
     Progress. Returns a Screening: `.summary`, and the store's tables as Arrow (`.eligibility`, ...)."""
     from crit.engine.answering.registry import factory_for
     from crit.engine.notes.shards import parse_shard
@@ -64,7 +66,7 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
     def screen(report: Callable[[Progress], None] | None) -> Screening:
         summary = run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, columns=columns,
                            on_progress=report, shard=parse_shard(shard) if shard else None, gate=gate,
-                           policy=policy, trust=profile)  # type: ignore[arg-type]
+                           policy=policy, trust=profile, infer=infer)  # type: ignore[arg-type]
         return Screening(summary)
 
     if not progress:
@@ -85,7 +87,7 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
 def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None,
             backend: str = "transformers", columns: NoteColumns | None = None, gate: bool = True,
             policy: str = "rules-then-model", shard: str | None = None, trust: str | Path | None = None,
-            **options: Any) -> DryRunReport:
+            infer: bool = False, **options: Any) -> DryRunReport:
     """Read and check every note and count the note-question pairs `run` would still ask; load no model,
     write nothing (`crit run --dry-run`)."""
     from crit.engine.answering.registry import factory_for
@@ -96,7 +98,8 @@ def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None
     plan = load(plan) if isinstance(plan, (str, Path)) else plan
     columns = _columns(columns, options)
     factory = factory_for(backend, **options)
-    keys = answer_keys(plan, factory, gate=gate, policy=policy, trust=_trust(factory, trust))  # type: ignore[arg-type]
+    keys = answer_keys(plan, factory, gate=gate, policy=policy, trust=_trust(factory, trust),  # type: ignore[arg-type]
+                       infer=infer)
     return check_corpus(notes, keys, db, shard=parse_shard(shard) if shard else None, columns=columns)
 
 

@@ -32,7 +32,8 @@ from crit.grammar.questions import Question
 Match = Literal["exact", "normalised"]
 # How an answer was reached: no passage mentions the question (the gate), the rules
 # answerer alone, or a model (crit.engine.answering.policy decides which, per answer).
-Method = Literal["gate", "rules", "model"]
+# model-inferred: a trusted model's answer from the whole note, where no passage named the finding (`infer`)
+Method = Literal["gate", "rules", "model", "model-inferred"]
 
 
 class Candidate(BaseModel):

@@ -245,8 +245,10 @@ def _backend_choices() -> list[str]:
               help="A trust profile (from `crit calibrate`): under rules-then-model the model decides exactly where "
                    "it was measured better than the rules. Default: the profile crit ships for the model, if any; "
                    "'none': ask it where the rules are unsure and keep its answer only where the rules agree.")
+@click.option("--infer", is_flag=True, help="Every boolean question as if the file said `infer`: where no passage names "
+              "it, a model its trust profile measured better there reads the whole note (method model-inferred).")
 def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, batch_size: int, shard: str | None,
-            dry_run: bool, no_gate: bool, policy: str, trust: str | None, **options: Any) -> None:
+            dry_run: bool, no_gate: bool, policy: str, trust: str | None, infer: bool, **options: Any) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -268,13 +270,13 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
     plan = crit.load(file)
     if dry_run:
         report = crit.dry_run(plan, notes, db=db, backend=backend, columns=columns, gate=not no_gate, policy=policy,
-                              shard=shard, trust=trust, **options)
+                              shard=shard, trust=trust, infer=infer, **options)
         for line in report.lines():
             out.print(line, markup=False)
         return
     with progress_bar(err) as on_progress:
         screening = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
-                             gate=not no_gate, policy=policy, shard=shard, trust=trust, on_progress=on_progress,
+                             gate=not no_gate, policy=policy, shard=shard, trust=trust, infer=infer, on_progress=on_progress,
                              progress=False, **options)
     _print_summary(file, db, plan, screening.summary)
 

@@ -102,9 +102,9 @@ class RunSummary(BaseModel):
 
 
 def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, policy: Policy = DEFAULT_POLICY,
-                trust: TrustProfile | None = None) -> dict[str, str]:
+                trust: TrustProfile | None = None, infer: bool = False) -> dict[str, str]:
     """Question name -> the key its answers are stored under in this run (the one place keys are made)."""
-    identity = engine_identity(factory.identity(), gate=gate, policy=policy, trust=trust)
+    identity = engine_identity(factory.identity(), gate=gate, policy=policy, trust=trust, infer=infer)
     return {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
 
 
@@ -126,6 +126,7 @@ def run(
     gate: bool = True,
     policy: Policy = DEFAULT_POLICY,
     trust: TrustProfile | None = None,
+    infer: bool = False,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
@@ -143,9 +144,9 @@ def run(
     if limit is not None:
         total = min(total, limit)
 
-    identity = engine_identity(backend_factory.identity(), gate=gate, policy=policy, trust=trust)
+    identity = engine_identity(backend_factory.identity(), gate=gate, policy=policy, trust=trust, infer=infer)
     questions = plan.model_questions
-    keys = answer_keys(plan, backend_factory, gate=gate, policy=policy, trust=trust)
+    keys = answer_keys(plan, backend_factory, gate=gate, policy=policy, trust=trust, infer=infer)
 
     store = Store.open(db_path)
     run_id = store.begin_run(
@@ -161,7 +162,7 @@ def run(
             backend=backend_factory.name,
             backend_identity=identity,
             parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit,
-                        "gate": gate, "policy": policy, "trust": trust.describe() if trust is not None else None},
+                        "gate": gate, "policy": policy, "infer": infer, "trust": trust.describe() if trust is not None else None},
             notes_total=total,
         ),
         questions,
@@ -185,7 +186,7 @@ def run(
                     t0 = time.perf_counter()
                     if engine is None:
                         start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
-                        engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust)
+                        engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust, infer=infer)
                     before = engine.model_calls
                     answers, passages = _answer(engine, requests, keys, progress)
                     calls += engine.model_calls - before

@@ -159,7 +159,7 @@ class Trial(Node):
 
 class QuestionDecl(Node):
     """`boolean NAME "phrase"` or `numeric NAME [order] "phrase" in UNIT [assumed] [aka ...] [not aka ...] [cap N]
-    [guide "..."] [gate off]`."""
+    [guide "..."] [gate off] [infer]`."""
 
     kind: Literal["question"] = "question"
     type: Literal["boolean", "numeric"]
@@ -176,6 +176,9 @@ class QuestionDecl(Node):
     # `gate off`: ask the question even when no passage of a note mentions its terms
     # (for findings whose wordings cannot be listed in `aka`).
     gate: bool = True
+    # `infer`: where no passage names the finding, a model whose trust profile says it reads such notes
+    # better than the rules may answer from the whole note, quoting it (method model-inferred).
+    infer: bool = False
     # `in mg/dL assumed`: a number the note writes with no unit is in mg/dL ("Creatinine 1.4"). Without it, a
     # bare number is read in the question's unit only where that unit has no dimension (%, points).
     unit_assumed: bool = False

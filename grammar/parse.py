@@ -128,6 +128,9 @@ class _ToAst(Transformer):
     def gate_off(self, meta, items):
         return ("gate", False, _span(meta))
 
+    def infer(self, meta, items):
+        return ("infer", True, _span(meta))
+
     def assumed(self, meta, items):
         return ("unit_assumed", True, _span(meta))
 
@@ -341,7 +344,7 @@ def _plain_diagnostic(err: UnexpectedInput, text: str, path: str | None) -> Diag
 
 # The language's words, for "did you mean" when an unexpected word is one letter or two away from one.
 _KEYWORDS = ("trial", "boolean", "numeric", "range", "let", "include", "exclude", "convert", "index", "date", "aka",
-             "assumed", "cap", "guide", "gate", "off", "highest", "lowest", "first", "last", "value", "recent",
+             "assumed", "cap", "guide", "gate", "off", "infer", "highest", "lowest", "first", "last", "value", "recent",
              "written", "male", "female", "any", "all", "count", "and", "or", "not", "within", "above", "below",
              "between", "missing", "met", "unknown", "true", "false", "uln", "lln")
 

@@ -142,7 +142,7 @@ def compile_plan(file: ast.CritFile, symbols: Symbols, source_text: str = "") ->
     questions = [
         make_question(
             q.name, q.type, q.phrase, order=q.order, unit=q.unit, aka=tuple(q.aka), not_aka=tuple(q.not_aka),
-            guide=q.guide, cap=q.cap, gate=q.gate,
+            guide=q.guide, cap=q.cap, gate=q.gate, infer=q.infer,
         )
         for q in file.questions
     ]

@@ -103,6 +103,8 @@ class Question(BaseModel):
     guide: str | None = None
     cap: float | None = Field(default=None, description="values above cap are clipped to it")
     gate: bool = Field(default=True, description="False (`gate off`): ask even when no passage mentions the question")
+    infer: bool = Field(default=False, description="`infer`: a trusted model may answer from the whole note where no "
+                                                   "passage mentions the question")
     answer_schema: dict[str, Any]
     fingerprint: str = Field(description="hash of text, guide and schema: the answer-cache key (with model/adapter)")
 
@@ -122,10 +124,13 @@ def question_text(kind: QuestionKind, phrase: str, order: Order | None, unit: st
     return f"{lead} in the note, in {unit}?" if unit else f"{lead} in the note?"
 
 
-def fingerprint(text: str, guide: str | None, schema: dict[str, Any], not_aka: tuple[str, ...] = ()) -> str:
+def fingerprint(text: str, guide: str | None, schema: dict[str, Any], not_aka: tuple[str, ...] = (),
+                infer: bool = False) -> str:
     content: dict[str, Any] = {"text": text, "guide": guide, "schema": schema, "prompt": PROMPT_VERSION}
     if not_aka:  # only when a file says it, so the fingerprints of files that do not are unchanged
         content["not_aka"] = sorted(t.lower() for t in not_aka)
+    if infer:  # likewise: an inferable question may be answered where others are not mentioned
+        content["infer"] = True
     payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -142,6 +147,7 @@ def make_question(
     guide: str | None = None,
     cap: float | None = None,
     gate: bool = True,
+    infer: bool = False,
 ) -> Question:
     text = question_text(kind, phrase, order, unit)
     schema = boolean_schema() if kind == "boolean" else numeric_schema()
@@ -157,6 +163,7 @@ def make_question(
         guide=guide,
         cap=cap,
         gate=gate,
+        infer=infer,
         answer_schema=schema,
-        fingerprint=fingerprint(text, guide, schema, not_aka),
+        fingerprint=fingerprint(text, guide, schema, not_aka, infer),
     )

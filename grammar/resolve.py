@@ -124,6 +124,9 @@ class _Checker:
         if q.unit_assumed and q.unit is None:
             self.error("E115", f"'{q.name}' says `assumed` but names no unit to assume", q.span,
                        hint="write the unit first: in mg/dL assumed")
+        if q.infer and q.type != "boolean":
+            self.error("E116", f"'{q.name}' is numeric: `infer` is for boolean questions", q.span,
+                       hint="a number is read where the note writes it, never inferred; remove `infer`")
         if q.type == "boolean":
             for what, value in (("an order", q.order), ("a unit", q.unit), ("a cap", q.cap)):
                 if value is not None:

@@ -47,6 +47,7 @@ CASES = [
     ("misspelt_keyword",         "E002", 2, 1),
     ("or_bars",                  "E002", 4, 21),
     ("upper_or",                 "E002", 4, 21),
+    ("infer_numeric",            "E116", 2, 1),
 ]
 
 

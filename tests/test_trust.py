@@ -103,3 +103,69 @@ def test_a_profile_of_another_model_or_file_is_refused_in_one_line(tmp_path: Pat
     with pytest.raises(CritError, match="cannot read the trust profile"):
         profile_for("scripted-1", tmp_path / "missing.json")
     assert shipped_profile("scripted-1", READER_VERSION, EVIDENCE_VERSION) is None
+
+
+# --- infer: a trusted model reads the whole note where no term names the finding --------------------------
+
+INFER_PLAN = """trial T "t"
+boolean copd "chronic obstructive pulmonary disease" infer
+boolean lupus "systemic lupus erythematosus"
+include "copd": copd
+"""
+# No term of either question is in it: the gate would call both "not mentioned".
+SMOKER = "40 pack-year smoker with a barrel chest and chronic productive cough. Uses albuterol inhaler daily."
+
+
+def _infers(text: str, question) -> str:
+    if question.name == "copd":
+        return json.dumps({"answer": "present", "source": "barrel chest and chronic productive cough"})
+    return json.dumps({"answer": "not mentioned"})
+
+
+def _plan(tmp_path: Path):
+    path = tmp_path / "infer.crit"
+    path.write_text(INFER_PLAN)
+    return load_plan(str(path))
+
+
+def _no_mention_profile(decides: str) -> TrustProfile:
+    outcomes = [(True, False)] * 9 if decides == "model" else [(False, True)] * 9
+    return TrustProfile(backend_identity="scripted-1", reader=READER_VERSION, evidence=EVIDENCE_VERSION,
+                        measured_on=["a test"], cells=[cell("boolean", "no-mention", outcomes)])
+
+
+def test_a_trusted_model_infers_from_the_whole_note_where_the_file_says_infer(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    model = ScriptedBackend(_infers)
+    (copd, lupus), _ = EvidenceEngine(model, trust=_no_mention_profile("model")).answer("n1", SMOKER, plan.questions)
+    assert (copd.method, copd.value, copd.grounded) == ("model-inferred", 1.0, True)
+    assert SMOKER[copd.span_start:copd.span_end] == "barrel chest and chronic productive cough"
+    assert lupus.method == "gate"  # no `infer`: the gate's "not mentioned", and never asked
+    assert model.calls == [("n1", SMOKER, ["copd"])]  # the whole note, note first
+
+
+def test_no_inference_without_a_profile_that_trusts_it_nor_from_a_quote_not_in_the_note(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    for engine in (EvidenceEngine(ScriptedBackend(_infers)), EvidenceEngine(ScriptedBackend(_infers), trust=_no_mention_profile("rules"))):
+        copd, _ = engine.answer("n1", SMOKER, plan.questions)[0]
+        assert copd.method == "gate"
+
+    def invents(text: str, question) -> str:
+        return json.dumps({"answer": "present", "source": "emphysema on CT"})
+
+    copd, _ = EvidenceEngine(ScriptedBackend(invents), trust=_no_mention_profile("model")).answer("n1", SMOKER, plan.questions)[0]
+    assert (copd.method, copd.na) == ("gate", True)
+
+
+def test_run_infer_reaches_every_boolean_question_and_stores_the_method(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text(json.dumps({"note_id": "n1", "text": SMOKER}) + "\n")
+    factory = ScriptedFactory(script=_infers)
+    run(plan, notes, tmp_path / "r.duckdb", factory, trust=_no_mention_profile("model"), infer=True)
+    assert sorted(factory.asked()) == ["copd", "lupus"]  # --infer: lupus too (it answered "not mentioned")
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+        rows = con.execute("select question, method, source from answers order by question").fetchall()
+    assert rows == [("copd", "model-inferred", "barrel chest and chronic productive cough"), ("lupus", "gate", None)]

@@ -83,12 +83,14 @@ def default_sets(root: Path) -> list[LabelledSet]:
 
 
 def calibrate(factory: BackendFactory, sets: list[LabelledSet], *, alpha: float = ALPHA, batch_notes: int = 4,
-              on_note: Callable[[str, int, int], None] | None = None) -> tuple[TrustProfile, list[Outcome]]:
-    """The trust profile of the backend `factory` makes, measured over `sets`, and every outcome behind it."""
+              infer: bool = False, on_note: Callable[[str, int, int], None] | None = None) -> tuple[TrustProfile, list[Outcome]]:
+    """The trust profile of the backend `factory` makes, measured over `sets`, and every outcome behind it.
+    `infer`: also ask the model, over the whole note, every labelled boolean pair no passage names (the
+    gate's, cell boolean/no-mention), as `crit run --infer` would."""
     require(factory)
     outcomes: list[Outcome] = []
     measured_on: list[str] = []
-    engine = EvidenceEngine(start_model=factory.create, policy="model")
+    engine = EvidenceEngine(start_model=factory.create, policy="model", infer=infer)
     try:
         for labelled in sets:
             found = _outcomes(engine, labelled, batch_notes, on_note)
@@ -131,7 +133,7 @@ def _outcomes(engine: EvidenceEngine, labelled: LabelledSet, batch_notes: int,
             for q in request.questions:
                 rules, model = compared[q.name]
                 if model is None:
-                    continue  # the gate's: no passage, so no model was asked
+                    continue  # the gate's: no passage, so no model was asked (unless it inferred)
                 g = by_note[n.note_id][q.name]
                 taken = model if trusted_answer(model) else rules
                 gold_value = g.answer  # type: ignore[attr-defined]

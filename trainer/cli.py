@@ -219,9 +219,11 @@ def eval_command(gold: str, dbs: tuple[str, ...], models: tuple[str, ...], adapt
 @click.option("--set", "sets", nargs=3, multiple=True, metavar="CRITERIA NOTES LABELS",
               help="A labelled set: a .crit file, its notes, and labels in tests/gold's format (a report's exported "
                    "labels too); repeatable. Default: tests/gold's dev notes and the trials benchmark's dev trials.")
+@click.option("--infer", is_flag=True, help="Also measure the model reading whole notes where no passage names a "
+              "boolean finding (the cell boolean/no-mention, which `infer` and `crit run --infer` use).")
 @device_option
 def calibrate_command(out: str, backend: str, model: str | None, adapter: str | None, base_url: str | None,
-                      sets: tuple[tuple[str, str, str], ...], device: str | None) -> None:
+                      sets: tuple[tuple[str, str, str], ...], infer: bool, device: str | None) -> None:
     """Measure where a model's answer beats the rules', and write its trust profile for `crit run --trust`.
 
     Every labelled question a passage mentions is answered by the rules and by the model; per kind of
@@ -253,7 +255,7 @@ def calibrate_command(out: str, backend: str, model: str | None, adapter: str | 
         if done == total or done % 10 == 0:
             err.print(f"{name}: {done}/{total} notes", markup=False)
 
-    profile, outcomes = calibrate(factory, labelled, on_note=on_note)
+    profile, outcomes = calibrate(factory, labelled, infer=infer, on_note=on_note)
     write_profile(profile, outcomes, Path(out))
     table = Table(title=f"trust profile of {profile.backend_identity}")
     for column in ("kind", "reading", "pairs", "model right", "rules right", "wins", "losses", "p", "decides"):

@@ -45,13 +45,14 @@ from crit.grammar.questions import Question
 # 2: a model answer must pass `objection`; 3: nor deny what the rules found present; 4: nor read a
 # patient's sex from a passage that names both sexes
 COMBINE_VERSION = "combine-4"
-def engine_identity(backend_identity: str, *, gate: bool, policy: Policy, trust: TrustProfile | None = None) -> str:
+def engine_identity(backend_identity: str, *, gate: bool, policy: Policy, trust: TrustProfile | None = None,
+                    infer: bool = False) -> str:
     """The identity every answer key of a run hashes: the model, how evidence is found, the policy (with
     the cells a trust profile gives the model), and whether the gate was on, so answers reached one way
     are never reused for another."""
     from crit.engine.reading.reader import READER_VERSION
 
-    mode = "gate" if gate else "no-gate"
+    mode = ("gate" if gate else "no-gate") + ("+infer" if infer else "")
     how = f"trust-{trust.fingerprint()}" if trust is not None and policy == "rules-then-model" else policy
     return f"{backend_identity}|{EVIDENCE_VERSION}|{READER_VERSION}|{COMBINE_VERSION}:{how}|{mode}"
 
@@ -72,15 +73,18 @@ class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
     def __init__(self, model: Backend | None = None, *, start_model: Callable[[], Backend] | None = None,
-                 gate: bool = True, policy: Policy = DEFAULT_POLICY, trust: TrustProfile | None = None):
+                 gate: bool = True, policy: Policy = DEFAULT_POLICY, trust: TrustProfile | None = None,
+                 infer: bool = False):
         """`model`: a started backend; or `start_model`, which starts one only when a question first
         needs it, so a run the rules answer whole loads no model. Neither: the rules alone. `trust`:
-        the model's measured profile, which decides where it is asked under "rules-then-model"."""
+        the model's measured profile, which decides where it is asked under "rules-then-model". `infer`:
+        every boolean question as if the file said `infer`."""
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
         self.model = model
         self._start = start_model
         self.gate = gate
+        self.infer = infer
         self.policy: Policy = policy if (model or start_model) is not None else "rules"
         self.trust = trust if self.policy == "rules-then-model" else None
         if self.trust is not None and not self.trust.ever_trusted:
@@ -112,6 +116,9 @@ class EvidenceEngine:
                     final[q.name] = m
                 else:
                     final[q.name] = rules[q.name]
+            for name, m in from_model.items():
+                if m.method == "model-inferred" and m.error is None and not m.na and m.grounded:
+                    final[name] = m  # stated, in the note's own words; a "not mentioned" leaves the gate's
             out.append(([final[q.name] for q in r.questions], evidence))
         return out
 
@@ -121,6 +128,7 @@ class EvidenceEngine:
         out = []
         for (r, _evidence, final, _open, rules), from_model in self._ask(requests):
             out.append({q.name: (final.get(q.name) or rules[q.name], from_model.get(q.name)) for q in r.questions})
+            # a gate pair's model answer is its inferred one (model-inferred), where the note was read whole
         return out
 
     def _ask(self, requests: Sequence[Request]) -> list[tuple[tuple[Request, dict[str, list[Passage]], dict[str, Answer],
@@ -152,6 +160,10 @@ class EvidenceEngine:
                 view, pieces, asked = model_request(r.text, ask, evidence)
                 to_model.append(Request(r.note_id, view, asked))
                 mapping.append((len(staged), pieces, asked))
+            infer = [q for q in r.questions if q.name in final and self._may_infer(q)]
+            if infer:  # no passage names them: the model reads the whole note, its own request (note first)
+                to_model.append(Request(r.note_id, r.text, infer))
+                mapping.append((len(staged), [(0, 0, len(r.text))], infer))
             staged.append((r, evidence, final, open_questions, rules))
         from_model: dict[int, dict[str, Answer]] = {}
         if to_model:
@@ -161,9 +173,19 @@ class EvidenceEngine:
             self.model_calls += len(to_model)
             self.model_questions += sum(len(m.questions) for m in to_model)
             for (i, pieces, asked), answers in zip(mapping, self.model.answer_batch(to_model)):
-                note_text = staged[i][0].text
-                from_model[i] = {a.question: checked(a, q, pieces, note_text) for q, a in zip(asked, answers)}
+                note_text, gated = staged[i][0].text, staged[i][2]
+                for q, a in zip(asked, answers):
+                    m = checked(a, q, pieces, note_text)
+                    from_model.setdefault(i, {})[q.name] = (m.model_copy(update={"method": "model-inferred"})
+                                                            if q.name in gated else m)
         return [(stage, from_model.get(i, {})) for i, stage in enumerate(staged)]
+
+    def _may_infer(self, q: Question) -> bool:
+        """Whether a boolean question no passage names is asked of the model over the whole note: it or the run
+        says `infer`, and the model is asked everything (--policy model) or measured better there."""
+        if q.kind != "boolean" or not (q.infer or self.infer):
+            return False
+        return self.policy == "model" or (self.trust is not None and self.trust.decides("boolean", "no-mention"))
 
     def _supported(self, m: Answer, q: Question, note_text: str, evidence: dict[str, list[Passage]],
                    by_rules: Answer) -> bool:
