@@ -271,7 +271,7 @@ def model_use(factory: BackendFactory, policy: Policy, trust: TrustProfile | Non
                 "quote the same way (no trust profile measured for this model: `crit calibrate` makes one)")
     if not trust.ever_trusted:
         return ("the model was not loaded: its trust profile shows it never beats the rules "
-                f"(measured on {'; '.join(trust.measured_on)}); the rules answer every question")
+                f"({trust.measured()}); the rules answer every question")
     return trust.describe()
 
 
