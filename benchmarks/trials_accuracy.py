@@ -142,7 +142,7 @@ def scored(trial: str, split: Callable[[str], str], labels: list[dict], question
 
 
 def compare(backend: str, adapter: str | None, trust_files: list[str], trials: dict, with_gold: bool,
-            infer: bool = False) -> dict[str, list[Row]]:
+            infer: bool = False, model: str | None = None, split: str = "both") -> dict[str, list[Row]]:
     """One pass of a model beside the rules (EvidenceEngine.compare_batch), scored as several answerers: the rules
     alone, the model alone (it answers every question a passage mentions, as --policy model), and the model
     under each trust profile (it decides only in the cells the profile trusts; elsewhere the rules do)."""
@@ -152,9 +152,9 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
     from crit.engine.answering.trust import load_profile
     from crit.trainer.evaluate import gold_split
 
-    factory = factory_for(backend, **({"adapter": adapter} if adapter else {}))
+    factory = factory_for(backend, **({"adapter": adapter} if adapter else {}), **({"model": model} if model else {}))
     require(factory)
-    model_name = f"{backend}{'+' + Path(adapter).name if adapter else ''}"
+    model_name = f"{backend}{'+' + Path(adapter).name if adapter else ''}{' ' + Path(model).stem if model else ''}"
     profiles = {f"{model_name} + trust ({Path(f).name})": load_profile(f) for f in trust_files}
     engine = EvidenceEngine(start_model=factory.create, policy="model", infer=infer)
     sets = [(t, (lambda nid, t=t: split_of(t)), *trials[t]) for t in trials]
@@ -162,7 +162,8 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
         gold = ROOT / "tests" / "gold"
         plan = load_plan(str(ROOT / "criteria" / "aristotle.crit"))
         notes = {json.loads(x)["note_id"]: json.loads(x)["text"] for x in (gold / "notes.jsonl").open()}
-        labels = [json.loads(x) for x in (gold / "aristotle_gold.jsonl").open()]
+        labels = [g for g in (json.loads(x) for x in (gold / "aristotle_gold.jsonl").open())
+                  if split == "both" or gold_split(g["note_id"]) == split]
         sets.append(("gold", gold_split, plan, notes, labels))
     rows: dict[str, list[Row]] = {"rules": [], f"{model_name} alone": [], **{who: [] for who in profiles}}
     t0 = time.perf_counter()
@@ -221,6 +222,7 @@ def main() -> None:
                     help="one pass of BACKEND beside the rules, scored as the rules, the model alone and the model "
                          "under each --trust profile")
     ap.add_argument("--adapter", help="with --compare: a LoRA adapter ('student' for the shipped student)")
+    ap.add_argument("--model", help="with --compare: the backend's model (a .gguf file for llamacpp)")
     ap.add_argument("--trust", action="append", default=[], help="with --compare: a trust profile file (repeatable)")
     ap.add_argument("--gold", action="store_true", help="with --compare: tests/gold too, split by note as always")
     ap.add_argument("--infer", action="store_true", help="with --compare: the model also reads whole notes for the "
@@ -240,7 +242,8 @@ def main() -> None:
     table: list[tuple[str, str, str, dict[str, str]]] = []
     saved: list[Row] = []
     if args.compare:
-        for who, rows in compare(args.compare, args.adapter, args.trust, trials, args.gold, args.infer).items():
+        for who, rows in compare(args.compare, args.adapter, args.trust, trials, args.gold, args.infer, args.model,
+                                 args.split).items():
             saved.extend({"answerer": who, **r} for r in rows)
             for place, split in (("trials", "dev"), ("trials", "test"), ("gold", "dev"), ("gold", "test")):
                 part = [r for r in rows if r["split"] == split and (r["trial"] == "gold") == (place == "gold")]

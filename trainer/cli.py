@@ -258,8 +258,9 @@ def calibrate_command(out: str, backend: str, model: str | None, adapter: str | 
     profile, outcomes = calibrate(factory, labelled, infer=infer, on_note=on_note)
     write_profile(profile, outcomes, Path(out))
     table = Table(title=f"trust profile of {profile.backend_identity}")
-    for column in ("kind", "reading", "pairs", "model right", "rules right", "wins", "losses", "p", "decides"):
-        table.add_column(column, justify="left" if column in ("kind", "reading", "decides") else "right")
+    for column in ("kind", "reading class", "pairs", "model ok", "rules ok", "wins", "losses", "p", "decides"):
+        left = column in ("kind", "reading class", "decides")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for c in profile.cells:
         table.add_row(c.kind, c.reading, str(c.pairs), str(c.model_right), str(c.rules_right), str(c.wins),
                       str(c.losses), f"{c.p_value:.3g}", c.decides)

@@ -81,8 +81,10 @@ class TrustProfile(BaseModel):
 
     def describe(self) -> str:
         trusted = sorted(f"{k}/{r}" for k, r in self._trusted())
-        where = ", ".join(trusted) if trusted else "nowhere"
-        return f"the model decides {where}, where its trust profile measured it better than the rules ({self.measured()})"
+        if not trusted:
+            return f"the model decides nowhere: its trust profile never measured it better than the rules ({self.measured()})"
+        return (f"the model decides {', '.join(trusted)}, where its trust profile measured it better than the rules "
+                f"({self.measured()})")
 
 
 def sign_test(wins: int, losses: int) -> float:
