@@ -111,16 +111,20 @@ def load_trial(name: str) -> tuple[object, dict[str, str], list[dict]]:
     return plan, notes, labels
 
 
-def backend_answerer(name: str, policy: str | None) -> Callable:
+def backend_answerer(name: str, policy: str | None, model: str | None = None, trust: str | None = None) -> Callable:
+    """A backend under a policy, as `crit run` would answer (with `trust`: that trust profile file, "none", or
+    None for the profile crit ships for the model); the model starts only if a question needs it."""
     from crit.engine.answering import DEFAULT_POLICY
     from crit.engine.answering.policy import EvidenceEngine
     from crit.engine.answering.registry import factory_for, require
+    from crit.engine.answering.trust import profile_for
 
-    factory = factory_for(name)
+    factory = factory_for(name, **({"model": model} if model else {}))
     require(factory)
-    backend = factory.create()
-    engine = EvidenceEngine(None if name == "rules" else backend, policy=policy or DEFAULT_POLICY)
-    ENGINES[f"{name}/{policy or DEFAULT_POLICY}"] = engine
+    profile = None if name == "rules" else profile_for(factory.identity(), trust)
+    engine = EvidenceEngine(start_model=None if name == "rules" else factory.create, policy=policy or DEFAULT_POLICY,
+                            trust=profile)
+    ENGINES[f"{name}/{policy or 'default'}"] = engine
     return lambda nid, text, qs: engine.answer(nid, text, qs)[0]
 
 
@@ -222,8 +226,9 @@ def main() -> None:
                     help="one pass of BACKEND beside the rules, scored as the rules, the model alone and the model "
                          "under each --trust profile")
     ap.add_argument("--adapter", help="with --compare: a LoRA adapter ('student' for the shipped student)")
-    ap.add_argument("--model", help="with --compare: the backend's model (a .gguf file for llamacpp)")
-    ap.add_argument("--trust", action="append", default=[], help="with --compare: a trust profile file (repeatable)")
+    ap.add_argument("--model", help="with --compare or --backend: the backend's model (a .gguf file for llamacpp)")
+    ap.add_argument("--trust", action="append", default=[],
+                    help="with --compare: a trust profile file (repeatable); with --backend: the one profile to run under")
     ap.add_argument("--gold", action="store_true", help="with --compare: tests/gold too, split by note as always")
     ap.add_argument("--infer", action="store_true", help="with --compare: the model also reads whole notes for the "
                     "boolean questions no passage names (crit run --infer)")
@@ -256,7 +261,9 @@ def main() -> None:
         if args.save:
             Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in saved))
         return
-    chosen = ({f"{args.backend}/{args.policy or 'default'}": backend_answerer(args.backend, args.policy)}
+    trust_file = args.trust[0] if args.trust else None
+    chosen = ({f"{args.backend}/{args.policy or 'default'}": backend_answerer(args.backend, args.policy, args.model,
+                                                                            trust_file)}
               if args.backend else answerers(args.answerers.split(",")))
     for who, answer in chosen.items():
         rows: list[Row] = []
