@@ -104,10 +104,15 @@ def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None
 
 
 def _trust(factory: Any, choice: str | Path | None) -> Any:
-    """The trust profile a run of this backend uses (crit.engine.answering.trust.profile_for); none for the rules."""
+    """The trust profile a run of this backend uses (crit.engine.answering.trust.profile_for); none for the rules.
+    A backend that cannot start here is said first (its identity may need what it lacks)."""
+    from crit.engine.answering.registry import require
     from crit.engine.answering.trust import profile_for
 
-    return None if factory.name == "rules" else profile_for(factory.identity(), choice)
+    if factory.name == "rules":
+        return None
+    require(factory)
+    return profile_for(factory.identity(), choice)
 
 
 def _columns(columns: NoteColumns | None, options: dict[str, Any]) -> NoteColumns:
