@@ -83,3 +83,31 @@ def test_crit_run_through_the_new_backend(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "answered by model" in result.output
+
+
+@pytest.mark.slow
+@needs_llama
+def test_a_passage_with_quotes_and_backslashes_is_answered_not_crashed() -> None:
+    """A passage that quotes speech ('complaint of "chest pain"') is a literal of the answer's grammar; with
+    llama-cpp-python's own converter it made a grammar llama.cpp cannot parse and the process died (SIGSEGV).
+    Run in a child process, so that a crash fails this test instead of ending the suite."""
+    import subprocess
+    import sys
+
+    script = r'''
+import json
+from crit.engine.answering.backends.llamacpp import LlamaCppFactory
+from crit.engine.answering.view import over_passages
+from crit.grammar.questions import make_question
+note = 'The patient is a 40-year-old man with a chief complaint of "chest pain". Path C:\\notes\\x.'
+q = over_passages(make_question("age", "numeric", "age", order="value", unit="years"), [note])
+backend = LlamaCppFactory(n_ctx=2048).create()
+(a,) = backend.answer("n1", note, [q])
+backend.close()
+raw = json.loads(a.raw)
+assert raw["source"] in (note, ""), raw
+print("ok", raw["source"] == note)
+'''
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok")

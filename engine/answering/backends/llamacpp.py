@@ -3,7 +3,7 @@
 `crit run ... --backend llamacpp` runs the embedded SmolLM2 GGUF, or the GGUF file given with
 `--model`, through llama-cpp-python (an optional extra that builds from source), with no
 conversion to fp32 and no server. Each answer is constrained by the question's JSON schema,
-which llama.cpp turns into a grammar. The prompts are crit's own, note first and question
+turned into a llama.cpp grammar here (schema_grammar). The prompts are crit's own, note first and question
 last (crit.engine.answering.prompts), and llama.cpp keeps the tokens it evaluated last: the
 next question of the same note evaluates only the tokens after their common prefix, so a
 note's prefix is computed once for all its questions.
@@ -14,6 +14,7 @@ This file is the whole backend: the registry finds it by its FACTORY.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class LlamaCppBackend(OneNoteAtATime):
         try:
             out = self.llm.create_chat_completion(
                 messages=messages(note_text, question),
-                response_format={"type": "json_object", "schema": question.answer_schema},
+                grammar=schema_grammar(question.answer_schema),  # no response_format: it would replace this grammar
                 temperature=0.0,
                 max_tokens=self.max_tokens,
             )
@@ -67,6 +68,24 @@ class LlamaCppBackend(OneNoteAtATime):
         close = getattr(self.llm, "close", None)
         if close is not None:
             close()
+
+
+def schema_grammar(schema: dict[str, Any]) -> Any:
+    """The JSON schema as a llama.cpp grammar, its string literals escaped whole.
+
+    llama-cpp-python 0.3.36 escapes a literal's double quotes but not its backslashes, so a passage that
+    quotes speech ('a chief complaint of "chest pain"', written \\" in JSON) made a grammar llama.cpp
+    cannot parse, and the next completion crashed the process (SIGSEGV) instead of failing one question."""
+    from llama_cpp.llama_grammar import LlamaGrammar, SchemaConverter
+
+    class Escaping(SchemaConverter):  # type: ignore[misc]
+        def _format_literal(self, literal: str) -> str:
+            escaped = literal.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace('"', '\\"')
+            return f'"{escaped}"'
+
+    converter = Escaping(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(schema, "schema"), "")
+    return LlamaGrammar.from_string(converter.format_grammar(), verbose=False)
 
 
 @dataclass
@@ -103,7 +122,8 @@ class LlamaCppFactory:
             from llama_cpp import Llama
         except ImportError:
             raise CritError(INSTALL_HINT) from None
-        llm = Llama(str(self._path()), n_ctx=self.n_ctx, verbose=False)
+        # Every core: llama-cpp-python's default is half of them, which left one of two cores idle here.
+        llm = Llama(str(self._path()), n_ctx=self.n_ctx, n_threads=os.cpu_count() or 1, verbose=False)
         return LlamaCppBackend(llm, self.identity(), max_tokens=self.max_tokens)
 
 
