@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from crit.engine.answering import DEFAULT_POLICY, POLICIES, Policy
 from crit.engine.answering.backend import Backend, Request
@@ -69,6 +70,16 @@ def gate_answer(note_id: str, question: Question) -> Answer:
                   reading="no-mention")
 
 
+class Staged(NamedTuple):
+    """One note's questions before the model: what the gate and the rules answered, and what is left open."""
+
+    request: Request
+    evidence: dict[str, list[Passage]]  # each question's passages
+    gated: dict[str, Answer]  # the gate's "not mentioned", by question (no passage names it)
+    open_questions: list[Question]  # the rest, which the rules answered
+    rules: dict[str, Answer]  # the rules' answers to the open questions
+
+
 class EvidenceEngine:
     """Answers the questions of one note: gate, rules, then the model where the policy says."""
 
@@ -103,6 +114,7 @@ class EvidenceEngine:
         server or vLLM backend keeps them in flight together."""
         out = []
         for (r, evidence, final, open_questions, rules), from_model in self._ask(requests):
+            final = dict(final)  # the gate's answers; the open questions' and inferred ones join them
             for q in open_questions:
                 m = from_model.get(q.name)
                 if self.policy == "model" and m is not None:
@@ -124,18 +136,17 @@ class EvidenceEngine:
 
     def compare_batch(self, requests: Sequence[Request]) -> list[dict[str, tuple[Answer, Answer | None]]]:
         """Per note, each question's answer by the rules (or the gate) and by the model where it was asked
-        (None elsewhere), side by side: what `crit calibrate` scores against labels."""
+        (None elsewhere; for a gate pair, its inferred answer where the note was read whole), side by side:
+        what `crit calibrate` scores against labels."""
         out = []
-        for (r, _evidence, final, _open, rules), from_model in self._ask(requests):
-            out.append({q.name: (final.get(q.name) or rules[q.name], from_model.get(q.name)) for q in r.questions})
-            # a gate pair's model answer is its inferred one (model-inferred), where the note was read whole
+        for (r, _evidence, gated, _open, rules), from_model in self._ask(requests):
+            out.append({q.name: (gated.get(q.name) or rules[q.name], from_model.get(q.name)) for q in r.questions})
         return out
 
-    def _ask(self, requests: Sequence[Request]) -> list[tuple[tuple[Request, dict[str, list[Passage]], dict[str, Answer],
-                                                                   list[Question], dict[str, Answer]], dict[str, Answer]]]:
-        """Per note: (the request, its passages, the gate's answers, the questions left open, the rules'
-        answers to them), and the model's checked answers to the questions the policy asked of it."""
-        staged = []
+    def _ask(self, requests: Sequence[Request]) -> list[tuple[Staged, dict[str, Answer]]]:
+        """Per note: what was staged for it (Staged), and the model's checked answers to the questions the
+        policy asked of it, by question name."""
+        staged: list[Staged] = []
         to_model: list[Request] = []
         mapping: list[tuple[int, list[tuple[int, int, int]], list[Question]]] = []
         for r in requests:
@@ -164,7 +175,7 @@ class EvidenceEngine:
             if infer:  # no passage names them: the model reads the whole note, its own request (note first)
                 to_model.append(Request(r.note_id, r.text, infer))
                 mapping.append((len(staged), [(0, 0, len(r.text))], infer))
-            staged.append((r, evidence, final, open_questions, rules))
+            staged.append(Staged(r, evidence, final, open_questions, rules))
         from_model: dict[int, dict[str, Answer]] = {}
         if to_model:
             if self.model is None and self._start is not None:
@@ -173,7 +184,7 @@ class EvidenceEngine:
             self.model_calls += len(to_model)
             self.model_questions += sum(len(m.questions) for m in to_model)
             for (i, pieces, asked), answers in zip(mapping, self.model.answer_batch(to_model)):
-                note_text, gated = staged[i][0].text, staged[i][2]
+                note_text, gated = staged[i].request.text, staged[i].gated
                 for q, a in zip(asked, answers):
                     m = checked(a, q, pieces, note_text)
                     from_model.setdefault(i, {})[q.name] = (m.model_copy(update={"method": "model-inferred"})
