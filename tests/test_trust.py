@@ -169,3 +169,17 @@ def test_run_infer_reaches_every_boolean_question_and_stores_the_method(tmp_path
     with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
         rows = con.execute("select question, method, source from answers order by question").fetchall()
     assert rows == [("copd", "model-inferred", "barrel chest and chronic productive cough"), ("lupus", "gate", None)]
+
+
+def test_the_shipped_profiles_match_the_shipped_models_reader_and_evidence() -> None:
+    """A reader or evidence change makes the shipped profiles stale: the default run would fall back to asking the
+    embedded model where the rules are unsure (about 60 s for README command 1 instead of 8). Recalibrate."""
+    from crit.engine.answering.backends.transformers import TransformersFactory
+
+    for adapter, name in ((None, "embedded"), ("student", "student")):
+        identity = TransformersFactory(adapter=adapter).identity()
+        profile = shipped_profile(identity, READER_VERSION, EVIDENCE_VERSION)
+        assert profile is not None, (f"no shipped trust profile for {identity} with {READER_VERSION}/{EVIDENCE_VERSION}: "
+                                     f"crit calibrate {'--adapter student ' if adapter else ''}"
+                                     f"--out engine/answering/trust_profiles/{name}.json")
+        assert sum(c.pairs for c in profile.cells) >= 500  # measured on the whole dev data, not a probe
