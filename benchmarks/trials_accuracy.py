@@ -151,7 +151,7 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
     alone, the model alone (it answers every question a passage mentions, as --policy model), and the model
     under each trust profile (it decides only in the cells the profile trusts; elsewhere the rules do)."""
     from crit.engine.answering.backend import Request
-    from crit.engine.answering.policy import EvidenceEngine, trusted_answer
+    from crit.engine.answering.policy import EvidenceEngine, decided
     from crit.engine.answering.registry import factory_for, require
     from crit.engine.answering.trust import load_profile
     from crit.trainer.evaluate import gold_split
@@ -182,12 +182,13 @@ def compare(backend: str, adapter: str | None, trust_files: list[str], trials: d
             for name, (rules, model) in pairs.items():
                 q = questions[name]
                 keyed["rules"][(nid, name)] = rules
-                inferred_unsaid = model is not None and model.method == "model-inferred" and not trusted_answer(model)
-                keyed[f"{model_name} alone"][(nid, name)] = rules if model is None or inferred_unsaid else model
+                # Alone, as --policy model: the model's answer, even an error; an inference only as a run takes it.
+                alone = rules if model is None else decided(model, rules) if model.method == "model-inferred" else model
+                keyed[f"{model_name} alone"][(nid, name)] = alone
                 for who, profile in profiles.items():
                     decides = model is not None and profile.decides(q.kind, rules.reading) and (
                         model.method != "model-inferred" or q.infer or infer)
-                    keyed[who][(nid, name)] = model if decides and trusted_answer(model) else rules
+                    keyed[who][(nid, name)] = decided(model, rules) if decides else rules  # type: ignore[arg-type]
         for who in rows:
             rows[who] += scored(trial, split, labels, questions, keyed[who])
         print(f"{trial}: done at {time.perf_counter() - t0:.0f} s ({engine.model_questions} questions asked so far)",

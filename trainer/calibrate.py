@@ -5,7 +5,7 @@ Each labelled set is a .crit file, its notes and labels in tests/gold's format (
 labels.jsonl, tests/gold's aristotle_gold.jsonl, or the labels a reviewer exported from `crit report`).
 Every labelled (note, question) pair with a passage is answered twice: by the rules, and by the model
 over the same passages (what `crit run` would show it). The model's answer counts as `crit run` would
-take it where it decides (crit.engine.answering.policy.trusted_answer; else the rules' stands). Both are
+take it where it decides (crit.engine.answering.policy.decided: else the rules' stands). Both are
 scored against the label, and each cell (question kind x the rules' reading class) counts its wins and
 losses. Pairs no passage mentions are the gate's, which no model is asked, and are not counted.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answering.backend import Request
-from crit.engine.answering.policy import EvidenceEngine, trusted_answer
+from crit.engine.answering.policy import EvidenceEngine, decided
 from crit.engine.answering.registry import BackendFactory, require
 from crit.engine.answering.trust import ALPHA, TrustProfile, cell
 from crit.engine.eligibility import load_plan
@@ -135,7 +135,7 @@ def _outcomes(engine: EvidenceEngine, labelled: LabelledSet, batch_notes: int,
                 if model is None:
                     continue  # the gate's: no passage, so no model was asked (unless it inferred)
                 g = by_note[n.note_id][q.name]
-                taken = model if trusted_answer(model) else rules
+                taken = decided(model, rules)
                 gold_value = g.answer  # type: ignore[attr-defined]
                 unit = g.unit  # type: ignore[attr-defined]
                 r_label, m_label = label_of(rules, q, unit), label_of(taken, q, unit)

@@ -58,10 +58,13 @@ def engine_identity(backend_identity: str, *, gate: bool, policy: Policy, trust:
     return f"{backend_identity}|{EVIDENCE_VERSION}|{READER_VERSION}|{COMBINE_VERSION}:{how}|{mode}"
 
 
-def trusted_answer(m: Answer) -> bool:
-    """Whether a model's answer may decide where its trust profile says it does: no error, and a quote that
-    is the note's own words when it states something (a 'not mentioned' has no quote to check)."""
-    return m.error is None and (m.na or m.grounded)
+def decided(m: Answer, rules: Answer) -> Answer:
+    """The answer a run takes where the model decides (a cell its trust profile trusts, or a whole-note
+    inference): the model's, unless it is an error or states something in words that are not the note's;
+    then the rules' (for an inference, the gate's, whose "not mentioned" an inferred one only repeats)."""
+    if m.error is not None or (not m.na and not m.grounded):
+        return rules
+    return rules if m.na and m.method == "model-inferred" else m
 
 
 def gate_answer(note_id: str, question: Question) -> Answer:
@@ -122,15 +125,15 @@ class EvidenceEngine:
                 elif self.trust is not None and m is not None:
                     # Where the model was measured better it decides, but never with an error or a quote
                     # that is not the note's own words.
-                    final[q.name] = m if trusted_answer(m) else rules[q.name]
+                    final[q.name] = decided(m, rules[q.name])
                 elif (m is not None and m.error is None and not m.na and m.grounded
                       and self._supported(m, q, r.text, evidence, rules[q.name])):
                     final[q.name] = m
                 else:
                     final[q.name] = rules[q.name]
             for name, m in from_model.items():
-                if m.method == "model-inferred" and m.error is None and not m.na and m.grounded:
-                    final[name] = m  # stated, in the note's own words; a "not mentioned" leaves the gate's
+                if m.method == "model-inferred":
+                    final[name] = decided(m, final[name])
             out.append(([final[q.name] for q in r.questions], evidence))
         return out
 
