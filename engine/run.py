@@ -19,7 +19,9 @@ import contextlib
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +38,7 @@ from crit.engine.notes.reader import BadRow, Note, NoteReader
 from crit.engine.notes.shards import Shard
 from crit.engine.sql import WRITE_ERRORS
 from crit.engine.store import PassageRow, RunInfo, Store
+from crit.engine.workers import Answered, Answerers, default_workers
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
 
@@ -108,6 +111,22 @@ def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, polic
     return {q.name: answer_key(q.fingerprint, identity) for q in plan.model_questions}
 
 
+# A run no model can touch answers a note in milliseconds and a commit costs about as much as a few
+# hundred notes, so it commits in large batches: every RULES_BATCH_NOTES notes, or sooner once
+# RULES_BATCH_SECONDS have passed, so that progress shows and an interruption keeps recent work. Model
+# answers cost seconds each, so a run that may ask a model commits every --batch-size notes: a crash
+# loses at most one such batch.
+RULES_BATCH_NOTES = 2000
+RULES_BATCH_SECONDS = 5.0
+PIECE_NOTES = 100  # notes handed to a worker process at once
+
+
+def asks_model(factory: BackendFactory, policy: Policy, trust: TrustProfile | None) -> bool:
+    """Whether a run may ask its model anything (otherwise the gate and the rules answer every question)."""
+    return not (factory.name == "rules" or policy == "rules" or (trust is not None and policy == "rules-then-model"
+                                                                and not trust.ever_trusted))
+
+
 def _has_sex(note: Note) -> bool:
     return sex_of(note.sex) is not None
 
@@ -127,9 +146,12 @@ def run(
     policy: Policy = DEFAULT_POLICY,
     trust: TrustProfile | None = None,
     infer: bool = False,
+    workers: int | None = None,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
+    `batch_notes` is the commit size of a run that may ask a model; a run the rules answer whole commits
+    in larger batches (RULES_BATCH_NOTES) and reads its notes in `workers` processes (default: every core).
     Raises CritError for bad input (notes, store, model); KeyboardInterrupt passes
     through after the run is marked 'interrupted'.
     """
@@ -138,6 +160,8 @@ def run(
         raise CritError("--batch-size must be at least 1")
     if limit is not None and limit < 1:
         raise CritError("--limit must be at least 1")
+    if workers is not None and workers < 1:
+        raise CritError("--workers must be at least 1")
     require(backend_factory)  # a backend that cannot start here is said before any note is read
     reader = NoteReader(notes_source, columns)
     total = reader.count()
@@ -161,45 +185,86 @@ def run(
             adapter=backend_factory.parameters().get("adapter"),
             backend=backend_factory.name,
             backend_identity=identity,
-            parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit,
+            parameters={**backend_factory.parameters(), "batch_notes": batch_notes, "limit": limit, "workers": workers,
                         "gate": gate, "policy": policy, "infer": infer, "trust": trust.describe() if trust is not None else None},
             notes_total=total,
         ),
         questions,
         keys,
     )
+    model_may_answer = asks_model(backend_factory, policy, trust)
+    # With a model, one process (the model's); without, as many as asked, each reading PIECE_NOTES at a time.
+    n_workers = 1 if model_may_answer else (workers or default_workers())
+    commit_notes = batch_notes if model_may_answer else max(batch_notes, RULES_BATCH_NOTES)
+    piece_notes = batch_notes if model_may_answer else min(PIECE_NOTES, commit_notes)
     engine: EvidenceEngine | None = None
+    answerers: Answerers | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
+    # Pieces read and handed out, in order: (notes, answers found cached, the answering, or None).
+    in_flight: deque[tuple[list[Note], int, Future[Answered] | None]] = deque()
+    pending = _Pending()  # answered, not yet committed
+
+    def commit() -> None:
+        nonlocal answers_new, notes_changed
+        result = store.write_batch(run_id, pending.notes, pending.answers, keys, answers_cached=pending.cached,
+                                   passages=pending.passages)
+        store.remember_run_notes([n.note_id for n in pending.notes])
+        answers_new += result.answers_new
+        notes_changed += result.notes_changed
+        progress.notes_done += len(pending.notes)
+        progress.questions_cached += pending.cached
+        progress.bad_rows = len(reader.bad_rows)
+        pending.clear()
+        if on_progress:
+            on_progress(progress.model_copy())
+
+    def settle(oldest: tuple[list[Note], int, Future[Answered] | None]) -> None:
+        nonlocal calls
+        notes, cached, answering = oldest
+        if answering is not None:
+            t0 = time.perf_counter()
+            answered = answering.result()
+            progress.model_seconds += time.perf_counter() - t0
+            progress.questions_asked += answered.questions
+            for method, n in answered.by_method.items():
+                progress.by_method[method] = progress.by_method.get(method, 0) + n
+            if engine is not None:
+                progress.model_questions = engine.model_questions
+            pending.add(notes, cached, answered)
+        else:
+            pending.add(notes, cached, None)
+        if len(pending.notes) >= commit_notes or pending.age() >= RULES_BATCH_SECONDS:
+            commit()
+
     with _sigterm_interrupts() as terminated:
         try:
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
-            for batch in reader.batches(batch_notes, limit, keep=shard.holds if shard is not None else None):
+            for batch in reader.batches(piece_notes, limit, keep=shard.holds if shard is not None else None):
                 changed = store.changed_notes(batch)
                 stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
                 todo = {n.note_id: set(keys.values()) if n.note_id in changed else stored.get(n.note_id, set()) for n in batch}
                 requests = to_ask(plan, batch, keys, todo)
                 cached = len(batch) * len(questions) - sum(len(r.questions) for r in requests)
-                answers: list[Answer] = []
-                passages: list[PassageRow] = []
+                answering = None
                 if requests:
                     t0 = time.perf_counter()
-                    if engine is None:
+                    if answerers is None:
                         start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
                         engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust, infer=infer)
-                    before = engine.model_calls
-                    answers, passages = _answer(engine, requests, keys, progress)
-                    calls += engine.model_calls - before
+                        answerers = Answerers(engine, keys, questions, n_workers)
+                    before = engine.model_calls if engine is not None else 0
+                    answering = answerers.submit(requests)
+                    calls += (engine.model_calls if engine is not None else 0) - before
                     progress.model_seconds += time.perf_counter() - t0
-                result = store.write_batch(run_id, batch, answers, keys, answers_cached=cached, passages=passages)
-                store.remember_run_notes([n.note_id for n in batch])
-                answers_new += result.answers_new
-                notes_changed += result.notes_changed
-                progress.notes_done += len(batch)
-                progress.questions_cached += cached
-                progress.bad_rows = len(reader.bad_rows)
-                if on_progress:
-                    on_progress(progress.model_copy())
+                in_flight.append((batch, cached, answering))
+                # Keep every worker busy, and one piece more, while this process reads and writes.
+                while len(in_flight) > n_workers:
+                    settle(in_flight.popleft())
+            while in_flight:
+                settle(in_flight.popleft())
+            if pending.notes:
+                commit()
             progress.bad_rows = len(reader.bad_rows)
             if progress.notes_done == 0:
                 raise CritError(
@@ -233,6 +298,8 @@ def run(
             store.finish_run(run_id, "failed", f"{type(e).__name__}: {e}", bad_rows=bad)
             raise
         finally:
+            if answerers is not None:
+                answerers.close()
             if engine is not None:
                 engine.close()
             store.close()
@@ -292,24 +359,28 @@ def to_ask(plan: Plan, notes: Sequence[Note], keys: dict[str, str], todo: dict[s
     return requests
 
 
-def _answer(engine: EvidenceEngine, requests: list[Request], keys: dict[str, str],
-            progress: Progress) -> tuple[list[Answer], list[PassageRow]]:
-    """Answer a batch's requests (one engine call: the model, where needed, gets them together) and
-    key every answer and passage to the run."""
-    answers: list[Answer] = []
-    passages: list[PassageRow] = []
-    for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
-        for a in found:
-            answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
-            progress.by_method[a.method] = progress.by_method.get(a.method, 0) + 1
-        passages.extend(
-            PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
-                       span_start=p.start, span_end=p.end, term=p.term, section=p.section)
-            for q in r.questions for i, p in enumerate(evidence[q.name])
-        )
-        progress.questions_asked += len(r.questions)
-    progress.model_questions = engine.model_questions
-    return answers, passages
+class _Pending:
+    """Answered notes not yet committed, in source order."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.notes: list[Note] = []
+        self.answers: list[Answer] = []
+        self.passages: list[PassageRow] = []
+        self.cached = 0
+        self.since = time.perf_counter()
+
+    def add(self, notes: list[Note], cached: int, answered: Answered | None) -> None:
+        self.notes.extend(notes)
+        self.cached += cached
+        if answered is not None:
+            self.answers.extend(answered.answers)
+            self.passages.extend(answered.passages)
+
+    def age(self) -> float:
+        return time.perf_counter() - self.since
 
 
 def _start(factory: BackendFactory) -> Backend:

@@ -477,9 +477,13 @@ def _many_notes(path: Path, n: int = 400) -> Path:
     return path
 
 
-def test_a_full_disk_ends_the_run_in_one_line_and_its_record_keeps_the_os_error(tmp_path: Path, small_disk: Path) -> None:
+def test_a_full_disk_ends_the_run_in_one_line_and_its_record_keeps_the_os_error(
+        tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from crit.engine.store import Store
 
+    # A rules run commits every 2,000 notes; on a 700 kB disk the first such batch would not fit, and the
+    # test is of what happens to the batches before the one that fills it.
+    monkeypatch.setattr("crit.engine.run.RULES_BATCH_NOTES", 50)
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * 200_000)
     db = small_disk / "r.duckdb"

@@ -169,7 +169,12 @@ def parent_terms(question: Question) -> tuple[str, ...]:
     their passages for a denial only."""
     if question.kind != "boolean" or question.phrase in _BUILTIN:
         return ()
-    heads = (_typed_heads(t) for t in phrase_terms(question.phrase))
+    return _parent_terms(question.phrase)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parent_terms(phrase: str) -> tuple[str, ...]:
+    heads = (_typed_heads(t) for t in phrase_terms(phrase))
     return tuple(dict.fromkeys(h for typed in heads if typed for h in typed[1]))
 
 
@@ -258,12 +263,91 @@ def term_regex(term: str) -> re.Pattern[str]:
     return re.compile(_TERM_START + _term_body(term) + _TERM_END, re.I)
 
 
+def _alternation(terms: Sequence[str]) -> tuple[str, str]:
+    """The terms as one alternation, longer terms first, and the class of characters a match can start with.
+
+    The alternatives are grouped by their first letter, each group keeping the terms' order. At one place
+    only the group of the letter found there can match, so the regex engine tries the same terms in the
+    same order as over the flat list and finds the same match; but a caller can test the letter first
+    (`(?=[...])`) and skip a position no term starts at, which is most of a note. The class is empty when
+    a term starts with anything but an ASCII letter or digit: the flat list is returned then."""
+    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
+    groups: dict[str, list[str]] = {}
+    for term in ordered:
+        first = term.strip().lstrip(".")[:1].lower()
+        if not (first.isascii() and first.isalnum()):
+            return "", "|".join(_term_body(t) for t in ordered)
+        groups.setdefault(first, []).append(_term_body(term))
+    return "".join(groups), "|".join("|".join(bodies) for bodies in groups.values())
+
+
+def _guarded(terms: Sequence[str]) -> str:
+    """The pattern of terms_regex, without its flags."""
+    starts, alternation = _alternation(terms)
+    guard = f"(?=[{starts}])" if starts else ""
+    return guard + _TERM_START + "(?:" + alternation + ")" + _TERM_END
+
+
 @functools.lru_cache(maxsize=4096)
 def terms_regex(terms: tuple[str, ...]) -> re.Pattern[str]:
     """All of a question's terms in one pattern, so a note is scanned once per question, not once per term
     (a drug class has hundreds of names). Longer terms first: at one place the longest term wins."""
-    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
-    return re.compile(_TERM_START + "(?:" + "|".join(_term_body(t) for t in ordered) + ")" + _TERM_END, re.I)
+    return re.compile(_guarded(terms), re.I)
+
+
+# Questions per compiled scanner: the scanner nests one conditional per question, and Python's regex
+# parser recurses once per level.
+_SCAN_CHUNK = 40
+
+
+class TermScanner:
+    """Every question's terms found in one pass over a note: what scanning with each question's
+    terms_regex in turn finds, in a fraction of the time.
+
+    At each place a term could start (a word start whose letter begins some term), one lookahead per
+    question captures what that question's pattern matches there; a question's matches are then kept
+    left to right without overlap, as finditer keeps them. The pattern is the same per question, so the
+    spans are identical (tests/test_passages.py compares them over the MTSamples notes)."""
+
+    def __init__(self, term_sets: Sequence[tuple[str, ...]]):
+        self.size = len(term_sets)
+        self._chunks: list[tuple[int, re.Pattern[str]]] = []
+        for first in range(0, self.size, _SCAN_CHUNK):
+            chunk = term_sets[first : first + _SCAN_CHUNK]
+            starts: set[str] | None = set()  # letters a match can start with; None: any character
+            looks = []
+            for i, terms in enumerate(chunk):
+                if not terms:
+                    looks.append(f"(?P<q{i}>(?!))?")  # never matches; keeps the group numbers aligned
+                    continue
+                letters, alternation = _alternation(terms)
+                starts = starts | set(letters) if starts is not None and letters else None
+                own = f"(?=[{letters}])" if letters else ""  # most questions fail here, on one character
+                looks.append(f"(?=(?P<q{i}>{own}" + _TERM_START + "(?:" + alternation + ")" + _TERM_END + "))?")
+            # Every term starts after a non-word character, so only such places are tried, and of those
+            # only the ones whose letter begins some term.
+            guard = r"(?<![\w])" + (f"(?=[{''.join(sorted(starts))}])" if starts else "")
+            # Zero-width, and only where some question matched: the conditionals fail where none did.
+            none = "".join(f"(?(q{i})|" for i in range(len(chunk))) + "(?!)" + ")" * len(chunk)
+            self._chunks.append((first, re.compile(guard + "".join(looks) + none, re.I)))
+
+    def scan(self, text: str) -> list[list[tuple[int, int]]]:
+        """Per term set, in order, the (start, end) of each match in `text`."""
+        found: list[list[tuple[int, int]]] = [[] for _ in range(self.size)]
+        for first, pattern in self._chunks:
+            ends = [0] * _SCAN_CHUNK
+            for m in pattern.finditer(text):
+                for i, (start, end) in enumerate(m.regs[1:]):
+                    if start >= ends[i]:  # -1 where this question did not match here
+                        found[first + i].append((start, end))
+                        ends[i] = end if end > start else start + 1
+        return found
+
+
+@functools.lru_cache(maxsize=64)
+def term_scanner(term_sets: tuple[tuple[str, ...], ...]) -> TermScanner:
+    """The scanner of a plan's questions, compiled once."""
+    return TermScanner(term_sets)
 
 
 def term_of(matched: str, terms: Sequence[str]) -> str:
@@ -347,25 +431,55 @@ def _layout(note_text: str) -> tuple[list[tuple[int, int]], list[tuple[int, str]
     return sentences(note_text), headers
 
 
+def _searched_terms(question: Question) -> tuple[str, ...]:
+    """The terms a question's passages are found by: its own, then the parents only a denial reads."""
+    return (*question_terms(question), *parent_terms(question)) if question.phrase not in _BUILTIN else ()
+
+
 def find_passages(note_text: str, question: Question) -> list[Passage]:
     """The sentences of `note_text` that mention `question`, in note order, one per sentence
     (the first term found in it). Empty when the note never mentions the question."""
-    terms: tuple[str, ...] = ()
-    if question.phrase in _BUILTIN:
-        regexes: Sequence[tuple[str, re.Pattern[str]]] = [
-            (_BUILTIN_TERM[question.phrase], r) for r in _BUILTIN[question.phrase]
-        ]
-    else:
-        terms = (*question_terms(question), *parent_terms(question))
-        regexes = [("", terms_regex(terms))] if terms else []
-        if is_therapy(question):
-            regexes.append((NO_MEDICATIONS_TERM, NO_MEDICATIONS))
-    hits: list[tuple[int, int, str]] = []
-    for term, regex in regexes:
-        hits.extend((m.start(), m.end(), term) for m in regex.finditer(note_text))
+    return evidence_for(note_text, [question])[question.name]
+
+
+def _led_by(regex: re.Pattern[str], letters: str) -> re.Pattern[str]:
+    """`regex` tried only where one of `letters` stands: the same matches, found without trying every place."""
+    return re.compile(f"(?=[{letters}])(?:{regex.pattern})", regex.flags)
+
+
+# The pattern families, as evidence_for scans for them: each match starts with one of these characters.
+_FAMILY_SCANS = {
+    AGE: _led_by(AGE, r"\da"),
+    _SEX_WORDS[0]: _led_by(_SEX_WORDS[0], "sfhwlgm"),
+    _SEX_WORDS[1]: _led_by(_SEX_WORDS[1], "hmgb"),
+    NO_MEDICATIONS: _led_by(NO_MEDICATIONS, "ntodchm"),
+}
+
+
+def evidence_for(note_text: str, questions: Sequence[Question]) -> dict[str, list[Passage]]:
+    """Passages per question name, for every question over one note: the note is scanned once for every
+    question's terms (TermScanner), and its sentences and headers found once."""
+    searched = [_searched_terms(q) for q in questions]
+    term_hits = term_scanner(tuple(searched)).scan(note_text)
+    shared: dict[re.Pattern[str], list[tuple[int, int, str]]] = {}  # families several questions use: one scan
+    out: dict[str, list[Passage]] = {}
+    for q, terms, spans in zip(questions, searched, term_hits):
+        hits = [(a, b, "") for a, b in spans]
+        families = ([(_BUILTIN_TERM[q.phrase], r) for r in _BUILTIN[q.phrase]] if q.phrase in _BUILTIN
+                    else [(NO_MEDICATIONS_TERM, NO_MEDICATIONS)] if is_therapy(q) else [])
+        for term, regex in families:
+            if regex not in shared:
+                shared[regex] = [(m.start(), m.end(), term) for m in _FAMILY_SCANS[regex].finditer(note_text)]
+            hits.extend(shared[regex])
+        out[q.name] = _passages(note_text, sorted(hits), terms)
+    return out
+
+
+def _passages(note_text: str, hits: list[tuple[int, int, str]], terms: tuple[str, ...]) -> list[Passage]:
+    """The passages of a question's sorted hits (start, end, family name or "" for a term): the sentence
+    each first hit sits in, with its section; sentences of one line that follow each other joined."""
     if not hits:
         return []
-    hits.sort()
     spans, headers = _layout(note_text)
     passages: list[Passage] = []
     h = 0
@@ -392,8 +506,3 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
         passages.append(Passage(start=start, end=end, term=term, term_start=term_start,
                                 term_end=min(term_end, end), section=section))
     return passages
-
-
-def evidence_for(note_text: str, questions: Sequence[Question]) -> dict[str, list[Passage]]:
-    """Passages per question name, for every question over one note."""
-    return {q.name: find_passages(note_text, q) for q in questions}
