@@ -48,7 +48,8 @@ def answer_requests(engine: EvidenceEngine, requests: Sequence[Request], keys: d
     by_method: Counter[str] = Counter()
     for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
         for a in found:
-            answers.append(a.model_copy(update={"fingerprint": keys[a.question]}))
+            a.fingerprint = keys[a.question]  # the engine's answers are new objects, keyed here to the run
+            answers.append(a)
             by_method[a.method] += 1
         passages.extend(
             PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
@@ -110,6 +111,8 @@ class Answerers:
                                                      for r in requests])
 
     def close(self) -> None:
+        """Stop the workers: pieces not started are dropped, and one being answered (a fraction of a second
+        of work) is waited for, so no process outlives the run."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -83,3 +83,86 @@ def test_a_label_line_keeps_the_value_on_the_line_below():
     assert "EJECTION FRACTION:\n 72%." in pieces
     assert "CONCLUSIONS:" in pieces and "1. Negative stress test." in pieces and "HISTORY:" in pieces
     assert rules_label(text, "lvef") == (72.0, "%")
+
+
+# ---- one scan a note: the TermScanner finds what each question's own pattern finds ----------------------------
+
+MTSAMPLES = ROOT.parent / "shared" / "data" / "mtsamples.jsonl"
+CRIT_FILES = sorted([ROOT / "criteria" / "aristotle.crit", ROOT / "criteria" / "n2c2_2018.crit",
+                     *(ROOT / "criteria" / "examples").glob("*.crit"), *(ROOT / "tests" / "trials").glob("*/trial.crit")])
+
+
+def _one_pattern_a_question(terms: tuple[str, ...]):
+    """The pattern evidence was found with before the scanner: every term, longer first, tried at every place."""
+    import re
+
+    from crit.engine.reading.passages import _TERM_END, _TERM_START, _term_body
+
+    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
+    return re.compile(_TERM_START + "(?:" + "|".join(_term_body(t) for t in ordered) + ")" + _TERM_END, re.I)
+
+
+def _notes(n: int) -> list[str]:
+    if MTSAMPLES.exists():
+        with MTSAMPLES.open(encoding="utf-8") as f:
+            return [json.loads(line)["text"] for _, line in zip(range(n), f)]
+    return [json.loads(line)["text"] for line in (ROOT / "examples" / "mtsamples-sample.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("crit_file", CRIT_FILES, ids=lambda p: p.parent.name if p.name == "trial.crit" else p.stem)
+def test_the_scanner_finds_each_question_s_matches_exactly(crit_file: Path) -> None:
+    from crit.engine.eligibility import load_plan
+    from crit.engine.reading.passages import _searched_terms, term_scanner, terms_regex
+
+    term_sets = tuple(_searched_terms(q) for q in load_plan(crit_file).model_questions)
+    scanner = term_scanner(term_sets)
+    flat = [_one_pattern_a_question(t) if t else None for t in term_sets]
+    notes = _notes(400) + ["non-diabetic, non diabetic; A.F. and a-fib; Type II DM; C.H.F.'s", "", "afib afib"]
+    for text in notes:
+        expected = [[m.span() for m in p.finditer(text)] if p else [] for p in flat]
+        assert scanner.scan(text) == expected
+        for terms, spans in zip(term_sets, expected):  # the letter-led pattern of one question too
+            if terms:
+                assert [m.span() for m in terms_regex(terms).finditer(text)] == spans
+
+
+def test_the_scanner_takes_terms_that_start_with_a_symbol_or_an_accent() -> None:
+    from crit.engine.reading.passages import TermScanner
+
+    scanner = TermScanner([("+ve culture", "culture"), ("écho", "echo"), ("echo",)])
+    text = "Culture +ve culture; écho and echo."
+    assert scanner.scan(text) == [
+        [m.span() for m in _one_pattern_a_question(t).finditer(text)]
+        for t in [("+ve culture", "culture"), ("écho", "echo"), ("echo",)]]
+
+
+def test_evidence_for_many_questions_equals_each_question_alone() -> None:
+    from crit.engine.eligibility import load_plan
+    from crit.engine.reading.passages import evidence_for
+
+    questions = load_plan(ROOT / "criteria" / "aristotle.crit").model_questions
+    for text in _notes(60):
+        together = evidence_for(text, questions)
+        assert together == {q.name: find_passages(text, q) for q in questions}
+
+
+def test_the_scanner_splits_many_questions_into_chunks_and_finds_the_same() -> None:
+    from crit.engine.reading.passages import _SCAN_CHUNK, TermScanner
+
+    words = ["hypertension", "diabetes", "stroke", "pain", "fever", "cough", "history", "blood pressure", "BP",
+             "patient", "denies", "no", "the", "with", "was", "heart", "rate", "CHF", "type 2 diabetes", "left"]
+    term_sets = [tuple(words[(i * 7 + k) % len(words)] for k in range(i % 4 + 1)) for i in range(_SCAN_CHUNK * 2 + 5)]
+    scanner = TermScanner(term_sets)
+    assert len(scanner._chunks) == 3
+    for text in _notes(40):
+        assert scanner.scan(text) == [[m.span() for m in _one_pattern_a_question(t).finditer(text)] for t in term_sets]
+
+
+def test_the_pattern_families_are_found_where_their_own_patterns_find_them() -> None:
+    from crit.engine.reading.passages import _FAMILY_SCANS
+
+    extra = ["Mrs. Smith", "MS. Jones", "No medications.", "Medications: none", "42yo", "aged 3", "3-1/2-year-old",
+             "She has", "HE is", "denies taking any medications", "on no medications", "AGE: 81"]
+    for text in _notes(400) + extra:
+        for family, led in _FAMILY_SCANS.items():
+            assert [m.span() for m in led.finditer(text)] == [m.span() for m in family.finditer(text)]

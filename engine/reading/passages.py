@@ -263,36 +263,38 @@ def term_regex(term: str) -> re.Pattern[str]:
     return re.compile(_TERM_START + _term_body(term) + _TERM_END, re.I)
 
 
-def _alternation(terms: Sequence[str]) -> tuple[str, str]:
-    """The terms as one alternation, longer terms first, and the class of characters a match can start with.
+def _first_letter(term: str) -> str | None:
+    """The letter or digit a match of `term` starts with, lower case; None when it is not an ASCII one."""
+    first = term.strip().lstrip(".")[:1].lower()  # ".5" aside, an abbreviation's periods follow its letters
+    return first if first.isascii() and first.isalnum() else None
 
-    The alternatives are grouped by their first letter, each group keeping the terms' order. At one place
-    only the group of the letter found there can match, so the regex engine tries the same terms in the
-    same order as over the flat list and finds the same match; but a caller can test the letter first
-    (`(?=[...])`) and skip a position no term starts at, which is most of a note. The class is empty when
-    a term starts with anything but an ASCII letter or digit: the flat list is returned then."""
-    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
+
+def _by_letter(terms: Sequence[str]) -> dict[str, list[str]] | None:
+    """A question's terms, longer first, grouped by the letter they start with (each group in that order);
+    None when some term starts with anything else."""
     groups: dict[str, list[str]] = {}
-    for term in ordered:
-        first = term.strip().lstrip(".")[:1].lower()
-        if not (first.isascii() and first.isalnum()):
-            return "", "|".join(_term_body(t) for t in ordered)
-        groups.setdefault(first, []).append(_term_body(term))
-    return "".join(groups), "|".join("|".join(bodies) for bodies in groups.values())
+    for term in sorted(dict.fromkeys(terms), key=len, reverse=True):
+        letter = _first_letter(term)
+        if letter is None:
+            return None
+        groups.setdefault(letter, []).append(term)
+    return groups
 
 
-def _guarded(terms: Sequence[str]) -> str:
-    """The pattern of terms_regex, without its flags."""
-    starts, alternation = _alternation(terms)
-    guard = f"(?=[{starts}])" if starts else ""
-    return guard + _TERM_START + "(?:" + alternation + ")" + _TERM_END
+def _pattern(terms: Sequence[str]) -> str:
+    """One match of any of the terms, as a pattern without flags."""
+    return _TERM_START + "(?:" + "|".join(_term_body(t) for t in terms) + ")" + _TERM_END
 
 
 @functools.lru_cache(maxsize=4096)
 def terms_regex(terms: tuple[str, ...]) -> re.Pattern[str]:
     """All of a question's terms in one pattern, so a note is scanned once per question, not once per term
     (a drug class has hundreds of names). Longer terms first: at one place the longest term wins."""
-    return re.compile(_guarded(terms), re.I)
+    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
+    letters = _by_letter(ordered)
+    # Only a place whose letter starts some term can match: testing it first skips most of a note.
+    guard = f"(?=[{''.join(letters)}])" if letters else ""
+    return re.compile(guard + _pattern(ordered), re.I)
 
 
 # Questions per compiled scanner: the scanner nests one conditional per question, and Python's regex
@@ -301,46 +303,57 @@ _SCAN_CHUNK = 40
 
 
 class TermScanner:
-    """Every question's terms found in one pass over a note: what scanning with each question's
-    terms_regex in turn finds, in a fraction of the time.
+    """Every question's terms found in one pass over a note: what scanning the note with each question's
+    terms_regex in turn finds, a few times faster.
 
-    At each place a term could start (a word start whose letter begins some term), one lookahead per
-    question captures what that question's pattern matches there; a question's matches are then kept
-    left to right without overlap, as finditer keeps them. The pattern is the same per question, so the
-    spans are identical (tests/test_passages.py compares them over the MTSamples notes)."""
+    The scanner tries only word starts. At each, it takes the branch of the letter found there, which
+    holds one lookahead per question with a term of that letter, each trying that question's terms of
+    that letter in the question's order. A term of another letter cannot match there, so each lookahead
+    captures what the question's own pattern matches at that place; a question's matches are then kept
+    left to right without overlap, as finditer keeps them. The spans are identical (tests/test_passages.py
+    compares them over the MTSamples notes). A question with a term that starts with a symbol or a
+    non-ASCII letter puts its chunk of questions in a single branch, tried at every word start."""
 
     def __init__(self, term_sets: Sequence[tuple[str, ...]]):
         self.size = len(term_sets)
-        self._chunks: list[tuple[int, re.Pattern[str]]] = []
+        # Per chunk: the compiled pattern, and for each of its groups the question it captures for.
+        self._chunks: list[tuple[re.Pattern[str], list[int]]] = []
         for first in range(0, self.size, _SCAN_CHUNK):
-            chunk = term_sets[first : first + _SCAN_CHUNK]
-            starts: set[str] | None = set()  # letters a match can start with; None: any character
-            looks = []
-            for i, terms in enumerate(chunk):
-                if not terms:
-                    looks.append(f"(?P<q{i}>(?!))?")  # never matches; keeps the group numbers aligned
-                    continue
-                letters, alternation = _alternation(terms)
-                starts = starts | set(letters) if starts is not None and letters else None
-                own = f"(?=[{letters}])" if letters else ""  # most questions fail here, on one character
-                looks.append(f"(?=(?P<q{i}>{own}" + _TERM_START + "(?:" + alternation + ")" + _TERM_END + "))?")
-            # Every term starts after a non-word character, so only such places are tried, and of those
-            # only the ones whose letter begins some term.
-            guard = r"(?<![\w])" + (f"(?=[{''.join(sorted(starts))}])" if starts else "")
-            # Zero-width, and only where some question matched: the conditionals fail where none did.
-            none = "".join(f"(?(q{i})|" for i in range(len(chunk))) + "(?!)" + ")" * len(chunk)
-            self._chunks.append((first, re.compile(guard + "".join(looks) + none, re.I)))
+            chunk = range(first, min(first + _SCAN_CHUNK, self.size))
+            grouped = {i: _by_letter(term_sets[i]) for i in chunk if term_sets[i]}
+            branches: dict[str, list[tuple[int, list[str]]]] = {}
+            if all(g is not None for g in grouped.values()):
+                for i, groups in grouped.items():
+                    assert groups is not None
+                    for letter, terms in groups.items():
+                        branches.setdefault(letter, []).append((i, terms))
+            else:
+                ordered = {i: sorted(dict.fromkeys(term_sets[i]), key=len, reverse=True) for i in grouped}
+                branches[""] = list(ordered.items())
+            owners: list[int] = []
+            alternatives = []
+            for letter, members in branches.items():
+                looks, names = [], []
+                for i, terms in members:
+                    names.append(f"g{len(owners)}")
+                    owners.append(i)
+                    looks.append(f"(?=(?P<{names[-1]}>{_pattern(terms)}))?")
+                # Zero-width, and only where some question matched: the conditionals fail where none did.
+                none = "".join(f"(?({n})|" for n in names) + "(?!)" + ")" * len(names)
+                alternatives.append((f"(?=[{letter}])" if letter else "") + "".join(looks) + none)
+            if owners:
+                self._chunks.append((re.compile(r"(?<![\w])(?:" + "|".join(alternatives) + ")", re.I), owners))
 
     def scan(self, text: str) -> list[list[tuple[int, int]]]:
         """Per term set, in order, the (start, end) of each match in `text`."""
         found: list[list[tuple[int, int]]] = [[] for _ in range(self.size)]
-        for first, pattern in self._chunks:
-            ends = [0] * _SCAN_CHUNK
+        ends = [0] * self.size  # where each question's last match ended: the next may not start before
+        for pattern, owners in self._chunks:
             for m in pattern.finditer(text):
-                for i, (start, end) in enumerate(m.regs[1:]):
-                    if start >= ends[i]:  # -1 where this question did not match here
-                        found[first + i].append((start, end))
-                        ends[i] = end if end > start else start + 1
+                for group, (start, end) in enumerate(m.regs[1:]):
+                    if start >= 0 and start >= ends[owner := owners[group]]:
+                        found[owner].append((start, end))
+                        ends[owner] = end if end > start else start + 1
         return found
 
 
