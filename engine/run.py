@@ -194,7 +194,8 @@ def run(
     )
     model_may_answer = asks_model(backend_factory, policy, trust)
     # With a model, one process (the model's); without, as many as asked, each reading PIECE_NOTES at a time.
-    n_workers = 1 if model_may_answer else (workers or default_workers())
+    # (No more processes than pieces of work: forking one for a handful of notes costs more than it saves.)
+    n_workers = 1 if model_may_answer else max(1, min(workers or default_workers(), -(-total // PIECE_NOTES)))
     commit_notes = batch_notes if model_may_answer else max(batch_notes, RULES_BATCH_NOTES)
     piece_notes = batch_notes if model_may_answer else min(PIECE_NOTES, commit_notes)
     engine: EvidenceEngine | None = None

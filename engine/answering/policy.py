@@ -71,11 +71,8 @@ _NOT_MENTIONED = json.dumps({"answer": "not mentioned"})
 
 
 def gate_answer(note_id: str, question: Question) -> Answer:
-    # Most answers of a run are the gate's: built without validation (every field here is a constant of
-    # the right type), which is most of what one costs.
-    return Answer.model_construct(note_id=note_id, question=question.name, fingerprint="", raw=_NOT_MENTIONED,
-                                  latency_s=0.0, prompt_tokens=0, output_tokens=0, na=True, method="gate",
-                                  confident=True, reading="no-mention")
+    return Answer(note_id=note_id, question=question.name, fingerprint="", raw=_NOT_MENTIONED, latency_s=0.0,
+                  prompt_tokens=0, output_tokens=0, na=True, method="gate", confident=True, reading="no-mention")
 
 
 class Staged(NamedTuple):

@@ -97,11 +97,29 @@ class Context(BaseModel):
         return not (self.hypothetical or self.family or self.allergy)
 
 
+def _import_spacy() -> Any:
+    """spaCy, imported without torch where torch is not loaded yet. spaCy's thinc imports torch whenever it
+    is installed, which takes one to several seconds, yet the tokenizer and sentencizer read here never use
+    it; so for the import alone torch is made to look absent, and a later `import torch` works as usual."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
+
+
 @functools.lru_cache(maxsize=4)
 def _pipeline(cues: Cues) -> tuple[Any, dict[str, Any], tuple[re.Pattern[str], ...]]:
     """spaCy's blank English and five negex matchers (negation, hypothetical, family, stopped, allergy), built
     once a cue set."""
-    import spacy
+    spacy = _import_spacy()
     from negspacy.negation import Negex
     from negspacy.termsets import termset
 

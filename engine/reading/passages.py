@@ -430,11 +430,12 @@ def _bounded(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
+    piece = text[start:end]
+    body = piece.strip()
+    if not body:
+        return start, start
+    head = len(piece) - len(piece.lstrip())
+    return start + head, start + head + len(body)
 
 
 @functools.lru_cache(maxsize=32)
@@ -442,6 +443,23 @@ def _layout(note_text: str) -> tuple[list[tuple[int, int]], list[tuple[int, str]
     """A note's sentences and section headers, found once for all of its questions (callers do not mutate)."""
     headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
     return sentences(note_text), headers
+
+
+def _vocabularies() -> tuple[str, ...]:
+    from crit.engine.reading.vocabulary import enabled_vocabularies
+
+    return enabled_vocabularies()
+
+
+@functools.lru_cache(maxsize=64)
+def _term_sets(questions: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]], ...],
+               vocabularies: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """_searched_terms of each question, by what they depend on (phrase, aka, kind, not aka; the vocabularies
+    on): found once a plan, not once a note."""
+    return tuple(() if phrase in _BUILTIN else
+                 (*_question_terms(phrase, aka, kind, not_aka, vocabularies), *(_parent_terms(phrase) if kind == "boolean"
+                                                                               else ()))
+                 for phrase, aka, kind, not_aka in questions)
 
 
 def _searched_terms(question: Question) -> tuple[str, ...]:
@@ -456,8 +474,9 @@ def find_passages(note_text: str, question: Question) -> list[Passage]:
 
 
 def _led_by(regex: re.Pattern[str], letters: str) -> re.Pattern[str]:
-    """`regex` tried only where one of `letters` stands: the same matches, found without trying every place."""
-    return re.compile(f"(?=[{letters}])(?:{regex.pattern})", regex.flags)
+    """`regex`, every match of which starts a word with one of `letters`, tried only at such places: the
+    same matches, found without trying every character."""
+    return re.compile(f"(?<![\\w])(?=[{letters}])(?:{regex.pattern})", regex.flags)
 
 
 # The pattern families, as evidence_for scans for them: each match starts with one of these characters.
@@ -472,8 +491,9 @@ _FAMILY_SCANS = {
 def evidence_for(note_text: str, questions: Sequence[Question]) -> dict[str, list[Passage]]:
     """Passages per question name, for every question over one note: the note is scanned once for every
     question's terms (TermScanner), and its sentences and headers found once."""
-    searched = [_searched_terms(q) for q in questions]
-    term_hits = term_scanner(tuple(searched)).scan(note_text)
+    searched = _term_sets(tuple((q.phrase, tuple(q.aka), q.kind, tuple(q.not_aka)) for q in questions),
+                          _vocabularies())
+    term_hits = term_scanner(searched).scan(note_text)
     shared: dict[re.Pattern[str], list[tuple[int, int, str]]] = {}  # families several questions use: one scan
     out: dict[str, list[Passage]] = {}
     for q, terms, spans in zip(questions, searched, term_hits):
