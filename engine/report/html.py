@@ -346,7 +346,10 @@ def finite(data: Any) -> Any:
 def _script_json(data: Any) -> Markup:
     """JSON safe inside <script>: no `</script>`, `<!--` or HTML-significant characters survive raw, and
     no number JSON cannot hold (the serialiser refuses NaN and Infinity; `finite` has replaced them)."""
-    text = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    try:  # most data is finite: walking it all for the rare NaN costs more than the serialising
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return Markup(text)
@@ -379,22 +382,29 @@ def _remove(folder: Path) -> None:
     folder.rmdir()
 
 
-def _write_pages(pages: NotePages, folder: Path, report_name: str) -> None:
+def _write_pages(pages: NotePages, folder: Path, report_name: str) -> list[dict[str, Any]]:
     """Pages 2.. (a script each that calls the report's registered callback: a page opened from file:// may
-    load scripts but not fetch JSON) and every note's summary row (index.js), one page in memory at a time."""
+    load scripts but not fetch JSON) and every note's summary row (index.js), one page in memory at a time;
+    returns the first page, which the HTML holds."""
     folder.mkdir()
+    first: list[dict[str, Any]] = []
     with (folder / "index.js").open("w", encoding="utf-8") as index:
         index.write("critReportIndex([")
-        for k, rows in enumerate(pages.index()):
+        for k in range(pages.pages):
+            notes = pages.page(k)
+            rows = [pages.index_row(n) for n in notes]
             if rows:
                 index.write(("," if k else "") + str(_script_json(rows))[1:-1])
+            if k == 0:
+                first = notes
+            else:
+                (folder / f"page-{k + 1:04d}.js").write_text(f"critReportPage({k + 1},{_script_json(notes)});\n",
+                                                           encoding="utf-8")
         index.write("]);\n")
-    for k in range(1, pages.pages):
-        script = f"critReportPage({k + 1},{_script_json(pages.page(k))});\n"
-        (folder / f"page-{k + 1:04d}.js").write_text(script, encoding="utf-8")
     # Last: a folder with its marker is complete.
     (folder / MARKER).write_text(json.dumps({"format": "crit-report-pages", "report": report_name,
                                              "notes": pages.total, "pages": pages.pages}) + "\n", encoding="utf-8")
+    return first
 
 
 def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None = None,
@@ -424,12 +434,11 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
         paged = pages.pages > 1
         out.parent.mkdir(parents=True, exist_ok=True)
         _discard(partial, partial_folder)  # what a killed report left
-        if paged:
-            _write_pages(pages, partial_folder, out.name)
+        first = _write_pages(pages, partial_folder, out.name) if paged else pages.page(0)
         env = Environment(loader=PackageLoader("crit.engine.report", "templates"), autoescape=True)
         html = env.get_template("report.html.j2").render(
             **{k: v for k, v in data.items() if k != "blob"},
-            blob=_script_json({**data["blob"], "notes": pages.page(0), "total": pages.total,
+            blob=_script_json({**data["blob"], "notes": first, "total": pages.total,
                                "page_size": page_size, "folder": folder.name if paged else None}),
             folder=folder.name if paged else None,
             total=pages.total,

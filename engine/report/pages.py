@@ -13,7 +13,6 @@ Python holds one page of notes, never one object per note of the whole store.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -195,11 +194,12 @@ class NotePages:
 
     # ---- notes, a page at a time --------------------------------------------------------------
 
-    def index(self) -> Iterator[list[list[Any]]]:
-        """Every note's summary row, in natural order, a page at a time: [id, title, date, patient, sex,
-        status, deciding, criteria, answers, NA]; what the table and its filters need, without text."""
-        for k in range(self.pages):
-            yield [self._row(r)[1] for r in self._summary_rows(k)]
+    @staticmethod
+    def index_row(note: dict[str, Any]) -> list[Any]:
+        """A note of `page` as its summary row: [id, title, date, patient, sex, status, deciding, criteria,
+        answers, NA]; what the table and its filters need, without text."""
+        return [note[k] for k in ("id", "title", "date", "patient", "sex", "status", "deciding", "crit")] + [
+            len(note["ans"]), sum(a["na"] for a in note["ans"])]
 
     def _summary_rows(self, k: int) -> list[dict[str, Any]]:
         cur = self.con.execute("SELECT * FROM crit_report_rows WHERE pos >= ? AND pos < ? ORDER BY pos",
@@ -208,13 +208,12 @@ class NotePages:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     @staticmethod
-    def _row(r: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    def _row(r: dict[str, Any]) -> dict[str, Any]:
         date = r["note_date"]
         date = date.isoformat() if hasattr(date, "isoformat") else date
         crit = [[int(p), s, why] for p, s, why in r["crit"] or []]
-        note = {"id": r["note_id"], "title": r["title"], "date": date, "patient": r["patient_id"], "sex": r["sex"],
+        return {"id": r["note_id"], "title": r["title"], "date": date, "patient": r["patient_id"], "sex": r["sex"],
                 "status": r["status"], "deciding": list(r["deciding"] or []), "crit": crit}
-        return note, [*note.values(), int(r["answers"]), int(r["na"])]
 
     def page(self, k: int) -> list[dict[str, Any]]:
         """The notes of page k (from 0) with their text and every answer's evidence, as the page draws them."""
@@ -231,7 +230,7 @@ class NotePages:
             answers.setdefault(a["pos"], []).append(a)
         out = []
         for r in self._summary_rows(k):
-            note, _ = self._row(r)
+            note = self._row(r)
             text = texts.get(r["pos"]) or ""
             note["ans"] = [self._answer(a, text) for a in answers.get(r["pos"], [])]
             note["text"] = text
