@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from crit.cli import cli
 from crit.engine.report.evidence import natural_key
 from crit.engine.report.html import pages_folder, write_report
-from crit.grammar.errors import CritError
 from tests.test_report import _blob, _click, _no_js_errors, _rows
 from tests.test_report_review import _answer_row, _rows_of, _run
 
@@ -74,17 +72,46 @@ def test_a_report_of_several_pages_writes_them_beside_it(tmp_path: Path) -> None
     assert not folder.exists() and len(_blob(out.read_text())["notes"]) == 6
 
 
+def _many(tmp_path: Path, n: int) -> Path:
+    """A rules run (no model) over n one-line notes: more than the CLI's page of 100 makes a folder report."""
+    from crit.engine.answering.backends.rules import RulesFactory
+    from crit.engine.eligibility import load_plan
+    from crit.engine.run import run
+
+    crit = tmp_path / "many.crit"
+    crit.write_text('trial M-1\nnumeric creat highest "creatinine" in mg/dL\nexclude "renal": creat > 2.5 mg/dL\n')
+    notes = tmp_path / "many.jsonl"
+    notes.write_text("".join(json.dumps({"note_id": f"n{i}", "text": f"Creatinine {1 + i % 3}.1 mg/dL."}) + "\n"
+                             for i in range(n)))
+    db = tmp_path / "many.duckdb"
+    run(load_plan(crit), notes, db, RulesFactory())
+    return db
+
+
 def test_a_folder_that_is_not_a_report_s_is_refused(tmp_path: Path) -> None:
-    db, _ = _run(tmp_path)
     mine = tmp_path / "report_files"
     mine.mkdir()
     (mine / "holiday.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(CritError, match="not a crit report folder"):
-        write_report(db, tmp_path / "report.html", page_size=2)
-    done = CliRunner().invoke(cli, ["report", str(db), "-o", str(tmp_path / "report.html")])
-    assert done.exit_code == 1 and "not a crit report folder" in done.output
+    out = tmp_path / "report.html"
+    done = CliRunner().invoke(cli, ["report", str(_many(tmp_path, 101)), "-o", str(out)])
+    assert done.exit_code == 1 and "'" + str(mine) + "' exists and is not a crit report folder" in done.output
     assert len(done.output.strip().splitlines()) == 1
-    assert [p.name for p in mine.iterdir()] == ["holiday.jpg"] and not (tmp_path / "report.html").exists()
+    assert [p.name for p in mine.iterdir()] == ["holiday.jpg"] and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.crit", "many.duckdb", "many.jsonl", "report_files"]
+
+    # A report that fits one file writes nothing there, and leaves that folder as it is.
+    db, _ = _run(tmp_path)
+    done = CliRunner().invoke(cli, ["report", str(db), "-o", str(out)])
+    assert done.exit_code == 0 and out.is_file()
+    assert [p.name for p in mine.iterdir()] == ["holiday.jpg"]
+
+
+def test_a_folder_report_from_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    done = CliRunner().invoke(cli, ["report", str(_many(tmp_path, 101)), "-o", str(out)])
+    assert done.exit_code == 0 and f"its other pages in {tmp_path / 'r_files'}" in done.output, done.output
+    assert sorted(p.name for p in (tmp_path / "r_files").iterdir()) == ["crit-report.json", "index.js", "page-0002.js"]
+    assert [n["id"] for n in _blob(out.read_text())["notes"]][:3] == ["n0", "n1", "n2"]  # natural order: n2 < n10
 
 
 def test_page_two_in_browser_highlights_and_exports_its_marks(tmp_path: Path, browser: Any) -> None:

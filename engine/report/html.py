@@ -419,9 +419,6 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
         raise CritError(f"{db}: no such store (a DuckDB file written by `crit run`)")
     out = _checked_output(out_path, db)
     folder = pages_folder(out)
-    if folder.exists() and not _ours(folder):
-        raise CritError(f"'{folder}' exists and is not a crit report folder; the report's pages go there "
-                        "(move it, or choose another -o)")
     # Written beside and then moved into place: a failed write never leaves half a report.
     partial = out.with_name(out.name + ".partial")
     partial_folder = folder.with_name(folder.name + ".partial")
@@ -432,6 +429,10 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
     try:
         data, pages = _gather(store, run_id, page_size)
         paged = pages.pages > 1
+        stale = folder.exists() and _ours(folder)  # only crit's own folder is replaced or removed
+        if paged and folder.exists() and not stale:
+            raise CritError(f"'{folder}' exists and is not a crit report folder; the report's pages go there "
+                            "(move it, or choose another -o)")
         out.parent.mkdir(parents=True, exist_ok=True)
         _discard(partial, partial_folder)  # what a killed report left
         first = _write_pages(pages, partial_folder, out.name) if paged else pages.page(0)
@@ -447,7 +448,7 @@ def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None =
             generated=datetime.now().astimezone().isoformat(timespec="seconds"),
         )
         partial.write_text(html, encoding="utf-8")
-        if folder.exists():  # an earlier report's pages (checked above): stale note text, never kept
+        if stale:  # an earlier report's pages: note text that the new report does not show, not kept beside it
             _remove(folder)
         if paged:
             partial_folder.replace(folder)
