@@ -1,21 +1,22 @@
-"""Report: one self-contained HTML file that shows a run's evidence, note by note.
+"""Report: an HTML page that shows a run's evidence, note by note, offline.
 
-`write_report` opens a store read-only, gathers the run, the rules' results
-(`eligibility`, `criteria`, `answer_values`, `attrition`; per patient, when the
-notes name patients, `patient_eligibility` and a timeline per patient from
-crit.engine.report.timeline) and every answer with its quoted span, and renders `templates/report.html.j2` with Jinja2
-(autoescaped). The file loads nothing from the network: CSS and JS are inline,
-and the per-note data is one JSON blob that the page's script filters,
-paginates and renders only when a note is opened, so 10,000 notes stay
-responsive. Note text reaches the page only as JSON and is put on screen with
-`textContent`, never as markup.
+`write_report` opens a store read-only, gathers the run and the rules' results as SQL aggregates
+(counts, `attrition`, the questions' missing evidence, value histograms; per patient, when the notes
+name patients, `patient_eligibility` and a timeline for the first patients from
+crit.engine.report.timeline), and reads the notes with their answers and quoted spans one page at a
+time (crit.engine.report.pages). It renders `templates/report.html.j2` with Jinja2 (autoescaped).
+Notes that fit one page make one self-contained file. More, and the file holds the figures and the
+first page, and a folder beside it (report.html -> report_files/) one script per further page and
+every note's summary row (index.js), which the page loads with <script> tags (a page opened from
+file:// may run scripts beside it but not fetch JSON). CSS and JS are inline; nothing comes from the
+network. Note text reaches the page only as JSON and is put on screen with `textContent`, never as markup.
 
 Plots are drawn here, server-side, with matplotlib as inline SVG: a static
 picture needs no JavaScript library in the page (plotly.js would add over
 3 MB to every report, vega-lite and vega-embed need their scripts inlined
 too), matplotlib is well kept and widely trusted, and SVG scales and prints.
-One plot per numeric question: the distribution of converted values, with each
-rule's threshold drawn as a line, split by sex where the threshold is sex-aware.
+One plot per numeric question: the distribution of converted values (binned in SQL over every
+note), with each rule's threshold drawn as a line, split by sex where the threshold is sex-aware.
 
 Thresholds come from the plan, reloaded from the run's .crit file; when that
 file is gone the report says so and draws distributions without thresholds.
