@@ -176,26 +176,36 @@ def compile_cmd(file: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="HTML file to write (overwritten if it exists).")
+              help="HTML file to write (overwritten if it exists); past one page of notes, also the folder "
+                   "NAME_files beside it.")
 @click.option("--run", "run_id", default=None, help="Run to report (a run_id from the runs table); default: the latest.")
 def report(db: str, output: str, run_id: str | None) -> None:
-    """Write one self-contained HTML evidence report of a run: open it in any browser, offline.
+    """Write an HTML evidence report of a run: open it in any browser, offline.
 
     It shows eligibility counts, attrition per criterion, the questions with most
     missing evidence, value distributions against the thresholds, and every note
-    with its criteria, answers and highlighted quotes. The file holds the notes'
-    text: share it only where the notes may go.
+    with its criteria, answers and highlighted quotes. Up to 100 notes it is one
+    self-contained file; beyond, the file holds the figures and the first 100
+    notes, and the other pages go to a folder beside it (report.html ->
+    report_files/), which crit replaces on the next report and refuses to touch
+    if it did not write it. Keep the two together. They hold the notes' text:
+    share them only where the notes may go.
 
     \b
     Example:
         crit report results.duckdb -o report.html
         crit report results.duckdb -o old.html --run 20261123T101500-abc123
     """
-    from crit.engine.report.html import write_report
+    from crit.engine.report.html import pages_folder, write_report
 
     path = write_report(db, output, run_id=run_id)
     size = path.stat().st_size
-    out.print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e6 else f"wrote {path} ({size / 1e3:.0f} kB)", markup=False)
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    folder = pages_folder(path)
+    if folder.is_dir():  # the report's other pages
+        files = list(folder.iterdir())
+        shown += f"; its other pages in {folder}, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} files"
+    out.print(f"wrote {path} ({shown})", markup=False)
 
 
 def _backend_help() -> str:

@@ -419,6 +419,7 @@ _NAME_WORDS: list[tuple[tuple[str, ...], str]] = sorted(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a question's phrase is matched once per value read: the report reads thousands
 def _match(text: str) -> str | None:
     """The analyte whose longest name occurs in ``text`` as whole words; None if none or a tie.
 

@@ -1,21 +1,22 @@
-"""Report: one self-contained HTML file that shows a run's evidence, note by note.
+"""Report: an HTML page that shows a run's evidence, note by note, offline.
 
-`write_report` opens a store read-only, gathers the run, the rules' results
-(`eligibility`, `criteria`, `answer_values`, `attrition`; per patient, when the
-notes name patients, `patient_eligibility` and a timeline per patient from
-crit.engine.report.timeline) and every answer with its quoted span, and renders `templates/report.html.j2` with Jinja2
-(autoescaped). The file loads nothing from the network: CSS and JS are inline,
-and the per-note data is one JSON blob that the page's script filters,
-paginates and renders only when a note is opened, so 10,000 notes stay
-responsive. Note text reaches the page only as JSON and is put on screen with
-`textContent`, never as markup.
+`write_report` opens a store read-only, gathers the run and the rules' results as SQL aggregates
+(counts, `attrition`, the questions' missing evidence, value histograms; per patient, when the notes
+name patients, `patient_eligibility` and a timeline for the first patients from
+crit.engine.report.timeline), and reads the notes with their answers and quoted spans one page at a
+time (crit.engine.report.pages). It renders `templates/report.html.j2` with Jinja2 (autoescaped).
+Notes that fit one page make one self-contained file. More, and the file holds the figures and the
+first page, and a folder beside it (report.html -> report_files/) one script per further page and
+every note's summary row (index.js), which the page loads with <script> tags (a page opened from
+file:// may run scripts beside it but not fetch JSON). CSS and JS are inline; nothing comes from the
+network. Note text reaches the page only as JSON and is put on screen with `textContent`, never as markup.
 
 Plots are drawn here, server-side, with matplotlib as inline SVG: a static
 picture needs no JavaScript library in the page (plotly.js would add over
 3 MB to every report, vega-lite and vega-embed need their scripts inlined
 too), matplotlib is well kept and widely trusted, and SVG scales and prints.
-One plot per numeric question: the distribution of converted values, with each
-rule's threshold drawn as a line, split by sex where the threshold is sex-aware.
+One plot per numeric question: the distribution of converted values (binned in SQL over every
+note), with each rule's threshold drawn as a line, split by sex where the threshold is sex-aware.
 
 Thresholds come from the plan, reloaded from the run's .crit file; when that
 file is gone the report says so and draws distributions without thresholds.
@@ -37,15 +38,15 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.eligibility import stored_plan
-from crit.engine.notes.columns import sex_of
-from crit.engine.report.evidence import candidates_of, criterion_sources, flow, natural_key, value_span
-from crit.engine.report.timeline import timelines
+from crit.engine.report.evidence import criterion_sources, flow
+from crit.engine.report.pages import PAGE_SIZE, NotePages
+from crit.engine.report.timeline import MAX_PATIENTS, timelines
 from crit.engine.store import Store
 from crit.grammar import ast, units
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
 
-__all__ = ["Threshold", "thresholds", "write_report"]
+__all__ = ["Threshold", "binned_plot", "pages_folder", "thresholds", "value_plot", "write_report"]
 
 
 class Threshold(BaseModel):
@@ -138,6 +139,21 @@ _COLORS = {"any": "#4c72b0", "male": "#4c72b0", "female": "#c44e52"}
 
 def value_plot(question: str, unit: str | None, values: dict[str, list[float]], lines: list[Threshold]) -> Markup:
     """An inline SVG: histogram of `values` per sex group, with a vertical line per threshold."""
+    import numpy as np
+
+    # Not finite (a conversion to inf): no bin holds it; the plot counts what it left out.
+    left_out = sum(not math.isfinite(v) for vs in values.values() for v in vs)
+    values = {k: [v for v in vs if math.isfinite(v)] for k, vs in values.items()}
+    everything = [v for vs in values.values() for v in vs]
+    edges = np.histogram_bin_edges(everything or [0.0], bins=min(30, max(5, len(set(everything)))))
+    counts = {k: np.histogram(vs, bins=edges)[0].tolist() for k, vs in values.items()}
+    return binned_plot(question, unit, edges.tolist(), counts, lines, left_out)
+
+
+def binned_plot(question: str, unit: str | None, edges: list[float], counts: dict[str, list[int]],
+                lines: list[Threshold], left_out: int = 0) -> Markup:
+    """An inline SVG: a histogram already binned (`counts` per sex group over `edges`, as the store's SQL
+    counts them), with a vertical line per threshold; `left_out` values were not finite."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; also keeps matplotlib from probing GUI toolkits
@@ -147,20 +163,18 @@ def value_plot(question: str, unit: str | None, values: dict[str, list[float]], 
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "crit", "font.size": 9}):
         fig, ax = plt.subplots(figsize=(5.2, 2.4))
         try:
-            # Not finite (a conversion to inf): no bin holds it; the caller counts what it left out.
-            left_out = sum(not math.isfinite(v) for vs in values.values() for v in vs)
-            values = {k: [v for v in vs if math.isfinite(v)] for k, vs in values.items()}
-            everything = [v for vs in values.values() for v in vs]
-            bins = min(30, max(5, len(set(everything))))
-            groups = [(k, vs) for k, vs in values.items() if vs]
-            ax.hist(
-                [vs for _, vs in groups],
-                bins=bins,
-                label=[f"{k} (n={len(vs)})" for k, vs in groups],
-                color=[_COLORS.get(k, "#888888") for k, _ in groups],
-                alpha=0.8,
-                stacked=len(groups) > 1,
-            )
+            groups = [(k, c) for k, c in counts.items() if sum(c)]
+            centers = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+            if groups:  # each bin's centre weighted by its count draws the bars numpy would have counted
+                ax.hist(
+                    [centers] * len(groups),
+                    bins=edges,
+                    weights=[c for _, c in groups],
+                    label=[f"{k} (n={sum(c)})" for k, c in groups],
+                    color=[_COLORS.get(k, "#888888") for k, _ in groups],
+                    alpha=0.8,
+                    stacked=len(groups) > 1,
+                )
             for t in lines:
                 if t.sex_aware:
                     for sex, v in (("male", t.male), ("female", t.female)):
@@ -197,19 +211,19 @@ def value_plot(question: str, unit: str | None, values: dict[str, list[float]], 
 
 # ---- gathering ------------------------------------------------------------------------------
 
-_NON_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+def _histogram_plot(question: dict[str, Any], pages: NotePages, lines: list[Threshold]) -> dict[str, Any] | None:
+    """A numeric question's plot from the store's bin counts (SQL), or None when it has no converted value."""
+    found = pages.histogram(question["name"], by_sex=any(t.sex_aware for t in lines))
+    if found is None:
+        return None
+    edges, counts, left_out = found
+    svg = binned_plot(question["name"], question["unit"], edges, counts, lines, left_out)
+    return {"question": question["name"], "svg": svg, "n": sum(map(sum, counts.values())) + left_out}
 
 
-def _utf16(text: str, offset: int) -> int:
-    """A Python character offset as a JavaScript (UTF-16) string index."""
-    return offset + len(_NON_BMP.findall(text[:offset]))
-
-
-def _num(v: Any) -> float | None:
-    return None if v is None else round(float(v), 6)
-
-
-def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
+def _gather(store: Store, run_id: str | None, page_size: int) -> tuple[dict[str, Any], NotePages]:
+    """The report's figures over every note (SQL aggregates) and its notes, to be read page by page."""
     tables = store.columns()
     for needed in ("notes", "answers"):
         if needed not in tables:
@@ -228,19 +242,10 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         questions = store.questions_of(list(run_keys.values()))
     else:
         questions = [{"name": n, "kind": None, "unit": None, "text": None} for n in store.answered_questions()]
+    kinds = {q["name"]: q["kind"] for q in questions}
+    pages = NotePages(store, list(run_keys.values()), plan, kinds, page_size)
 
-    notes = store.note_texts()
-    answers = store.chosen_answers(list(run_keys.values()))
-    values = {(r["note_id"], r["question"]): r for r in store.rules_rows("answer_values")}
-    eligibility = {r["note_id"]: r for r in store.rules_rows("eligibility")}
-    criteria_rows = store.rules_rows("criteria")
-    attrition = store.rules_rows("attrition")
-
-    criteria: dict[int, dict[str, Any]] = {}
-    per_note_criteria: dict[str, list[list[Any]]] = {}
-    for r in criteria_rows:
-        criteria.setdefault(r["position"], {"position": r["position"], "label": r["label"], "type": r["type"]})
-        per_note_criteria.setdefault(r["note_id"], []).append([r["position"], r["status"], r["reason"]])
+    criteria = pages.criteria()
     if not criteria and plan is not None:
         criteria = {i: {"position": i, "label": c.label, "type": c.type} for i, c in enumerate(plan.criteria, 1)}
     # Each criterion as the .crit file writes it, and the questions it reads, beside its result per note.
@@ -252,103 +257,14 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
             if source["position"] in criteria:
                 criteria[source["position"]].update(source)
 
-    by_note: dict[str, list[dict[str, Any]]] = {}
-    quality = {q["name"]: {"question": q["name"], "answers": 0, "na": 0, "ungrounded": 0, "errors": 0} for q in questions}
-    for a in answers:
-        by_note.setdefault(a["note_id"], []).append(a)
-        qstat = quality.setdefault(a["question"], {"question": a["question"], "answers": 0, "na": 0, "ungrounded": 0, "errors": 0})
-        qstat["answers"] += 1
-        if a["error"] is not None:
-            qstat["errors"] += 1
-        elif a["na"]:
-            qstat["na"] += 1
-        elif not a["grounded"]:
-            qstat["ungrounded"] += 1
-
-    # Sex per note, as the rules read it: the notes' column, else the built-in question (1 = female).
-    note_sex: dict[str, str | None] = {}
-    for n in notes:
-        s = sex_of(None if n["sex"] is None else str(n["sex"]))
-        if s is None:
-            v = values.get((n["note_id"], "sex"), {}).get("converted")
-            s = None if v is None else "female" if v else "male"
-        note_sex[n["note_id"]] = s
-
-    kinds = {q["name"]: q["kind"] for q in questions}
-    note_data = []
-    for n in sorted(notes, key=lambda n: natural_key(n["note_id"])):  # mts-2 before mts-10
-        nid, text = n["note_id"], n["text"] or ""
-        ans = []
-        for a in sorted(by_note.get(nid, []), key=lambda a: a["question"]):
-            v = values.get((nid, a["question"]), {})
-            s0, s1 = a["span_start"], a["span_end"]
-            # Highlight only a verbatim quote backing a value: an NA answer's quote (often a stray
-            # "no" found inside some word) is no evidence, and the page says "not in the note" instead.
-            span_ok = (
-                s0 is not None and s1 is not None and 0 <= s0 < s1 <= len(text)
-                and not a["na"] and a["error"] is None
-            )
-            numeric = kinds.get(a["question"]) == "numeric" or bool(a.get("candidates"))
-            cands = candidates_of(a, text, plan) if numeric else []
-            # A number is marked by its own span ("1.4 mg/dL"), not by the sentence a model quoted.
-            shown = value_span(text, (s0, s1), a["value"], cands) if span_ok and numeric else (s0, s1)
-            ans.append(
-                {
-                    "q": a["question"],
-                    "k": kinds.get(a["question"]),
-                    "v": _num(a["value"]),
-                    "u": a["unit"],
-                    "c": _num(v.get("converted")),
-                    "why": v.get("reason"),
-                    "na": bool(a["na"]),
-                    "g": bool(a["grounded"]) and span_ok,
-                    "s": [_utf16(text, shown[0]), _utf16(text, shown[1])] if span_ok else None,
-                    # The answer's own span in Python characters: what exported labels cite (gold's offsets).
-                    "p": [s0, s1] if span_ok else None,
-                    "src": a["source"],
-                    "err": a["error"],
-                    "m": a.get("method"),  # gate / rules / model (stores before evidence-first: None)
-                    "r": a.get("reading"),
-                    # Every value found for a numeric question: [start, end] (UTF-16), value, unit, chosen.
-                    "cands": [[_utf16(text, c.span_start), _utf16(text, c.span_end), _num(c.value), c.unit,
-                               span_ok and c.span_start >= s0 and c.span_end <= s1 and _num(c.value) == _num(a["value"])]
-                              for c in cands if 0 <= c.span_start < c.span_end <= len(text)],
-                }
-            )
-        e = eligibility.get(nid, {})
-        note_date = n.get("note_date")
-        note_data.append(
-            {
-                "id": nid,
-                "title": n.get("title"),
-                "date": note_date.isoformat() if hasattr(note_date, "isoformat") else note_date,
-                "patient": n.get("patient_id"),
-                "sex": note_sex.get(nid),
-                "status": e.get("status"),
-                "deciding": list(e.get("deciding") or []),
-                "crit": per_note_criteria.get(nid, []),
-                "ans": ans,
-                "text": text,
-            }
-        )
-
-    # Distributions of converted numeric answers, with thresholds.
+    # Distributions of converted numeric answers, with thresholds: binned in SQL, drawn here.
     lines = thresholds(plan) if plan is not None else []
     plots = []
     for q in questions:
-        if q["kind"] != "numeric":
-            continue
-        qlines = [t for t in lines if t.question == q["name"]]
-        converted = [(nid, v["converted"]) for (nid, qn), v in values.items() if qn == q["name"] and v["converted"] is not None]
-        if not converted:
-            continue
-        if any(t.sex_aware for t in qlines):
-            groups: dict[str, list[float]] = {"male": [], "female": [], "unknown sex": []}
-            for nid, v in converted:
-                groups[note_sex.get(nid) or "unknown sex"].append(float(v))
-        else:
-            groups = {"any": [float(v) for _, v in converted]}
-        plots.append({"question": q["name"], "svg": value_plot(q["name"], q["unit"], groups, qlines), "n": len(converted)})
+        if q["kind"] == "numeric":
+            plot = _histogram_plot(q, pages, [t for t in lines if t.question == q["name"]])
+            if plot is not None:
+                plots.append(plot)
 
     # The rules' tables hold the latest evaluation only; say so when that is not this run's rules.
     rules_note = None
@@ -359,24 +275,24 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
             f"not from this run's rules ({run_fp})"
         )
 
-    patient_rows = store.rules_rows("patient_eligibility")
-    patients = timelines(store, patient_rows, plan)
-    patient_total = len(patient_rows)
     patient_counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
-    for r in patient_rows:
-        patient_counts[r["status"]] += 1
+    patients: list[Any] = []
+    if "patient_eligibility" in tables:
+        for status, n in store.con.execute("SELECT status, count(*) FROM patient_eligibility GROUP BY status").fetchall():
+            patient_counts[status] = int(n)
+        shown = store.con.execute("SELECT patient_id, status, deciding FROM patient_eligibility ORDER BY patient_id "
+                                  "LIMIT ?", [MAX_PATIENTS]).fetchall()
+        patients = timelines(store, [{"patient_id": p, "status": s, "deciding": d} for p, s, d in shown], plan)
+    patient_total = sum(patient_counts.values())
 
-    counts = {"eligible": 0, "ineligible": 0, "unknown": 0}
-    for e in eligibility.values():
-        counts[e["status"]] = counts.get(e["status"], 0) + 1
+    counts = pages.counts()
+    attrition = store.rules_rows("attrition")
     # The flow counts patients when the notes name them (the rules screen a patient over all their notes).
     if patient_total:
         flow_data = flow(store.rules_rows("patient_attrition"), patient_counts, "patients")
     else:
         flow_data = flow(attrition, counts, "notes")
-    # A question never asked (the built-in sex question when the corpus gives sex) has nothing to show.
-    quality_rows = sorted((r for r in quality.values() if r["answers"]), key=lambda r: (-(r["na"] + r["ungrounded"] + r["errors"]), r["question"]))
-    return {
+    data = {
         "run": _plain(run) if run else None,
         "parameters": _parameters(run),
         "evaluation": _plain(evaluation) if evaluation else None,
@@ -385,16 +301,19 @@ def _gather(store: Store, run_id: str | None) -> dict[str, Any]:
         "plan_note": plan_note,
         "rules_note": rules_note,
         "counts": counts,
-        "evaluated": bool(eligibility),
+        "evaluated": "eligibility" in tables and sum(counts.values()) > 0,
         "attrition": [_plain(r) for r in attrition],
         "flow": flow_data,
-        "quality": quality_rows,
+        # A question never asked (the built-in sex question when the corpus gives sex) has nothing to show.
+        "quality": pages.quality(),
         "plots": plots,
         "patients": patients,
         "patient_total": patient_total,
         "patient_counts": patient_counts,
-        "blob": {"run_id": str(run["run_id"]) if run else None, "questions": questions, "criteria": [criteria[k] for k in sorted(criteria)], "notes": note_data},
+        "blob": {"run_id": str(run["run_id"]) if run else None, "questions": questions,
+                 "criteria": [criteria[k] for k in sorted(criteria)]},
     }
+    return data, pages
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -428,42 +347,134 @@ def finite(data: Any) -> Any:
 def _script_json(data: Any) -> Markup:
     """JSON safe inside <script>: no `</script>`, `<!--` or HTML-significant characters survive raw, and
     no number JSON cannot hold (the serialiser refuses NaN and Infinity; `finite` has replaced them)."""
-    text = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    try:  # most data is finite: walking it all for the rare NaN costs more than the serialising
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return Markup(text)
 
 
-def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None = None) -> Path:
-    """Render the store at `db_path` (its latest run, or `run_id`) to one HTML file at `out_path`."""
+MARKER = "crit-report.json"  # in a report's folder: says crit wrote it, so crit may replace it
+
+
+def pages_folder(out: Path) -> Path:
+    """The folder of a report's further pages: report.html -> report_files, beside it."""
+    return out.with_name(out.stem + "_files")
+
+
+def _ours(folder: Path, complete: bool = True) -> bool:
+    """Whether `folder` is a report folder crit wrote: nothing but crit's files, and its marker (written
+    last, so a folder a killed report left half-written has none: `complete=False` accepts that)."""
+    try:
+        names = [p.name for p in folder.iterdir()]
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8")) if complete else {}
+    except (OSError, ValueError):
+        return False
+    return ((not complete or isinstance(marker, dict) and marker.get("format") == "crit-report-pages")
+            and all(n in (MARKER, "index.js") or re.fullmatch(r"page-\d{4,}\.js", n) for n in names))
+
+
+def _remove(folder: Path) -> None:
+    """Delete a report folder crit wrote (checked by `_ours` first): its files, then the folder."""
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+
+
+def _write_pages(pages: NotePages, folder: Path, report_name: str) -> list[dict[str, Any]]:
+    """Pages 2.. (a script each that calls the report's registered callback: a page opened from file:// may
+    load scripts but not fetch JSON) and every note's summary row (index.js), one page in memory at a time;
+    returns the first page, which the HTML holds."""
+    folder.mkdir()
+    first: list[dict[str, Any]] = []
+    with (folder / "index.js").open("w", encoding="utf-8") as index:
+        index.write("critReportIndex([")
+        for k in range(pages.pages):
+            notes = pages.page(k)
+            rows = [pages.index_row(n) for n in notes]
+            if rows:
+                index.write(("," if k else "") + str(_script_json(rows))[1:-1])
+            if k == 0:
+                first = notes
+            else:
+                (folder / f"page-{k + 1:04d}.js").write_text(f"critReportPage({k + 1},{_script_json(notes)});\n",
+                                                           encoding="utf-8")
+        index.write("]);\n")
+    # Last: a folder with its marker is complete.
+    (folder / MARKER).write_text(json.dumps({"format": "crit-report-pages", "report": report_name,
+                                             "notes": pages.total, "pages": pages.pages}) + "\n", encoding="utf-8")
+    return first
+
+
+def write_report(db_path: str | Path, out_path: str | Path, run_id: str | None = None,
+                 page_size: int = PAGE_SIZE) -> Path:
+    """Render the store at `db_path` (its latest run, or `run_id`) to an HTML file at `out_path`.
+
+    Notes that fit one page (`page_size`) make one self-contained file. More, and the file holds the figures
+    and the first page, and the folder `pages_folder(out)` beside it the other pages and every note's summary
+    row; that folder is replaced when crit wrote it, and refused when anything else is there."""
     db = Path(db_path)
     if not db.is_file():
         raise CritError(f"{db}: no such store (a DuckDB file written by `crit run`)")
     out = _checked_output(out_path, db)
-    store = Store.open(db, read_only=True)
-    try:
-        data = _gather(store, run_id)
-    except duckdb.Error as e:  # a view another tool added that reads a file, a damaged table: one line
-        raise CritError(f"cannot read the store '{db}' for the report: {str(e).splitlines()[0]}") from None
-    finally:
-        store.close()
-    env = Environment(loader=PackageLoader("crit.engine.report", "templates"), autoescape=True)
-    html = env.get_template("report.html.j2").render(
-        **{k: v for k, v in data.items() if k != "blob"},
-        blob=_script_json(data["blob"]),
-        db_name=db.name,
-        generated=datetime.now().astimezone().isoformat(timespec="seconds"),
-    )
+    folder = pages_folder(out)
     # Written beside and then moved into place: a failed write never leaves half a report.
     partial = out.with_name(out.name + ".partial")
+    partial_folder = folder.with_name(folder.name + ".partial")
+    if partial_folder.exists() and not _ours(partial_folder, complete=False):
+        raise CritError(f"'{partial_folder}' exists and is not crit's; the report writes its pages there first "
+                        "(move it, or choose another -o)")
+    store = Store.open(db, read_only=True)
     try:
+        data, pages = _gather(store, run_id, page_size)
+        paged = pages.pages > 1
+        stale = folder.exists() and _ours(folder)  # only crit's own folder is replaced or removed
+        if paged and folder.exists() and not stale:
+            raise CritError(f"'{folder}' exists and is not a crit report folder; the report's pages go there "
+                            "(move it, or choose another -o)")
         out.parent.mkdir(parents=True, exist_ok=True)
+        _discard(partial, partial_folder)  # what a killed report left
+        first = _write_pages(pages, partial_folder, out.name) if paged else pages.page(0)
+        env = Environment(loader=PackageLoader("crit.engine.report", "templates"), autoescape=True)
+        html = env.get_template("report.html.j2").render(
+            **{k: v for k, v in data.items() if k != "blob"},
+            blob=_script_json({**data["blob"], "notes": first, "total": pages.total,
+                               "page_size": page_size, "folder": folder.name if paged else None}),
+            folder=folder.name if paged else None,
+            total=pages.total,
+            page_count=pages.pages,
+            db_name=db.name,
+            generated=datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
         partial.write_text(html, encoding="utf-8")
+        if stale:  # an earlier report's pages: note text that the new report does not show, not kept beside it
+            _remove(folder)
+        if paged:
+            partial_folder.replace(folder)
         partial.replace(out)
+    except duckdb.Error as e:  # a view another tool added that reads a file, a damaged table: one line
+        _discard(partial, partial_folder)
+        raise CritError(f"cannot read the store '{db}' for the report: {str(e).splitlines()[0]}") from None
     except OSError as exc:
-        partial.unlink(missing_ok=True)  # it holds note text: never left behind
+        _discard(partial, partial_folder)
         raise CritError(f"cannot write the report to '{out_path}': {exc.strerror or exc}") from None
+    except BaseException:
+        _discard(partial, partial_folder)
+        raise
+    finally:
+        store.close()
     return out
+
+
+def _discard(partial: Path, partial_folder: Path) -> None:
+    """Remove what a failed report wrote: it holds note text, never left behind."""
+    partial.unlink(missing_ok=True)
+    if partial_folder.is_dir():
+        for p in partial_folder.iterdir():
+            p.unlink(missing_ok=True)
+        partial_folder.rmdir()
 
 
 def _checked_output(out_path: str | Path, db: Path) -> Path:
