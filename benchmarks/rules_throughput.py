@@ -32,17 +32,27 @@ CRIT = ROOT / "criteria" / "aristotle.crit"
 BASELINE = "d4781c2"  # main before issue 29 (batches of 4 notes, one scan a question, one process)
 
 
+def _shim(tree: Path, shim: Path) -> Path:
+    """A folder that imports `crit` from the checkout `tree`: crit/ holds links to the checkout's parts, laid
+    out as installed (a link to the checkout's root would not do: the editable install's finder would still
+    serve crit.engine from wherever crit is installed)."""
+    package = shim / "crit"
+    package.mkdir(parents=True, exist_ok=True)
+    parts = {"__init__.py": tree / "crit" / "__init__.py", "cli.py": tree / "crit" / "cli.py",
+             "grammar": tree / "grammar", "engine": tree / "engine", "trainer": tree / "trainer"}
+    for name, target in parts.items():
+        if not (package / name).is_symlink():
+            (package / name).symlink_to(target)
+    return shim
+
+
 def shim_for(rev: str, work: Path) -> Path:
-    """A folder whose `crit` is the repository at `rev`: put it first on PYTHONPATH to import that version."""
+    """A folder to put first on PYTHONPATH to import crit as it was at `rev` (checked out under `work`)."""
     tree = work / f"crit-{rev}"
     if not tree.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev], check=True,
                        capture_output=True)
-    shim = work / f"shim-{rev}"
-    shim.mkdir(exist_ok=True)
-    if not (shim / "crit").exists():
-        (shim / "crit").symlink_to(tree)
-    return shim
+    return _shim(tree, work / f"shim-{rev}")
 
 
 # Runs `crit` in this child and prints its own peak RSS and its children's (the largest worker process).
@@ -56,7 +66,9 @@ try:
 except SystemExit as e:
     code = e.code or 0
 own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-print("RUSAGE", json.dumps({"main_mb": own.ru_maxrss / 1024, "worker_mb": workers.ru_maxrss / 1024}))
+import crit.engine
+print("RUSAGE", json.dumps({"main_mb": own.ru_maxrss / 1024, "worker_mb": workers.ru_maxrss / 1024,
+                            "code": crit.engine.__file__}))
 sys.exit(code)
 """
 
@@ -69,23 +81,24 @@ def screen(shim: Path, notes: Path, db: Path, extra: list[str]) -> dict[str, flo
                *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(shim)}, capture_output=True, text=True)
+    # Run from the shim's folder: from the checkout, `python -c` would import its crit/ ahead of the shim's.
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(shim)}, capture_output=True, text=True,
+                          cwd=shim)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"crit run failed ({' '.join(extra)}):\n{done.stderr[-2000:]}")
     usage = json.loads(done.stdout.rsplit("RUSAGE ", 1)[1])
+    code = usage.pop("code")
+    if not code.startswith(str(shim)):
+        raise SystemExit(f"the child imported crit from {code}, not from {shim}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {"seconds": seconds, "cpu_s": cpu, **usage}
 
 
 def current_shim(work: Path) -> Path:
-    """A folder whose `crit` is this checkout (the code as it is now, committed or not)."""
-    shim = work / "shim-current"
-    shim.mkdir(exist_ok=True)
-    if not (shim / "crit").exists():
-        (shim / "crit").symlink_to(ROOT)
-    return shim
+    """A folder to put first on PYTHONPATH to import crit from this checkout, as it is now."""
+    return _shim(ROOT, work / "shim-current")
 
 
 def same_results(a: Path, b: Path) -> str:
