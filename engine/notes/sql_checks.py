@@ -80,7 +80,7 @@ def checked_rows(reader: NoteReader) -> tuple[str, list[Any]] | None:
                 ok = f"(({j} IS NULL OR {j} IN {_TEXT_OR_WHOLE}) AND {ok})"
         checks.append(ok)
     sexes = ", ".join(literal(s) for s in (*MALE, *FEMALE))
-    has_sex = f"lower({strip(ident('a_sex'))}) IN ({sexes})" if "sex" in attrs else "false"
+    has_sex = f"coalesce(lower({strip(ident('a_sex'))}) IN ({sexes}), false)" if "sex" in attrs else "false"
     patient = f"nullif({strip(ident('a_patient_id'))}, '')" if "patient_id" in attrs else "NULL"
     dated = f"NOT {blank(ident('a_note_date'))}" if "note_date" in attrs else "false"
     row = "row_hint" if numbered else "row_number() OVER ()"
