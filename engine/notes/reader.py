@@ -341,7 +341,7 @@ class NoteReader:
     def _params(self) -> list[Any]:
         return [] if self._kind in ("duckdb", "folder", "csv", "jsonl", "fhir", "memory") else [self.source]
 
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run SQL on the reader's connection (the source, and a store attached as crit_store); all rows."""
         try:
             return self._con.execute(sql, params or []).fetchall()
@@ -422,8 +422,8 @@ class NoteReader:
             + f" FROM {self._from}"
         )
 
-    def sql_source(self) -> tuple[str, list[Any], bool] | None:
-        """(SELECT, parameters, numbered) giving each source record as SQL, in source order, for counting without a
+    def sql_source(self) -> tuple[str, dict[str, Any], bool] | None:
+        """(SELECT, named parameters, numbered) giving each source record as SQL, in source order, for counting without a
         Python object per row (the dry run: crit.engine.notes.sql_checks); None where only Python reads the source
         exactly (CSV, folders, n2c2, FHIR, and JSONL that starts with a byte-order mark).
 
@@ -432,11 +432,13 @@ class NoteReader:
         JSON type of each attribute (the type checks of _attributes)."""
         if self._kind in ("parquet", "duckdb", "memory", "json"):
             row, id_sql, raw_text, problem, attributes = self._select_parts()
+            # The source's one `?` named, so that a caller can add named parameters of its own (_from is
+            # crit's SQL: a table function, or a table name checked by _TABLE_NAME).
             return (
                 f"SELECT {row} AS row_hint, {id_sql} AS note_id, {raw_text} AS text, {problem} AS problem"
                 + "".join(f", {sql} AS {ident('a_' + n)}" for sql, n in zip(attributes, self.attribute_columns))
-                + f" FROM {self._from}",
-                self._params(),
+                + f" FROM {self._from.replace('?', '$source')}",
+                {"source": self.source} if self._params() else {},
                 row != "NULL",
             )
         if self._kind != "jsonl" or self._starts_with_bom():
@@ -456,9 +458,9 @@ class NoteReader:
             f"SELECT NULL AS row_hint, json ->> {id_path} AS note_id, json ->> {text_path} AS text, {problem} AS problem"
             + "".join(f", json ->> {p} AS {ident('a_' + n)}" for p, n in zip(paths, self.attribute_columns))
             + "".join(f", json_type(json, {p}) AS {ident('j_' + n)}" for p, n in zip(paths, self.attribute_columns))
-            + " FROM read_json_objects(?, format='newline_delimited', ignore_errors=true, "
+            + " FROM read_json_objects($source, format='newline_delimited', ignore_errors=true, "
             "maximum_object_size=1073741824)",
-            [self.source],
+            {"source": self.source},
             False,
         )
 

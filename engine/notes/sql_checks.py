@@ -24,8 +24,9 @@ from crit.engine.notes.columns import FEMALE, MALE
 from crit.engine.notes.reader import NoteReader
 from crit.engine.sql import ident, literal
 
-# Every character Python's str.strip() removes: SQL's trim() removes only spaces.
-WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+# Every character Python's str.strip() removes (str.isspace; tests/test_dry_run_sql.py checks the list): SQL's
+# trim() removes only spaces.
+WHITESPACE = "\x09\x0a\x0b\x0c\x0d\x1c\x1d\x1e\x1f\x20\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _BLANK_RE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE) + "]*"
 # parse_date's _ISO_DATE in RE2 (ASCII digits, as re.ASCII makes \d there).
 _ISO_RE = (r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -55,11 +56,12 @@ def _date_ok(value: str) -> str:
             "ELSE false END)")
 
 
-def checked_rows(reader: NoteReader) -> tuple[str, list[Any]] | None:
-    """(SELECT, parameters) with one row per source record: `row` (its 1-based number), note_id, text (uncut,
+def checked_rows(reader: NoteReader) -> tuple[str, dict[str, Any]] | None:
+    """(SELECT, named parameters) with one row per source record: `row` (its 1-based number), note_id, text (uncut,
     for hashing), id_ok (no problem, an id: a duplicate check is still due), rest_ok (text and attributes
     usable), has_sex (the corpus gives the sex, as run.to_ask reads it), patient, dated, and what the reader
-    needs to word a bad row (text_length, text_blank, problem, a_* and j_*). None where the source is read
+    needs to word a bad row: text_length (in characters, only where that may be over max_chars, else NULL),
+    text_blank, problem, a_* and j_*. None where the source is read
     only by Python (NoteReader.sql_source)."""
     source = reader.sql_source()
     if source is None:
@@ -85,12 +87,15 @@ def checked_rows(reader: NoteReader) -> tuple[str, list[Any]] | None:
     dated = f"NOT {blank(ident('a_note_date'))}" if "note_date" in attrs else "false"
     row = "row_hint" if numbered else "row_number() OVER ()"
     raw = "".join(f", {ident('a_' + n)}" for n in attrs) + "".join(f", {ident('j_' + n)}" for n in attrs if typed)
-    # The text's length and blankness are worked out once, in the inner SELECT (a note is kilobytes).
-    measured = f"SELECT *, length(text) AS text_length, {blank('text')} AS text_blank FROM ({sql})"
+    # The text is looked at once, in the inner SELECT (a note is kilobytes): its length in characters only where
+    # its length in bytes (known without reading it) is over the limit, and whether it is blank.
+    limit = int(reader.max_chars)
+    measured = (f"SELECT *, CASE WHEN strlen(text) <= {limit} THEN NULL ELSE length(text) END AS long_length, "
+                f"{blank('text')} AS text_blank FROM ({sql})")
     return (
-        f"SELECT {row} AS row, note_id, text, text_length, text_blank, problem, "
+        f"SELECT {row} AS row, note_id, text, long_length AS text_length, text_blank, problem, "
         f"problem IS NULL AND NOT {blank('note_id')} AS id_ok, "
-        f"coalesce(text_length <= {int(reader.max_chars)}, false) AND NOT text_blank"
+        f"coalesce(long_length, 0) <= {limit} AND NOT text_blank"
         + "".join(f" AND {c}" for c in checks) + " AS rest_ok, "
         f"{has_sex} AS has_sex, {patient} AS patient, {dated} AS dated{raw} FROM ({measured})",
         params,
