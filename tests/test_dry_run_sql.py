@@ -3,6 +3,7 @@ then does, and what reading every note through the reader finds, for JSONL, Parq
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def _rows(changed: bool = False, duplicate: bool = True) -> list[dict]:
 def _write(path: Path, rows: list[dict]) -> Path:
     if path.suffix == ".parquet":
         pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".duckdb":
+        import duckdb
+
+        table = pa.Table.from_pylist(rows)
+        with duckdb.connect(str(path)) as con:
+            con.register("rows", table)
+            con.execute("CREATE TABLE notes AS SELECT * FROM rows")
+    elif path.suffix == ".csv":  # read note by note (the reader's own CSV parser), not in SQL
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     else:  # JSONL, with the kinds of bad line only JSON has
         lines = [json.dumps(r) for r in rows]
         lines.insert(5, "{not json")
@@ -67,7 +80,7 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
 def test_the_dry_runs_counts_are_what_the_run_then_does(tmp_path: Path, suffix: str) -> None:
     plan = crit.load(FORMS)
     db = tmp_path / "store.duckdb"
@@ -92,7 +105,7 @@ def test_the_dry_runs_counts_are_what_the_run_then_does(tmp_path: Path, suffix: 
 
 
 @pytest.mark.parametrize("duplicate", [True, False])
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", "memory"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", "memory", ".duckdb"])
 def test_sql_counts_equal_reading_every_note(tmp_path: Path, suffix: str, duplicate: bool) -> None:
     """Every count, with and without a store and a shard, equals the note-by-note count of the reader."""
     plan = crit.load(FORMS)
@@ -100,6 +113,8 @@ def test_sql_counts_equal_reading_every_note(tmp_path: Path, suffix: str, duplic
     sex_key = answer_keys(plan, _rules())["sex"]
     rows = _rows(changed=True, duplicate=duplicate)
     source: object = rows if suffix == "memory" else _write(tmp_path / f"n{suffix}", rows)
+    if suffix == ".duckdb":  # a table in a DuckDB file: the store is attached before it locks the configuration
+        source = f"{source}:notes"
     db = tmp_path / "store.duckdb"
     crit.run(plan, _write(tmp_path / "v1.parquet", _rows()), db=db, backend="rules", limit=5, progress=False)
     for store in (None, _store_path(db)):
@@ -110,6 +125,17 @@ def test_sql_counts_equal_reading_every_note(tmp_path: Path, suffix: str, duplic
             assert in_sql is not None
             assert in_sql == by_reading, (store, shard)
             assert in_sql.notes > 0 and in_sql.bad_row_count >= len(BAD) - (not duplicate)
+
+
+def test_jsonl_with_a_byte_order_mark_is_read_note_by_note(tmp_path: Path) -> None:
+    """DuckDB reads a first line that starts with a BOM as no JSON; Python drops the mark: the dry run then
+    reads the notes as a run does, and counts the first row as the note it is."""
+    path = tmp_path / "bom.jsonl"
+    path.write_text("\ufeff" + "\n".join(json.dumps(r) for r in GOOD[:3]) + "\n", encoding="utf-8")
+    with NoteReader(path) as reader:
+        assert reader.sql_source() is None
+    report = crit.dry_run(crit.load(FORMS), path, backend="rules")
+    assert (report.rows, report.notes, report.bad_row_count) == (3, 3, 0)
 
 
 def test_many_bad_rows_are_counted_and_only_the_first_shown(tmp_path: Path) -> None:
