@@ -165,8 +165,9 @@ def _count_in_sql(reader: NoteReader, keys: list[str], has_store: bool, shard: S
     A pass over the ids tells whether any id repeats; where none does (and the notes name no patients), one
     pass over the text counts everything. Otherwise the rows (ids, no text) are kept in a temporary table,
     to mark which row of an id is the duplicate (the first usable one is not) and to count the patients."""
+    checked_source = reader.sql_source()
     checked = checked_rows(reader)
-    if checked is None:
+    if checked is None or checked_source is None:
         return None
     sql, params = checked
     if reader.kind == "parquet":
@@ -194,12 +195,12 @@ def _count_in_sql(reader: NoteReader, keys: list[str], has_store: bool, shard: S
     named = params | {"sex": sex_key, "keys": keys, "k": len(keys)}
     # A DISTINCT count over the pass that reads the text makes DuckDB hold far more of it, and run slower:
     # patients are counted over the rows kept without their text.
-    patients = "patient_id" in reader.attribute_columns
+    names_patients = "patient_id" in reader.attribute_columns
     shown_row = ("{'row': row, 'note_id': note_id, 'text_length': text_length, 'text_blank': text_blank, "
                  "'problem': problem, 'duplicate': duplicate" + "".join(f", {ident(c)}: {ident(c)}" for c in raw) + "}")
     counts = (
         f"count(*) FILTER (good AND {_shard_sql(shard)}), "
-        + (f"count(DISTINCT patient) FILTER (good AND {_shard_sql(shard)}), " if patients else "0, ") +
+        + (f"count(DISTINCT patient) FILTER (good AND {_shard_sql(shard)}), " if names_patients else "0, ") +
         f"count(*) FILTER (good AND {_shard_sql(shard)} AND dated), "
         f"coalesce(sum(cached) FILTER (good AND {_shard_sql(shard)}), 0), "
         f"count(*) FILTER (good AND {_shard_sql(shard)} AND skipped), "
@@ -209,10 +210,10 @@ def _count_in_sql(reader: NoteReader, keys: list[str], has_store: bool, shard: S
     # First pass, over the ids alone (DuckDB reads no text for it): does any id repeat? 128-bit hashes of the
     # ids: as many distinct hashes as ids, no id repeats; fewer, some does (or two hashes collide: the second
     # way is exact either way). Kept apart from the pass over the text, so the two never hold memory at once.
-    source, source_params, _ = reader.sql_source() or ("", {}, False)
+    source, source_params, _ = checked_source
     ((repeats,),) = _query(
         reader, f"SELECT count(note_id) - count(DISTINCT md5_number(note_id)) FROM ({source})", source_params)
-    if repeats or patients:
+    if repeats or names_patients:
         found = _count_with_duplicates(reader, per_row, counts, named)
     else:  # every usable row is good: one pass over the text
         ((*found,),) = _query(reader, f"SELECT {counts} FROM (SELECT *, usable AS good, false AS duplicate "
