@@ -5,16 +5,20 @@ written to Parquet under /tmp (never in git). Each measurement runs in its own
 subprocess so its peak RSS (ru_maxrss of that child) is its own:
 - crit: crit.engine.dryrun.dry_run over the whole file with the ARISTOTLE questions,
   against an answer store holding answers for the first 1,000 notes;
+- old (with --old TREE): the same dry run by another checkout of crit (e.g. main before the dry run
+  counted in SQL: `git worktree add --detach /tmp/dryrun-old d4781c2`), in the same run;
 - naive: pandas.read_parquet of the whole file, then a Python loop checking each row
   (id present and unique, text non-empty) - what one writes without a streaming reader.
+Each crit child imports its own tree (a small package shim under --out), never the installed crit.
 
-Usage: python benchmarks/dry_run_1m.py [--notes 1000000] [--out /tmp/crit-bench]
+Usage: python benchmarks/dry_run_1m.py [--notes 1000000] [--out /tmp/crit-bench] [--old /tmp/dryrun-old]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -84,7 +88,9 @@ def child_crit(corpus: str, db: str) -> dict:
 
     t0 = time.perf_counter()
     report = dry_run(corpus, _keys(), db)
-    return {"seconds": time.perf_counter() - t0, "notes": report.notes, "bad_rows": len(report.bad_rows),
+    # bad_row_count: every bad row (an older crit listed them all in bad_rows)
+    bad = getattr(report, "bad_row_count", len(report.bad_rows))
+    return {"seconds": time.perf_counter() - t0, "notes": report.notes, "bad_rows": bad,
             "pairs_left": report.pairs_left, "pairs_cached": report.pairs_cached}
 
 
@@ -102,21 +108,44 @@ def child_naive(corpus: str) -> dict:
     return {"seconds": time.perf_counter() - t0, "notes": len(df) - bad, "bad_rows": bad}
 
 
-def measure(kind: str, *args: str) -> dict:
-    """Run one measurement in a fresh interpreter; add its peak RSS."""
-    out = subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True, capture_output=True, text=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+def shim(tree: Path, out: Path) -> Path:
+    """A folder holding a `crit` package made of `tree`'s folders (the layout pyproject.toml maps), to put on
+    PYTHONPATH so a child imports that checkout of crit, whatever is installed."""
+    folder = out / f"shim-{tree.resolve().as_posix().strip('/').replace('/', '-')}"
+    package = folder / "crit"
+    package.mkdir(parents=True, exist_ok=True)
+    for name, target in (("__init__.py", tree / "crit" / "__init__.py"), ("cli.py", tree / "crit" / "cli.py"),
+                         ("grammar", tree / "grammar"), ("engine", tree / "engine"), ("trainer", tree / "trainer")):
+        link = package / name
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
+    return folder
+
+
+def measure(kind: str, *args: str, tree: Path | None = None, out: Path | None = None) -> dict:
+    """Run one measurement in a fresh interpreter (importing crit from `tree`, if given); add its peak RSS."""
+    env = dict(os.environ)
+    if tree is not None and out is not None:
+        env["PYTHONPATH"] = str(shim(tree, out))
+    done = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True,
+                          env=env, cwd=out)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--notes", type=int, default=1_000_000)
     ap.add_argument("--out", default="/tmp/crit-bench")
+    ap.add_argument("--old", type=Path, help="another checkout of crit to measure in the same run (e.g. main)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         kind, *args = a.child
+        if kind == "store":
+            write_store(Path(args[0]), Path(args[1]), answered=1000)
+            return
         result = child_crit(*args) if kind == "crit" else child_naive(*args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         print(json.dumps(result))
@@ -132,12 +161,24 @@ def main() -> None:
         print(f"wrote {corpus} ({corpus.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
     if db.exists():
         db.unlink()
-    write_store(db, corpus, answered=1000)
-    crit = measure("crit", str(corpus), str(db))
-    naive = measure("naive", str(corpus))
+    with_tree = {"tree": ROOT, "out": out}
+    # The store is written by this checkout; an older one reads it as well (same schema).
+    subprocess.run([sys.executable, __file__, "--child", "store", str(db), str(corpus)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(shim(ROOT, out))}, cwd=out)
+    crit = measure("crit", str(corpus), str(db), **with_tree)
+    old = measure("crit", str(corpus), str(db), tree=a.old, out=out) if a.old else None
+    naive = measure("naive", str(corpus), out=out)
     print(f"corpus: {a.notes:,} notes, {corpus.stat().st_size / 1e6:.0f} MB Parquet")
     print(f"crit --dry-run: {crit['seconds']:.1f} s, peak RSS {crit['peak_rss_mb']:.0f} MB "
-          f"({crit['notes']:,} notes, {crit['pairs_cached']:,} pairs cached, {crit['pairs_left']:,} left)")
+          f"({crit['notes']:,} notes, {crit['bad_rows']:,} bad rows, {crit['pairs_cached']:,} pairs cached, "
+          f"{crit['pairs_left']:,} left)")
+    if old is not None:
+        print(f"old crit --dry-run ({a.old}): {old['seconds']:.1f} s, peak RSS {old['peak_rss_mb']:.0f} MB "
+              f"({old['notes']:,} notes, {old['bad_rows']:,} bad rows, {old['pairs_cached']:,} pairs cached, "
+              f"{old['pairs_left']:,} left)")
+        same = all(old[k] == crit[k] for k in ("notes", "bad_rows", "pairs_cached", "pairs_left"))
+        print(f"ratio old/crit: time {old['seconds'] / crit['seconds']:.2f}x, memory "
+              f"{old['peak_rss_mb'] / crit['peak_rss_mb']:.2f}x; counts {'equal' if same else 'DIFFER'}")
     print(f"naive (pandas whole file + Python loop): {naive['seconds']:.1f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
     print(f"ratio naive/crit: time {naive['seconds'] / crit['seconds']:.2f}x, memory {naive['peak_rss_mb'] / crit['peak_rss_mb']:.2f}x")
 

@@ -102,7 +102,10 @@ def dry_run(plan: Plan | str | Path, notes: Any, *, db: str | Path | None = None
     factory = factory_for(backend, **options)
     keys = answer_keys(plan, factory, gate=gate, policy=policy, trust=_trust(factory, trust),  # type: ignore[arg-type]
                        infer=infer)
-    return check_corpus(notes, keys, db, shard=parse_shard(shard) if shard else None, columns=columns)
+    # run.to_ask skips the built-in sex question where the notes give the sex (a plan that needs it)
+    sex_key = keys.get("sex") if plan.needs_sex else None
+    return check_corpus(notes, keys, db, shard=parse_shard(shard) if shard else None, columns=columns,
+                        sex_key=sex_key)
 
 
 def _trust(factory: Any, choice: str | Path | None) -> Any:

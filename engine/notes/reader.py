@@ -163,6 +163,7 @@ class NoteReader:
         columns: NoteColumns | None = None,
         *,
         max_chars: int = MAX_CHARS,
+        attach_store: str | Path | None = None,
     ):
         named = columns or NoteColumns()
         self.max_chars = max_chars
@@ -170,6 +171,13 @@ class NoteReader:
         self._con = duckdb.connect(config=OFFLINE)  # in memory; only reads the source
         # A note stream stays open for a whole run, and DuckDB would draw its own progress bar over crit's.
         self._con.execute("SET enable_progress_bar = false")
+        if attach_store is not None:
+            # Before the source: a DuckDB notes table locks the configuration, and ATTACH is then refused.
+            # The dry run reads the store from here, so notes and answers meet in one query.
+            try:
+                self._con.execute("ATTACH ? AS crit_store (READ_ONLY)", [str(attach_store)])
+            except duckdb.Error as e:
+                raise CritError(f"cannot open store '{attach_store}': {str(e).splitlines()[0]}") from None
         self._folder_files: list[Path] = []
         if in_memory.is_in_memory(source):  # a notebook's notes: read like a Parquet file, from memory
             table = in_memory.note_table(source)
@@ -222,6 +230,11 @@ class NoteReader:
             )
         if self._kind in ("parquet", "duckdb", "memory"):
             self._check_types()
+
+    @property
+    def kind(self) -> str:
+        """How the source is read: parquet, duckdb, memory, json, jsonl, csv, folder, n2c2 or fhir."""
+        return self._kind
 
     def _check_types(self) -> None:
         """A typed source (Parquet, a DuckDB table) must hold text in its text column and text or whole
@@ -333,6 +346,13 @@ class NoteReader:
     def _params(self) -> list[Any]:
         return [] if self._kind in ("duckdb", "folder", "csv", "jsonl", "fhir", "memory") else [self.source]
 
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run SQL on the reader's connection (the source, and a store attached as crit_store); all rows."""
+        try:
+            return self._con.execute(sql, params or []).fetchall()
+        except duckdb.Error as e:
+            raise CritError(f"cannot read notes from '{self.source}': {str(e).splitlines()[0]}") from None
+
     def _run(self, sql: str) -> duckdb.DuckDBPyConnection:
         try:
             return self._con.execute(sql, self._params())
@@ -371,9 +391,9 @@ class NoteReader:
         rel = self._run(f"DESCRIBE SELECT * FROM {self._from}").fetchall()
         return [r[0] for r in rel if r[0] not in ("file_row_number", in_memory.ROW_COLUMN)]
 
-    def _select(self) -> str:
-        """SELECT giving (row_hint, id, text, text_length, problem, a_<attribute>...) per source row, text NULL
-        when too long."""
+    def _select_parts(self) -> tuple[str, str, str, str, list[str]]:
+        """(row hint, note id, raw text, problem, attribute values) as SQL over the source, each VARCHAR but the
+        row hint; the text is not yet cut at `max_chars`."""
         assert self.id_column and self.text_column
         if self._kind == "json":
             id_path, text_path = literal(_json_path(self.id_column)), literal(_json_path(self.text_column))
@@ -393,6 +413,12 @@ class NoteReader:
             attributes = [f"CAST({ident(c)} AS VARCHAR)" for c in self.attribute_columns.values()]
             problem = "NULL"
         row = {"parquet": "file_row_number + 1", "memory": ident(in_memory.ROW_COLUMN)}.get(self._kind, "NULL")
+        return row, id_sql, raw_text, problem, attributes
+
+    def _select(self) -> str:
+        """SELECT giving (row_hint, id, text, text_length, problem, a_<attribute>...) per source row, text NULL
+        when too long."""
+        row, id_sql, raw_text, problem, attributes = self._select_parts()
         return (
             f"SELECT {row} AS row_hint, {id_sql} AS note_id, "
             f"CASE WHEN length({raw_text}) <= {int(self.max_chars)} THEN {raw_text} END AS text, "
@@ -400,6 +426,72 @@ class NoteReader:
             + "".join(f", {sql} AS {ident('a_' + name)}" for sql, name in zip(attributes, self.attribute_columns))
             + f" FROM {self._from}"
         )
+
+    def sql_source(self) -> tuple[str, dict[str, Any], bool] | None:
+        """(SELECT, named parameters, numbered) giving each source record as SQL, in source order, for counting without a
+        Python object per row (the dry run: crit.engine.notes.sql_checks); None where only Python reads the source
+        exactly (CSV, folders, n2c2, FHIR, and JSONL that starts with a byte-order mark).
+
+        Columns: row_hint (the row number where `numbered`, else NULL: number the records in order), note_id, text (uncut), problem
+        (NULL, or why the record is no note), a_<attribute> (VARCHAR) and, for JSONL only, j_<attribute>: the
+        JSON type of each attribute (the type checks of _attributes)."""
+        if self._kind in ("parquet", "duckdb", "memory", "json"):
+            row, id_sql, raw_text, problem, attributes = self._select_parts()
+            # The source's one `?` named, so that a caller can add named parameters of its own (_from is
+            # crit's SQL: a table function, or a table name checked by _TABLE_NAME).
+            return (
+                f"SELECT {row} AS row_hint, {id_sql} AS note_id, {raw_text} AS text, {problem} AS problem"
+                + "".join(f", {sql} AS {ident('a_' + n)}" for sql, n in zip(attributes, self.attribute_columns))
+                + f" FROM {self._from.replace('?', '$source')}",
+                {"source": self.source} if self._params() else {},
+                row != "NULL",
+            )
+        if self._kind != "jsonl" or self._starts_with_bom():
+            return None  # DuckDB reads a first line with a BOM as not JSON; Python drops the mark
+        assert self.id_column and self.text_column
+        id_path, text_path = literal(_json_path(self.id_column)), literal(_json_path(self.text_column))
+        paths = [literal(_json_path(c)) for c in self.attribute_columns.values()]
+        # _jsonl_rows' checks: a record is an object, its id text or a whole number (never true/false), its
+        # text a string. DuckDB gives NULL for a line that is not JSON or not UTF-8; it skips blank lines.
+        problem = (
+            "CASE WHEN json IS NULL THEN 'not valid JSON or not UTF-8' "
+            "WHEN json_type(json) <> 'OBJECT' THEN 'not an object' "
+            f"WHEN json_type(json, {id_path}) NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'NULL') THEN 'note id type' "
+            f"WHEN json_type(json, {text_path}) NOT IN ('VARCHAR', 'NULL') THEN 'note text type' END"
+        )
+        return (
+            f"SELECT NULL AS row_hint, json ->> {id_path} AS note_id, json ->> {text_path} AS text, {problem} AS problem"
+            + "".join(f", json ->> {p} AS {ident('a_' + n)}" for p, n in zip(paths, self.attribute_columns))
+            + "".join(f", json_type(json, {p}) AS {ident('j_' + n)}" for p, n in zip(paths, self.attribute_columns))
+            + " FROM read_json_objects($source, format='newline_delimited', ignore_errors=true, "
+            "maximum_object_size=1073741824)",
+            {"source": self.source},
+            False,
+        )
+
+    def _starts_with_bom(self) -> bool:
+        with self._open_text(newline="\n") as f:
+            return f.read(1) == "\ufeff"
+
+    def reason(self, note_id: str | None, text: str | None, length: int | None, problem: str | None,
+               raw: dict[str, Any], duplicate: bool) -> str | None:
+        """Why one record is a bad row (None: it is a good note), as batches() says it; `duplicate`: an
+        earlier good row has this id. For the dry run, which finds the bad rows in SQL and words only those
+        it shows."""
+        reason = self._problem(note_id, text, length, problem, {note_id} if duplicate and note_id else set())
+        return reason if reason is not None else self._attributes(raw)[1]
+
+    def jsonl_rows_at(self, records: set[int]) -> dict[int, _Row]:
+        """The rows of these record numbers of a JSONL source, read as batches() reads them; only those lines are
+        parsed, and reading stops after the last."""
+        found: dict[int, _Row] = {}
+        last = max(records, default=0)
+        for record, (line_no, line) in enumerate(self._jsonl_lines(), 1):
+            if record > last:
+                break
+            if record in records:
+                found[record] = self._jsonl_row(record, line_no, *self._jsonl_parse(line))
+        return found
 
     @contextlib.contextmanager
     def _open_text(self, newline: str) -> Iterator[Any]:
@@ -451,52 +543,57 @@ class NoteReader:
                     yield first_line, fields, None
                 first_line = reader.line_num + 1
 
-    def _jsonl_records(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-        """(line, object or None, problem) per non-blank line of a JSONL file: a UTF-8 byte-order mark is
-        dropped, a line that is not UTF-8, not JSON or not an object is one bad row."""
-        import json
-
+    def _jsonl_lines(self) -> Iterator[tuple[int, str]]:
+        """(line number, line) per non-blank line of a JSONL file, a UTF-8 byte-order mark dropped."""
         with self._open_text(newline="\n") as f:
             for line_no, line in enumerate(f, 1):
                 if line_no == 1:
                     line = line.removeprefix("\ufeff")
-                if not line.strip():
-                    continue
-                if _has_surrogate(line):
-                    yield line_no, None, "not UTF-8"
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    yield line_no, None, "not valid JSON"
-                    continue
-                except RecursionError:  # "[[[[..." a hundred thousand deep: one bad line, not a dead run
-                    yield line_no, None, "JSON nested too deeply"
-                    continue
-                if not isinstance(obj, dict):
-                    yield line_no, None, f"a JSON {type(obj).__name__}, not an object"
-                    continue
-                yield line_no, obj, None
+                if line.strip():
+                    yield line_no, line
+
+    @staticmethod
+    def _jsonl_parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(object, None) for one JSONL line, or (None, problem): not UTF-8, not JSON, not an object."""
+        import json
+
+        if _has_surrogate(line):
+            return None, "not UTF-8"
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None, "not valid JSON"
+        except RecursionError:  # "[[[[..." a hundred thousand deep: one bad line, not a dead run
+            return None, "JSON nested too deeply"
+        if not isinstance(obj, dict):
+            return None, f"a JSON {type(obj).__name__}, not an object"
+        return obj, None
+
+    def _jsonl_records(self) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+        """(line, object or None, problem) per non-blank line of a JSONL file: a UTF-8 byte-order mark is
+        dropped, a line that is not UTF-8, not JSON or not an object is one bad row."""
+        for line_no, line in self._jsonl_lines():
+            yield line_no, *self._jsonl_parse(line)
 
     def _jsonl_rows(self) -> Iterator[_Row]:
-        assert self.id_column and self.text_column
         for record, (line, obj, problem) in enumerate(self._jsonl_records(), 1):
-            where = f"row {record}" if record == line else f"row {record} (line {line})"
-            if obj is None:
-                yield record, None, None, None, {}, problem, where
-                continue
-            note_id, text = obj.get(self.id_column), obj.get(self.text_column)
-            attributes = {name: obj.get(column) for name, column in self.attribute_columns.items()}
-            if isinstance(note_id, bool) or not isinstance(note_id, (str, int, type(None))):
-                yield record, None, None, None, {}, f"note id is a {_json_kind(note_id)}, not text or a whole number", where
-                continue
-            if not isinstance(text, (str, type(None))):
-                yield record, str(note_id), None, None, {}, f"note text is a {_json_kind(text)}, not text", where
-                continue
-            length = len(text) if text is not None else None
-            yield (record, None if note_id is None else str(note_id),
-                   text if length is not None and length <= self.max_chars else None, length,
-                   attributes, None, where)
+            yield self._jsonl_row(record, line, obj, problem)
+
+    def _jsonl_row(self, record: int, line: int, obj: dict[str, Any] | None, problem: str | None) -> _Row:
+        assert self.id_column and self.text_column
+        where = f"row {record}" if record == line else f"row {record} (line {line})"
+        if obj is None:
+            return record, None, None, None, {}, problem, where
+        note_id, text = obj.get(self.id_column), obj.get(self.text_column)
+        attributes = {name: obj.get(column) for name, column in self.attribute_columns.items()}
+        if isinstance(note_id, bool) or not isinstance(note_id, (str, int, type(None))):
+            return record, None, None, None, {}, f"note id is a {_json_kind(note_id)}, not text or a whole number", where
+        if not isinstance(text, (str, type(None))):
+            return record, str(note_id), None, None, {}, f"note text is a {_json_kind(text)}, not text", where
+        length = len(text) if text is not None else None
+        return (record, None if note_id is None else str(note_id),
+                text if length is not None and length <= self.max_chars else None, length,
+                attributes, None, where)
 
     def _csv_rows(self) -> Iterator[_Row]:
         columns: list[str] | None = None
