@@ -240,10 +240,11 @@ def run(
 
     with _sigterm_interrupts() as terminated:
         try:
+            held = store.stored_answers(keys.values())
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
             for batch in reader.batches(piece_notes, limit, keep=shard.holds if shard is not None else None):
-                changed = store.changed_notes(batch)
-                stored = store.missing([n.note_id for n in batch if n.note_id not in changed], keys.values())
+                changed = held.changed(batch)
+                stored = held.missing([n.note_id for n in batch if n.note_id not in changed])
                 todo = {n.note_id: set(keys.values()) if n.note_id in changed else stored.get(n.note_id, set()) for n in batch}
                 requests = to_ask(plan, batch, keys, todo)
                 cached = len(batch) * len(questions) - sum(len(r.questions) for r in requests)

@@ -166,3 +166,48 @@ def test_the_pattern_families_are_found_where_their_own_patterns_find_them() -> 
     for text in _notes(400) + extra:
         for family, led in _FAMILY_SCANS.items():
             assert [m.span() for m in led.finditer(text)] == [m.span() for m in family.finditer(text)]
+
+
+def _passages_sentence_by_sentence(note_text, hits, terms):
+    """How passages were made before hits were placed by bisection: every sentence, in order, tested for hits."""
+    from crit.engine.reading.passages import _HEADER, MAX_PASSAGE_CHARS, Passage, sentences, term_of
+
+    if not hits:
+        return []
+    spans = sentences(note_text)
+    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    passages, h = [], 0
+    for start, end in spans:
+        while h < len(hits) and hits[h][1] <= start:
+            h += 1
+        inside = [x for x in hits[h:] if start <= x[0] < end]
+        if not inside:
+            continue
+        term_start, term_end, term = inside[0]
+        term = term or term_of(note_text[term_start:term_end], terms)
+        section = None
+        for offset, name in headers:
+            if offset > term_start:
+                break
+            section = name
+        last = passages[-1] if passages else None
+        if (last and last.section == section and "\n" not in note_text[last.end : start]
+                and end - last.start <= MAX_PASSAGE_CHARS):
+            passages[-1] = last.model_copy(update={"end": end})
+            continue
+        passages.append(Passage(start=start, end=end, term=term, term_start=term_start, term_end=min(term_end, end),
+                                section=section))
+    return passages
+
+
+@pytest.mark.parametrize("crit_file", CRIT_FILES[:4], ids=lambda p: p.parent.name if p.name == "trial.crit" else p.stem)
+def test_placing_hits_by_bisection_makes_the_passages_a_sentence_by_sentence_pass_makes(crit_file: Path) -> None:
+    from crit.engine.eligibility import load_plan
+    from crit.engine.reading.passages import _passages, _searched_terms, term_scanner
+
+    questions = load_plan(crit_file).model_questions
+    term_sets = tuple(_searched_terms(q) for q in questions)
+    for text in _notes(300):
+        for terms, spans in zip(term_sets, term_scanner(term_sets).scan(text)):
+            hits = sorted((a, b, "") for a, b in spans)
+            assert _passages(text, hits, terms) == _passages_sentence_by_sentence(text, hits, terms)

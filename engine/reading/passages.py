@@ -31,9 +31,11 @@ no I/O: about 0.2 ms a (note, question) pair.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -438,11 +440,20 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start + head, start + head + len(body)
 
 
+class _Layout(NamedTuple):
+    """A note's sentences and section headers, found once for all of its questions."""
+
+    sentences: list[tuple[int, int]]
+    starts: list[int]  # each sentence's start, to find the one a hit is in by bisection
+    header_offsets: list[int]
+    header_names: list[str]
+
+
 @functools.lru_cache(maxsize=32)
-def _layout(note_text: str) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
-    """A note's sentences and section headers, found once for all of its questions (callers do not mutate)."""
+def _layout(note_text: str) -> _Layout:
+    spans = sentences(note_text)
     headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
-    return sentences(note_text), headers
+    return _Layout(spans, [a for a, _ in spans], [o for o, _ in headers], [n for _, n in headers])
 
 
 def _vocabularies() -> tuple[str, ...]:
@@ -513,22 +524,20 @@ def _passages(note_text: str, hits: list[tuple[int, int, str]], terms: tuple[str
     each first hit sits in, with its section; sentences of one line that follow each other joined."""
     if not hits:
         return []
-    spans, headers = _layout(note_text)
+    layout = _layout(note_text)
+    # The sentence each hit starts in (hits in whitespace between sentences are in none), and the first
+    # hit of each: the sentences in note order, as hits are sorted by where they start.
+    first_hits: dict[int, tuple[int, int, str]] = {}
+    for hit in hits:
+        i = bisect.bisect_right(layout.starts, hit[0]) - 1
+        if i >= 0 and hit[0] < layout.sentences[i][1] and i not in first_hits:
+            first_hits[i] = hit
     passages: list[Passage] = []
-    h = 0
-    for start, end in spans:
-        while h < len(hits) and hits[h][1] <= start:
-            h += 1
-        inside = [x for x in hits[h:] if x[0] < end and x[0] >= start]
-        if not inside:
-            continue
-        term_start, term_end, term = inside[0]
+    for i, (term_start, term_end, term) in first_hits.items():
+        start, end = layout.sentences[i]
         term = term or term_of(note_text[term_start:term_end], terms)
-        section = None
-        for offset, name in headers:
-            if offset > term_start:
-                break
-            section = name
+        header = bisect.bisect_right(layout.header_offsets, term_start) - 1  # the last header above the term
+        section = layout.header_names[header] if header >= 0 else None
         last = passages[-1] if passages else None
         if (last and last.section == section and "\n" not in note_text[last.end : start]
                 and end - last.start <= MAX_PASSAGE_CHARS):

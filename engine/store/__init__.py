@@ -69,6 +69,29 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+class StoredAnswers:
+    """A store's notes and answers as a run found them at its start (Store.stored_answers)."""
+
+    def __init__(self, hashes: dict[str, str], answered: dict[str, frozenset[str]], keys: frozenset[str]):
+        self._hashes = hashes
+        self._answered = answered
+        self._keys = keys
+
+    def changed(self, notes: Sequence[Note]) -> set[str]:
+        """Ids of `notes` stored before with a different text (their answers are about another text)."""
+        return {n.note_id for n in notes
+                if (stored := self._hashes.get(n.note_id)) is not None and stored != text_hash(n.text)}
+
+    def missing(self, note_ids: Iterable[str]) -> dict[str, set[str]]:
+        """For each note, the run's answer keys it has no answer for (notes with none missing are left out)."""
+        out = {}
+        for note_id in note_ids:
+            left = self._keys - self._answered.get(note_id, frozenset())
+            if left:
+                out[note_id] = set(left)
+        return out
+
+
 class RunInfo(BaseModel):
     """What a run is: recorded in `runs` when it starts."""
 
@@ -312,6 +335,22 @@ class Store(StoreReads):
         for note_id, key in rows:
             out.setdefault(note_id, set()).add(key)
         return out
+
+    def stored_answers(self, answer_keys: Iterable[str]) -> StoredAnswers:
+        """What the store holds for a run with these answer keys, read once at its start: each stored note's
+        text hash, and which of the keys each note has an answer for. A run then asks it, note by note, what
+        to answer, without a query a batch (each would read the whole answers table: a run over a large
+        store would grow with the square of its size)."""
+        keys = list(dict.fromkeys(answer_keys))
+        hashes = dict(self.con.execute("SELECT note_id, text_hash FROM notes").fetchall())
+        answered: dict[str, frozenset[str]] = {}
+        shared: dict[frozenset[str], frozenset[str]] = {}  # most notes hold the same keys: one set for them all
+        for note_id, held in self.con.execute(
+                "SELECT note_id, list(answer_key ORDER BY answer_key) FROM answers "
+                "WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY note_id", [keys]).fetchall():
+            found = frozenset(held)
+            answered[note_id] = shared.setdefault(found, found)
+        return StoredAnswers(hashes, answered, frozenset(keys))
 
     def changed_notes(self, notes: Sequence[Note]) -> set[str]:
         """Ids of `notes` stored before with a different text (their answers are about another text)."""
