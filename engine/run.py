@@ -202,14 +202,15 @@ def run(
     answerers: Answerers | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
     answers_new = notes_changed = calls = 0
-    # Pieces read and handed out, in order: (notes, answers found cached, the answering, or None).
-    in_flight: deque[tuple[list[Note], int, Future[Answered] | None]] = deque()
+    # Pieces read and handed out, in order: (notes, answers found cached, notes whose text changed, the
+    # answering, or None).
+    in_flight: deque[tuple[list[Note], int, set[str], Future[Answered] | None]] = deque()
     pending = _Pending()  # answered, not yet committed
 
     def commit() -> None:
         nonlocal answers_new, notes_changed
         result = store.write_batch(run_id, pending.notes, pending.answers, keys, answers_cached=pending.cached,
-                                   passages=pending.passages)
+                                   passages=pending.passages, changed=pending.changed)
         store.remember_run_notes([n.note_id for n in pending.notes])
         answers_new += result.answers_new
         notes_changed += result.notes_changed
@@ -220,9 +221,9 @@ def run(
         if on_progress:
             on_progress(progress.model_copy())
 
-    def settle(oldest: tuple[list[Note], int, Future[Answered] | None]) -> None:
+    def settle(oldest: tuple[list[Note], int, set[str], Future[Answered] | None]) -> None:
         nonlocal calls
-        notes, cached, answering = oldest
+        notes, cached, changed, answering = oldest
         if answering is not None:
             t0 = time.perf_counter()
             answered = answering.result()
@@ -232,15 +233,15 @@ def run(
                 progress.by_method[method] = progress.by_method.get(method, 0) + n
             if engine is not None:
                 progress.model_questions = engine.model_questions
-            pending.add(notes, cached, answered)
+            pending.add(notes, cached, changed, answered)
         else:
-            pending.add(notes, cached, None)
+            pending.add(notes, cached, changed, None)
         if len(pending.notes) >= commit_notes or pending.age() >= RULES_BATCH_SECONDS:
             commit()
 
     with _sigterm_interrupts() as terminated:
         try:
-            held = store.stored_answers(keys.values())
+            held = store.held_answers(keys.values())
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
             for batch in reader.batches(piece_notes, limit, keep=shard.holds if shard is not None else None):
                 changed = held.changed(batch)
@@ -259,7 +260,7 @@ def run(
                     answering = answerers.submit(requests)
                     calls += (engine.model_calls if engine is not None else 0) - before
                     progress.model_seconds += time.perf_counter() - t0
-                in_flight.append((batch, cached, answering))
+                in_flight.append((batch, cached, changed, answering))
                 # Keep every worker busy, and one piece more, while this process reads and writes.
                 while len(in_flight) > n_workers:
                     settle(in_flight.popleft())
@@ -372,11 +373,13 @@ class _Pending:
         self.answers: list[Answer] = []
         self.passages: list[PassageRow] = []
         self.cached = 0
+        self.changed: set[str] = set()  # notes whose stored text differs: their old answers go first
         self.since = time.perf_counter()
 
-    def add(self, notes: list[Note], cached: int, answered: Answered | None) -> None:
+    def add(self, notes: list[Note], cached: int, changed: set[str], answered: Answered | None) -> None:
         self.notes.extend(notes)
         self.cached += cached
+        self.changed |= changed
         if answered is not None:
             self.answers.extend(answered.answers)
             self.passages.extend(answered.passages)

@@ -137,3 +137,20 @@ def test_kill_9_during_a_model_run_redoes_at_most_the_open_batch(tmp_path: Path)
     # Only notes not committed are asked again (a note no passage names is not asked at all).
     assert asked and not asked & kept and asked <= everything - kept
     assert resumed.notes_done == 30 and resumed.answers_cached == len(load_plan(CRIT).model_questions) * len(kept)
+
+
+@pytest.mark.slow  # three runs over 250 notes
+def test_a_rerun_over_changed_texts_answers_them_again_in_every_piece(tmp_path: Path) -> None:
+    notes = _corpus(tmp_path / "notes.jsonl", 2 * PIECE_NOTES + 50)
+    plan = load_plan(CRIT)
+    db = tmp_path / "store.duckdb"
+    run(plan, notes, db, factory_for("rules"), workers=2)
+    records = [json.loads(line) for line in notes.read_text().splitlines()]
+    for i in (3, PIECE_NOTES + 7, 2 * PIECE_NOTES + 40):  # one note in each piece
+        records[i]["text"] = "Atrial fibrillation. Creatinine 2.9 mg/dL. A 80-year-old man."
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in records))
+    again = run(plan, edited, db, factory_for("rules"), workers=2)
+    assert again.notes_changed == 3 and again.answers_new == 3 * len(plan.model_questions)
+    run(plan, edited, tmp_path / "clean.duckdb", factory_for("rules"), workers=1)
+    assert _stored(db) == _stored(tmp_path / "clean.duckdb")

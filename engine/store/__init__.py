@@ -69,8 +69,8 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-class StoredAnswers:
-    """A store's notes and answers as a run found them at its start (Store.stored_answers)."""
+class HeldAnswers:
+    """A store's notes and answers as a run found them at its start (Store.held_answers)."""
 
     def __init__(self, hashes: dict[str, str], answered: dict[str, frozenset[str]], keys: frozenset[str]):
         self._hashes = hashes
@@ -336,7 +336,7 @@ class Store(StoreReads):
             out.setdefault(note_id, set()).add(key)
         return out
 
-    def stored_answers(self, answer_keys: Iterable[str]) -> StoredAnswers:
+    def held_answers(self, answer_keys: Iterable[str]) -> HeldAnswers:
         """What the store holds for a run with these answer keys, read once at its start: each stored note's
         text hash, and which of the keys each note has an answer for. A run then asks it, note by note, what
         to answer, without a query a batch (each would read the whole answers table: a run over a large
@@ -350,7 +350,7 @@ class Store(StoreReads):
                 "WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY note_id", [keys]).fetchall():
             found = frozenset(held)
             answered[note_id] = shared.setdefault(found, found)
-        return StoredAnswers(hashes, answered, frozenset(keys))
+        return HeldAnswers(hashes, answered, frozenset(keys))
 
     def changed_notes(self, notes: Sequence[Note]) -> set[str]:
         """Ids of `notes` stored before with a different text (their answers are about another text)."""
@@ -369,12 +369,14 @@ class Store(StoreReads):
         return {r[0] for r in rows}
 
     def write_batch(self, run_id: str, notes: Sequence[Note], answers: Sequence[Answer], answer_keys: Mapping[str, str],
-                    *, answers_cached: int = 0, passages: Sequence[PassageRow] = ()) -> BatchResult:
+                    *, answers_cached: int = 0, passages: Sequence[PassageRow] = (),
+                    changed: set[str] | None = None) -> BatchResult:
         """Store a batch of notes and their new answers in ONE transaction (all or nothing).
 
         Notes are upserted; a note whose text changed loses its old answers first. Answers
         go in with ON CONFLICT DO NOTHING, so writing a batch twice changes nothing.
-        `answer_keys` (question name -> key) is checked against each answer's own key.
+        `answer_keys` (question name -> key) is checked against each answer's own key. `changed`: the ids
+        of the notes whose text changed, where the caller knows them already (HeldAnswers.changed).
         """
         now = datetime.now(timezone.utc)
         fingerprints = {name: key for name, key in answer_keys.items()}
@@ -431,7 +433,8 @@ class Store(StoreReads):
             schema=ANSWER_ARROW,
         )
         passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=PASSAGE_ARROW)
-        changed = self.changed_notes(notes)
+        if changed is None:
+            changed = self.changed_notes(notes)
         cols = ", ".join(f'"{c}"' for c in ANSWER_ARROW.names)
         note_cols = ", ".join(f'"{c}"' for c in NOTE_ARROW.names)
         self.con.register("_crit_batch_notes", note_table)
