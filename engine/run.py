@@ -119,6 +119,9 @@ def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, polic
 RULES_BATCH_NOTES = 2000
 RULES_BATCH_SECONDS = 5.0
 PIECE_NOTES = 100  # notes handed to a worker process at once
+# What the store's DuckDB may keep in memory during a run: by default it keeps the pages it wrote, up to
+# most of the machine's memory, and a run over a million notes writes gigabytes.
+STORE_MEMORY = "1GB"
 
 
 def asks_model(factory: BackendFactory, policy: Policy, trust: TrustProfile | None) -> bool:
@@ -241,6 +244,7 @@ def run(
 
     with _sigterm_interrupts() as terminated:
         try:
+            store.limit_memory(STORE_MEMORY)
             held = store.held_answers(keys.values())
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
             for batch in reader.batches(piece_notes, limit, keep=shard.holds if shard is not None else None):

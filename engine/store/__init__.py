@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answers import Answer
 from crit.engine.notes.reader import Note
-from crit.engine.sql import OFFLINE, is_sqlite_file, rollback
+from crit.engine.sql import OFFLINE, is_sqlite_file, literal, rollback
 from crit.engine.store.reads import StoreReads
 from crit.engine.store.schema import (
     ANSWER_ARROW,
@@ -335,6 +335,11 @@ class Store(StoreReads):
         for note_id, key in rows:
             out.setdefault(note_id, set()).add(key)
         return out
+
+    def limit_memory(self, limit: str) -> None:
+        """Cap what DuckDB keeps in memory for this connection (a size, "1GB"); beyond it, it writes out or
+        evicts. Its default is most of the machine's memory, which a long run fills with cached pages."""
+        self.con.execute(f"SET memory_limit = {literal(limit)}")
 
     def held_answers(self, answer_keys: Iterable[str]) -> HeldAnswers:
         """What the store holds for a run with these answer keys, read once at its start: each stored note's
