@@ -265,8 +265,8 @@ def run(
                     calls += (engine.model_calls if engine is not None else 0) - before
                     progress.model_seconds += time.perf_counter() - t0
                 in_flight.append((batch, cached, changed, answering))
-                # Keep every worker busy, and one piece more, while this process reads and writes.
-                while len(in_flight) > n_workers:
+                # Keep every worker busy, with two pieces each waiting, while this process reads and writes.
+                while len(in_flight) > 2 * n_workers + 2:
                     settle(in_flight.popleft())
             while in_flight:
                 settle(in_flight.popleft())
