@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -286,6 +287,16 @@ def run(
             why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user (Ctrl-C)"
             store.finish_run(run_id, "interrupted", why, bad_rows=len(reader.bad_rows))
             raise
+        except BrokenProcessPool:
+            # A worker process was killed (by the system out of memory, or a signal sent to it alone).
+            bad = len(reader.bad_rows)
+            if terminated:
+                store.finish_run(run_id, "interrupted", "terminated (SIGTERM)", bad_rows=bad)
+                raise Terminated() from None
+            store.finish_run(run_id, "failed", "a worker process ended unexpectedly", bad_rows=bad)
+            raise CritError("a worker process ended unexpectedly (killed, or out of memory?); the batches committed "
+                            "before it are kept: run the same command to resume, with --workers 1 to use one "
+                            "process") from None
         except Exception as e:
             bad = len(reader.bad_rows)
             if terminated:  # the signal reached a DuckDB call, which ended with an error of its own

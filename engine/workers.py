@@ -76,6 +76,10 @@ _questions: dict[str, Question] = {}
 def _start_worker(engine: EvidenceEngine, keys: dict[str, str], questions: dict[str, Question]) -> None:
     global _engine, _keys, _questions
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    # A worker inherits the run's SIGTERM handler, which raises an interrupt wherever the worker is: inside
+    # the pool's queue lock, that left the lock held and every process waiting on it. A worker sent SIGTERM
+    # just ends, and the run, told by its pool, stops as it does for any worker lost.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _engine, _keys, _questions = engine, keys, questions
 
 

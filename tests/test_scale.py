@@ -154,3 +154,36 @@ def test_a_rerun_over_changed_texts_answers_them_again_in_every_piece(tmp_path: 
     assert again.notes_changed == 3 and again.answers_new == 3 * len(plan.model_questions)
     run(plan, edited, tmp_path / "clean.duckdb", factory_for("rules"), workers=1)
     assert _stored(db) == _stored(tmp_path / "clean.duckdb")
+
+
+@pytest.mark.slow  # a real process group stopped mid-run
+def test_sigterm_to_the_run_and_its_workers_stops_it_as_interrupted_and_it_resumes(tmp_path: Path) -> None:
+    notes = _corpus(tmp_path / "notes.jsonl", 600)
+    db = tmp_path / "stopped.duckdb"
+    script = f"""import sys; sys.path.insert(0, {str(ROOT)!r})
+import crit.engine.run as r
+from crit.engine.answering.registry import factory_for
+from crit.engine.eligibility import load_plan
+r.RULES_BATCH_NOTES, r.RULES_BATCH_SECONDS = 200, 1e9
+r.run(load_plan({str(CRIT)!r}), {str(notes)!r}, {str(db)!r}, factory_for("rules"), workers=2,
+      on_progress=lambda p: print("committed", p.notes_done, flush=True))
+"""
+    # Its own session, so that the signal goes to the run and its workers together, as `pkill -f` sends it.
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=ROOT, start_new_session=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith("committed")
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=60)  # it used to hang: a worker stopped inside the pool's queue lock
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode != 0
+    con = duckdb.connect(str(db), read_only=True)
+    statuses = con.execute("SELECT status FROM runs").fetchall()
+    con.close()
+    assert statuses == [("interrupted",)]
+    plan = load_plan(CRIT)
+    resumed = run(plan, notes, db, factory_for("rules"))
+    assert resumed.notes_done == 600 and len(_stored(db)["answers"]) == 600 * len(plan.model_questions)
