@@ -266,8 +266,9 @@ def run(
                     calls += (engine.model_calls if engine is not None else 0) - before
                     progress.model_seconds += time.perf_counter() - t0
                 in_flight.append((batch, cached, changed, answering))
-                # Keep every worker busy, with two pieces each waiting, while this process reads and writes.
-                while len(in_flight) > 2 * n_workers + 2:
+                # Worker processes: keep each busy, with two pieces waiting, while this process reads and writes.
+                # In this process (a model's run) a piece is answered when handed out, and committed at once.
+                while len(in_flight) > (2 * n_workers + 2 if n_workers > 1 else 0):
                     settle(in_flight.popleft())
             while in_flight:
                 settle(in_flight.popleft())

@@ -111,32 +111,52 @@ def test_kill_9_during_a_model_run_redoes_at_most_the_open_batch(tmp_path: Path)
 
     notes = _corpus(tmp_path / "notes.jsonl", 30)
     db = tmp_path / "killed.duckdb"
-    # The scripted model sleeps a little a note, so that the kill comes while the second batch is asked.
-    _killed_after_first_commit(f"""
-        import time
-        from crit.engine.eligibility import load_plan
-        from crit.engine.run import run
-        from tests.conftest import ScriptedFactory, not_mentioned
+    # The scripted model says which note it is asked, and is slow enough that the kill comes mid-run.
+    script = f"""import sys, time; sys.path.insert(0, {str(ROOT)!r})
+from crit.engine.eligibility import load_plan
+from crit.engine.run import run
+from tests.conftest import ScriptedBackend, ScriptedFactory
 
-        def slow(text, q):
-            time.sleep(0.02)
-            return not_mentioned(text, q)
+class Loud(ScriptedBackend):
+    def answer(self, note_id, note_text, questions):
+        print("asked", note_id, flush=True)
+        time.sleep(0.05)
+        return super().answer(note_id, note_text, questions)
 
-        run(load_plan({str(CRIT)!r}), {str(notes)!r}, {str(db)!r}, ScriptedFactory(slow), batch_notes=5,
-            policy="model", on_progress=lambda p: print("committed", p.notes_done, flush=True))
-        """, tmp_path)
+class LoudFactory(ScriptedFactory):
+    def create(self):
+        return Loud(self.script, self.identity_text)
+
+run(load_plan({str(CRIT)!r}), {str(notes)!r}, {str(db)!r}, LoudFactory(), batch_notes=5, policy="model",
+    on_progress=lambda p: print("committed", p.notes_done, flush=True))
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = []
+    try:
+        assert child.stdout is not None
+        while not (lines and lines[-1].startswith("committed")):
+            lines.append(child.stdout.readline())
+        lines.append(child.stdout.readline())  # the first note of the next batch is being asked
+        os.kill(child.pid, signal.SIGKILL)
+        lines.extend(child.stdout.read().splitlines())
+    finally:
+        child.wait(timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    asked_before = {line.split()[1] for line in lines if line.startswith("asked")}
     con = duckdb.connect(str(db), read_only=True)
     kept = {r[0] for r in con.execute("SELECT note_id FROM notes").fetchall()}
     con.close()
     assert len(kept) % 5 == 0 and 5 <= len(kept) < 30  # whole batches of 5 notes
+    assert 0 < len(asked_before - kept) <= 5  # the model work lost: at most the open batch
 
     factory = ScriptedFactory()
     resumed = run(load_plan(CRIT), notes, db, factory, batch_notes=5, policy="model")
-    asked = {note_id for b in factory.backends for note_id, _, _ in b.calls}
+    asked_again = {note_id for b in factory.backends for note_id, _, _ in b.calls}
     everything = {json.loads(line)["note_id"] for line in notes.read_text().splitlines()}
     # Only notes not committed are asked again (a note no passage names is not asked at all).
-    assert asked and not asked & kept and asked <= everything - kept
-    assert resumed.notes_done == 30 and resumed.answers_cached == len(load_plan(CRIT).model_questions) * len(kept)
+    assert asked_again and not asked_again & kept and asked_again <= everything - kept
+    assert resumed.notes_done == 30
+    assert resumed.answers_cached == len(load_plan(CRIT).model_questions) * len(kept)
 
 
 @pytest.mark.slow  # three runs over 250 notes
