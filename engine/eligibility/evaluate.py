@@ -145,8 +145,8 @@ def _load_inputs(con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mappin
     con.execute(f"CREATE OR REPLACE TEMP VIEW {Tables.answers} AS SELECT {', '.join(ANSWER_COLUMNS)}, {spans} FROM answers")
 
     use_all = answer_keys is None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.questions} (question VARCHAR, kind VARCHAR, cap DOUBLE, ord VARCHAR)")
-    _insert(con, Tables.questions, [(q.name, q.kind, q.cap, q.order or "value") for q in plan.questions])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.questions} (question VARCHAR, kind VARCHAR, cap DOUBLE, ord VARCHAR, pos INTEGER)")
+    _insert(con, Tables.questions, [(q.name, q.kind, q.cap, q.order or "value", i) for i, q in enumerate(plan.questions, 1)])
     # The answers to read, as (question, answer_key) pairs so that every join below is an equality.
     con.execute(f"CREATE OR REPLACE TEMP TABLE {Tables.keys} (question VARCHAR, answer_key VARCHAR)")
     if answer_keys is not None:
