@@ -140,7 +140,7 @@ def measure(path_dir: Path, crit: Path, db: Path, timeout: int, memory: str) -> 
         if "out of memory" in err.lower() or "OutOfMemory" in err or done.returncode in (-9, 137):
             return {"failed": "out of memory"}
         last = [line for line in err.strip().splitlines() if line.strip()][-1:] or [f"exit {done.returncode}"]
-        return {"failed": "error: " + last[0][:80]}
+        return {"failed": "error: " + last[0].rsplit("Error: ", 1)[-1][:80]}  # DuckDB's message, without its class
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

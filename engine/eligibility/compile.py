@@ -16,7 +16,10 @@ The script, in order:
    has no usable value: ``na`` not in the note, ``unit`` a unit that does not convert
    (never compared silently), ``error`` generation failed, ``missing`` no answer row),
    then each criterion's status and reason (``s_*``, ``cr_*``; windows drawn from the
-   note's own date). The views ``answer_values``, ``criteria`` and ``eligibility``
+   note's own date). The answers are pivoted in one pass (one list per note over the grid
+   of notes and questions, read by position), and each let is computed once, as columns
+   of a narrow layer per dependency level joined back for the criteria, so the script
+   grows linearly with the file (``_decide``). The views ``answer_values``, ``criteria`` and ``eligibility``
    unpivot it; ``attrition`` counts notes remaining before and after each criterion,
    in file order, like an OHDSI ATLAS attrition report.
 2. ``patient_decisions``, one row per patient over the notes that carry a patient id:
