@@ -16,7 +16,10 @@ The script, in order:
    has no usable value: ``na`` not in the note, ``unit`` a unit that does not convert
    (never compared silently), ``error`` generation failed, ``missing`` no answer row),
    then each criterion's status and reason (``s_*``, ``cr_*``; windows drawn from the
-   note's own date). The views ``answer_values``, ``criteria`` and ``eligibility``
+   note's own date). The answers are pivoted in one pass (one list per note over the grid
+   of notes and questions, read by position), and each let is computed once, as columns
+   of a narrow layer per dependency level joined back for the criteria, so the script
+   grows linearly with the file (``_decide``). The views ``answer_values``, ``criteria`` and ``eligibility``
    unpivot it; ``attrition`` counts notes remaining before and after each criterion,
    in file order, like an OHDSI ATLAS attrition report.
 2. ``patient_decisions``, one row per patient over the notes that carry a patient id:
@@ -68,7 +71,7 @@ class Tables:
     first); all are dropped after an evaluation."""
 
     answers = "_crit_answers"  # a view of the store's answers, with spans where it has them
-    questions = "_crit_questions"  # question, kind, cap, ord (the question's order)
+    questions = "_crit_questions"  # question, kind, cap, ord (the question's order), pos (its place in the plan, from 1)
     keys = "_crit_keys"  # question, answer_key, only_key: the answers to read
     units = "_crit_units"  # question, unit_key, factor, offset (factor NULL: unit does not convert)
     notes = "_crit_notes"  # note_id, sex, patient_id, note_date, index_date, source_row
@@ -141,6 +144,17 @@ def _first_null(causes: tuple[Cause, ...]) -> str:
         return causes[0][1]  # the expression is NULL only when its one cause is
     whens = [f"WHEN ({test}) IS NULL THEN {reason}" for test, reason in causes]
     return "CASE " + " ".join(whens) + " ELSE 'value' END"
+
+
+def _sum(terms: list[str], flat: int = 16) -> str:
+    """`a + b + ...` as SQL: DuckDB nests `+` one level per term and stops at 1,000 levels, so past
+    `flat` terms the sum is split in halves, parenthesised (depth grows with the log of the count)."""
+    if not terms:
+        return "0"
+    if len(terms) <= flat:
+        return " + ".join(terms)
+    half = len(terms) // 2
+    return f"({_sum(terms[:half], flat)}) + ({_sum(terms[half:], flat)})"
 
 
 def _causes(*parts: _Sql) -> tuple[Cause, ...]:
@@ -267,21 +281,24 @@ class ExprCompiler:
             return None
         assert isinstance(agg, ast.Aggregate) and k is not None
         args = [self.expr(a) for a in agg.args]
-        # The count lies in [t, t + u]: t true arguments, u unknown ones.
-        t = " + ".join(f"CAST(COALESCE({a.sql}, FALSE) AS INTEGER)" for a in args) or "0"
-        u = " + ".join(f"CAST(({a.sql}) IS NULL AS INTEGER)" for a in args if a.nullable) or "0"
-        hi = f"({t}) + ({u})"
+        # The count lies in [t, hi]: t true arguments, hi those not false (true or unknown). The
+        # arguments are listed once, as the lambda's `v`: written into each bound, a count nested
+        # in a count grew fourfold per level (8 levels: 1.5 GB of SQL to plan).
+        t = "len(list_filter(v, lambda x: x))"
+        hi = "len(list_filter(v, lambda x: x IS NOT FALSE))"
         c = _number(k)
         integral = float(k).is_integer()
         true_when, false_when = {
-            ">=": (f"({t}) >= {c}", f"{hi} < {c}"),
-            ">": (f"({t}) > {c}", f"{hi} <= {c}"),
-            "<=": (f"{hi} <= {c}", f"({t}) > {c}"),
-            "<": (f"{hi} < {c}", f"({t}) >= {c}"),
-            "=": (f"({t}) = {c} AND ({u}) = 0", f"{c} < ({t}) OR {c} > {hi}") if integral else ("FALSE", "TRUE"),
-            "!=": (f"{c} < ({t}) OR {c} > {hi}", f"({t}) = {c} AND ({u}) = 0") if integral else ("TRUE", "FALSE"),
+            ">=": (f"{t} >= {c}", f"{hi} < {c}"),
+            ">": (f"{t} > {c}", f"{hi} <= {c}"),
+            "<=": (f"{hi} <= {c}", f"{t} > {c}"),
+            "<": (f"{hi} < {c}", f"{t} >= {c}"),
+            "=": (f"{t} = {c} AND {hi} = {t}", f"{c} < {t} OR {c} > {hi}") if integral else ("FALSE", "TRUE"),
+            "!=": (f"{c} < {t} OR {c} > {hi}", f"{t} = {c} AND {hi} = {t}") if integral else ("TRUE", "FALSE"),
         }[op]
-        sql = f"(CASE WHEN {true_when} THEN TRUE WHEN {false_when} THEN FALSE END)"
+        listed = "[" + ", ".join(a.sql for a in args) + "]::BOOLEAN[]"
+        sql = (f"list_transform([{listed}], lambda v: CASE WHEN {true_when} THEN TRUE "
+               f"WHEN {false_when} THEN FALSE END)[1]")
         return _Sql(sql, "bool", ((sql, _first_null(_causes(*(a.alone() for a in args)))),))
 
     # -- logic
@@ -313,7 +330,7 @@ class ExprCompiler:
         if node.func == "all":
             return self._junction("AND", args, empty="TRUE")
         # count() outside a comparison with a constant: unknown as soon as one argument is.
-        sql = "(" + (" + ".join(f"CAST({a.sql} AS INTEGER)" for a in args) or "0") + ")"
+        sql = "(" + _sum([f"CAST({a.sql} AS INTEGER)" for a in args]) + ")"
         return _Sql(sql, "num", _causes(*args))  # strict: NULL exactly when an argument is
 
     # -- sex-aware ranges
@@ -472,23 +489,95 @@ def _status(status: Status) -> str:
     return f"{literal(status)}::{_STATUS_TYPE}"
 
 
-def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str]) -> str:
+# Let layers per statement: DuckDB binds nested CTEs recursively and stops past 1,000 levels (its
+# max_expression_depth, which a let's own expression also counts against); beyond this many layers
+# the lets continue in a temporary table, read by the next statement.
+LET_LAYERS = 100
+
+
+def _reads(comp: ExprCompiler, node: ast.Node) -> set[str]:
+    """The columns of the decided row an expression reads (as `ExprCompiler._name` resolves names)."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            q = comp.questions.get(n.name)
+            if n.name == "sex" and (q is None or q.phrase == SEX_PHRASE):
+                out.add("sex")
+            elif q is None:  # a let (the resolver has checked every name)
+                out |= {ident(f"l_{n.name}"), ident(f"lr_{n.name}")}
+            else:
+                out |= {_qcol(q.name), _rcol(q.name)}
+        elif isinstance(n, ast.Window):
+            name = _column_name(window_spec(n).question, comp.windows[window_spec(n)])
+            out |= {_qcol(name), _rcol(name)}
+        elif isinstance(n, (ast.RangeTest, ast.BoundRef)):
+            out.add("sex")  # a sex-aware range reads it
+    return out
+
+
+def _let_levels(plan: Plan) -> list[list[ast.LetDecl]]:
+    """The lets by level: a let's level is one more than the highest of the lets it reads (1 for none),
+    so each level reads only earlier ones. plan.lets lists dependencies first."""
+    level: dict[str, int] = {}
+    for let in plan.lets:
+        used = [level[n.name] for n in ast.walk(let.expr) if isinstance(n, ast.Name) and n.name in level]
+        level[let.name] = 1 + max(used, default=0)
+    levels: list[list[ast.LetDecl]] = [[] for _ in range(max(level.values(), default=0))]
+    for let in plan.lets:
+        levels[level[let.name] - 1].append(let)
+    return levels
+
+
+def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str]) -> list[str]:
     """The lets and criteria over the CTE `answered` (q_*, r_*, sex), appended to `ctes`: each let as
     columns l_*, lr_*; each criterion's value (c_*), status (s_*) and reason (cr_*). The stored row
     holds the `kept` columns and each criterion's status and reason; the rest are steps on the way
-    (storing them cost more than computing them)."""
+    (storing them cost more than computing them).
+
+    Lets are computed once each, one layer per level over a narrow row (the subject, the columns
+    later lets read, and the lets still to be read), joined back to `answered` for the criteria:
+    a layer that carried the whole row made a chain of lets quadratic. Past LET_LAYERS levels the
+    row so far is stored in a temporary table (`_crit_<level>_wide`, `_crit_<level>_lets_<k>`) and
+    the next statement reads it; the script drops them once the decided table is written."""
     comp = ExprCompiler(plan)
-    previous = answered
-    for i, let in enumerate(plan.lets, 1):
-        compiled = comp.expr(let.expr)
-        ctes.append(
-            f"let_{i} AS (  -- let {_comment(let.name)}\n    SELECT *, {compiled.sql} AS {ident('l_' + let.name)},\n"
-            f"        {compiled.reason} AS {ident('lr_' + let.name)}\n    FROM {previous}\n)"
-        )
-        comp.lets[let.name] = compiled
-        previous = f"let_{i}"
-    # Each criterion computed once (c_*, and why it is unknown: cu_*), then its status from it.
+    subject = level.subject
+    statements: list[str] = []
+    temps: list[str] = []
+    levels = _let_levels(plan)
+    base = answered
+    if len(levels) > LET_LAYERS:  # the row the lets start from, stored once for every statement
+        base = f"_crit_{subject.removesuffix('_id')}_wide"
+        statements.append(f"CREATE OR REPLACE TEMP TABLE {base} AS\nWITH " + ",\n".join(ctes) + f"\nSELECT * FROM {answered}")
+        temps.append(base)
+        ctes = []
+    # A let's columns exist from its level on; every other column comes from the base row.
+    born = {col: j for j, lets in enumerate(levels) for let in lets
+            for col in (ident(f"l_{let.name}"), ident(f"lr_{let.name}"))}
+    # What each layer must pass on: what later layers read, and the lets the criteria read (the
+    # criteria read questions from the base row, joined back).
+    reads = [set().union(*(_reads(comp, let.expr) for let in lets)) for lets in levels]
+    later = {col for c in plan.criteria for col in _reads(comp, c.expr) if col in born}
+    after: list[set[str]] = [set() for _ in levels]
+    for j in range(len(levels) - 1, -1, -1):
+        after[j] = set(later)
+        later |= reads[j]
+    previous, layer_in_statement = base, 0
+    for j, lets in enumerate(levels):
+        if layer_in_statement == LET_LAYERS:  # store the chain so far; the next statement goes on from it
+            table = f"_crit_{subject.removesuffix('_id')}_lets_{len(temps)}"
+            statements.append(f"CREATE OR REPLACE TEMP TABLE {table} AS\nWITH " + ",\n".join(ctes) + f"\nSELECT * FROM {previous}")
+            temps.append(table)
+            ctes, previous, layer_in_statement = [], table, 0
+        columns = [subject] + sorted(c for c in after[j] if born.get(c, -1) < j)
+        compiled = {let.name: comp.expr(let.expr) for let in lets}
+        for let in lets:
+            columns.append(f"-- let {_comment(let.name)}\n        {compiled[let.name].sql} AS {ident('l_' + let.name)}")
+            columns.append(f"{compiled[let.name].reason} AS {ident('lr_' + let.name)}")
+        comp.lets.update(compiled)
+        ctes.append(f"lets_{j + 1} AS (\n    SELECT " + _lines(columns) + f"\n    FROM {previous}\n)")
+        previous, layer_in_statement = f"lets_{j + 1}", layer_in_statement + 1
     values, decided = [], []
+    # Each criterion computed once (c_*, and why it is unknown: cu_*), then its status from it.
     for pos, c in enumerate(plan.criteria, 1):
         compiled = comp.expr(c.expr)
         values.append(f"-- {c.type} {_comment(c.label)}\n        {compiled.sql} AS c_{pos},\n"
@@ -499,9 +588,12 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
             f"CASE WHEN c_{pos} THEN {_status('met')} WHEN NOT c_{pos} THEN {_status('not met')} ELSE {policy} END AS s_{pos},\n"
             f"        CASE WHEN c_{pos} IS NOT NULL THEN 'value' ELSE {unknown_reason} END AS cr_{pos}"
         )
-    ctes.append("judged AS (\n    SELECT *" + "".join(",\n        " + v for v in values) + f"\n    FROM {previous}\n)")
+    source = base if not levels else f"{base} JOIN {previous} USING ({subject})"
+    ctes.append("judged AS (\n    SELECT *" + "".join(",\n        " + v for v in values) + f"\n    FROM {source}\n)")
     body = "SELECT " + _lines(kept + decided) + "\nFROM judged"
-    return f"CREATE OR REPLACE TABLE {level.decisions} AS\nWITH " + ",\n".join(ctes) + "\n" + body
+    statements.append(f"CREATE OR REPLACE TABLE {level.decisions} AS\nWITH " + ",\n".join(ctes) + "\n" + body)
+    statements += [f"DROP TABLE {t}" for t in temps]
+    return statements
 
 
 def _note_sex(plan: Plan) -> str:
@@ -516,7 +608,7 @@ def _note_sex(plan: Plan) -> str:
     return f"COALESCE({from_notes}, CASE WHEN {asked}.converted = 1 THEN 'female' WHEN {asked}.converted = 0 THEN 'male' END)"
 
 
-def _note_decisions_sql(plan: Plan) -> str:
+def _note_decisions_sql(plan: Plan) -> list[str]:
     """One row per note: its attributes, its answer to each question (a_*: value, unit, converted,
     reason, span), the columns the rules read (q_*, r_*; windows drawn from the note's own date),
     then the lets and criteria (`_decide`)."""
@@ -595,13 +687,21 @@ def _note_decisions_sql(plan: Plan) -> str:
         inside = _inside(w, "COALESCE(index_date, note_date)", "note_date")
         columns.append(f"CASE WHEN {inside} THEN {_col('q', q.name)} END AS {_col('q', q.name, k)}")
         columns.append(f"CASE WHEN {inside} THEN {_col('r', q.name)} ELSE 'window' END AS {_col('r', q.name, k)}")
-    # One join per question: each side is one row per note (a GROUP BY pivot measured slower).
-    answers = "".join(f",\n        {ident(f'x{i}')}.answer AS {_col('a', q.name)}" for i, q in enumerate(plan.questions))
-    joins = "".join(f"\n    LEFT JOIN converted {ident(f'x{i}')} ON {ident(f'x{i}')}.note_id = n.note_id "
-                    f"AND {ident(f'x{i}')}.question = {literal(q.name)}" for i, q in enumerate(plan.questions))
+    # Every note's answers pivoted in one pass: the grid of notes and questions, as one list per note
+    # in question order (NULL where the note has no answer), read by position. One join per question
+    # read every answer once per question (quadratic: 500 questions ran DuckDB out of memory), and
+    # DuckDB's PIVOT measured 4x slower than this list.
+    ctes.append(f"""pivoted AS (
+    SELECT n.note_id, list(c.answer ORDER BY q.pos) AS answers
+    FROM {Tables.notes} n CROSS JOIN {Tables.questions} q
+    LEFT JOIN converted c ON c.note_id = n.note_id AND c.question = q.question
+    WHERE n.note_id IS NOT NULL
+    GROUP BY n.note_id
+)""")
+    answers = "".join(f",\n        p.answers[{i}] AS {_col('a', q.name)}" for i, q in enumerate(plan.questions, 1))
     ctes.append(f"""answered AS (
     SELECT n.note_id, n.patient_id, n.note_date, n.index_date, n.source_row, n.sex AS note_sex{answers}
-    FROM {Tables.notes} n{joins}
+    FROM {Tables.notes} n LEFT JOIN pivoted p ON p.note_id = n.note_id
 )""")
     ctes.append("wide AS (\n    SELECT * EXCLUDE (note_sex), " + _note_sex(plan) + " AS sex"
                 + "".join(",\n        " + c for c in columns) + "\n    FROM answered\n)")
@@ -655,7 +755,7 @@ def _worst_code(q: Question) -> str:
     return f"CASE d.{a}.reason {whens} ELSE {len(_WORST)} END"
 
 
-def _patient_decisions_sql(plan: Plan) -> str:
+def _patient_decisions_sql(plan: Plan) -> list[str]:
     """One row per patient: index date, sex, and for each question and window the note whose answer
     decides it (p_*) and that answer's value in the question's unit (v_*), how many notes were read
     (n_*) and why there is no value (r_*); then the lets and criteria (`_decide`).
@@ -851,8 +951,8 @@ def statements(plan: Plan) -> list[str]:
     def views(level: _Level) -> list[str]:
         return [_criteria_sql(plan, level), _eligibility_sql(plan, level), _attrition_sql(level)]
 
-    return [_note_decisions_sql(plan), _answer_values_sql(plan), *views(_NOTE_LEVEL),
-            _patient_decisions_sql(plan), _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
+    return [*_note_decisions_sql(plan), _answer_values_sql(plan), *views(_NOTE_LEVEL),
+            *_patient_decisions_sql(plan), _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
 
 
 
