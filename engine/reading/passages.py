@@ -22,11 +22,12 @@ Terms of a question, in the order they are tried:
 Each term matches case-insensitively on word boundaries, never after "non-", with systematic
 variants: a plural ending, a hyphen, a space or a comma between words ("a-fib", "a fib"), an
 optional period after each letter of an abbreviation ("C.H.F."), Roman numerals after "type"
-("type II"), and "X type N" for "type N X". A question's terms are one pattern: one scan a note.
+("type II"), and "X type N" for "type N X". A question's terms are one pattern (terms_regex), and
+every question's patterns are tried in one scan of a note (TermScanner), at word starts only.
 
 A passage records the section it sits in (the last "HEADER:" line before it), because a
 finding under FAMILY HISTORY is the family's, not the patient's. Pure functions, no model,
-no I/O: about 0.2 ms a (note, question) pair.
+no I/O: a few milliseconds a note for the 26 questions of ARISTOTLE.
 """
 
 from __future__ import annotations
