@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answering import DEFAULT_POLICY, Policy
@@ -120,8 +121,8 @@ def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, polic
 RULES_BATCH_NOTES = 2000
 RULES_BATCH_SECONDS = 5.0
 PIECE_NOTES = 100  # notes handed to a worker process at once
-# What the store's DuckDB may keep in memory during a run: by default it keeps the pages it wrote, up to
-# most of the machine's memory, and a run over a million notes writes gigabytes.
+# What the store's DuckDB may keep in memory while a run writes: by default it keeps the pages it wrote, up
+# to most of the machine's memory, and a run over a million notes writes gigabytes.
 STORE_MEMORY = "1GB"
 
 
@@ -280,6 +281,9 @@ def run(
                     f"no note in {_named(reader.source)} can run ({len(reader.bad_rows)} bad row(s))"
                     + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
                 )
+            # The cap was for writing, whose cached pages it keeps from filling memory; deciding eligibility
+            # over a million notes needs more at once (it failed at 1 GB).
+            store.limit_memory(None)
             evaluation = evaluate(store.con, plan, keys)
             this_run = store.run_eligibility()
             errors, ungrounded = store.answer_counts(keys.values())
@@ -298,6 +302,13 @@ def run(
             raise CritError("a worker process ended unexpectedly (killed, or out of memory?); the batches committed "
                             "before it are kept: run the same command to resume, with --workers 1 to use one "
                             "process") from None
+        except duckdb.OutOfMemoryException as e:
+            bad = len(reader.bad_rows)
+            reason = str(e).splitlines()[0]
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, "failed", reason, bad_rows=bad)
+            raise CritError(f"the store '{db_path}' ran out of memory ({reason}); the batches committed before it are "
+                            "kept: run the same command to resume") from None
         except Exception as e:
             bad = len(reader.bad_rows)
             if terminated:  # the signal reached a DuckDB call, which ended with an error of its own
