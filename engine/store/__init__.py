@@ -347,14 +347,21 @@ class Store(StoreReads):
         to answer, without a query a batch (each would read the whole answers table: a run over a large
         store would grow with the square of its size)."""
         keys = list(dict.fromkeys(answer_keys))
-        hashes = dict(self.con.execute("SELECT note_id, text_hash FROM notes").fetchall())
+        every = frozenset(keys)
+        hashes: dict[str, str] = {}
         answered: dict[str, frozenset[str]] = {}
-        shared: dict[frozenset[str], frozenset[str]] = {}  # most notes hold the same keys: one set for them all
-        for note_id, held in self.con.execute(
-                "SELECT note_id, list(answer_key ORDER BY answer_key) FROM answers "
-                "WHERE answer_key IN (SELECT unnest(?::VARCHAR[])) GROUP BY note_id", [keys]).fetchall():
-            found = frozenset(held)
-            answered[note_id] = shared.setdefault(found, found)
+        # One row a stored note; the keys themselves only for a note that lacks some (a million notes' lists
+        # of 26 keys were gigabytes of Python strings).
+        result = self.con.execute(
+            "SELECT n.note_id, n.text_hash, coalesce(a.held, 0), a.keys FROM notes n LEFT JOIN ("
+            "  SELECT note_id, count(*) AS held, CASE WHEN count(*) < $n THEN list(answer_key) END AS keys"
+            "  FROM answers WHERE answer_key IN (SELECT unnest($keys::VARCHAR[])) GROUP BY note_id"
+            ") a USING (note_id)", {"n": len(keys), "keys": keys})
+        while rows := result.fetchmany(100_000):
+            for note_id, text_hash_, held, some in rows:
+                hashes[note_id] = text_hash_
+                if held:
+                    answered[note_id] = every if held == len(keys) else frozenset(some)
         return HeldAnswers(hashes, answered, frozenset(keys))
 
     def changed_notes(self, notes: Sequence[Note]) -> set[str]:
