@@ -107,12 +107,12 @@ def dry_run(
     plan needs no sex, or has no such question)."""
     started = time.perf_counter()
     keys = sorted(set(answer_keys.values()))
-    store = _store_path(db)
+    store = store_path(db)
     sex = sex_key if sex_key in keys else None
     with NoteReader(notes_source, columns, attach_store=store) as reader:
-        counts = _count_in_sql(reader, keys, store is not None, shard, sex)
+        counts = count_in_sql(reader, keys, store is not None, shard, sex)
     if counts is None:  # a source only Python reads exactly
-        counts = _count_by_reading(notes_source, columns, keys, store, shard, sex, batch_size)
+        counts = count_by_reading(notes_source, columns, keys, store, shard, sex, batch_size)
     total = counts.notes * len(keys)
     return DryRunReport(
         notes_source=counts.source,
@@ -133,7 +133,7 @@ def dry_run(
     )
 
 
-def _store_path(db: str | Path | None) -> Path | None:
+def store_path(db: str | Path | None) -> Path | None:
     """The store to count against: None when there is none yet (absent, or an empty DuckDB file); CritError
     for a DuckDB file crit did not make (a run would refuse to write it)."""
     from crit.engine.store import Store
@@ -157,7 +157,7 @@ def _shard_sql(shard: Shard | None) -> str:
     return f"(('0x' || substr(sha256(note_id), 1, 16))::UBIGINT % {int(shard.count)} + 1 = {int(shard.index)})"
 
 
-def _count_in_sql(reader: NoteReader, keys: list[str], has_store: bool, shard: Shard | None,
+def count_in_sql(reader: NoteReader, keys: list[str], has_store: bool, shard: Shard | None,
                   sex_key: str | None) -> _Counts | None:
     """The counts in SQL over the reader's connection; None where the source is not read by DuckDB, or where
     the shown bad rows disagree with the reader (then the caller reads the notes one by one).
@@ -277,7 +277,7 @@ def _word_bad_rows(reader: NoteReader, names: list[str], found: list[dict[str, A
     return shown
 
 
-def _count_by_reading(notes_source: Any, columns: NoteColumns | None, keys: list[str], db: Path | None,
+def count_by_reading(notes_source: Any, columns: NoteColumns | None, keys: list[str], db: Path | None,
                       shard: Shard | None, sex_key: str | None, batch_size: int) -> _Counts:
     """The counts with every note read through the reader, in batches, as a run reads them."""
     from crit.engine.store import Store, text_hash

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import crit
-from crit.engine.dryrun import SHOWN, _count_by_reading, _count_in_sql, _store_path
+from crit.engine.dryrun import SHOWN, count_by_reading, count_in_sql, store_path
 from crit.engine.notes.reader import NoteReader
 from crit.engine.notes.shards import parse_shard
 from crit.engine.run import answer_keys
@@ -117,11 +117,11 @@ def test_sql_counts_equal_reading_every_note(tmp_path: Path, suffix: str, duplic
         source = f"{source}:notes"
     db = tmp_path / "store.duckdb"
     crit.run(plan, _write(tmp_path / "v1.parquet", _rows()), db=db, backend="rules", limit=5, progress=False)
-    for store in (None, _store_path(db)):
+    for store in (None, store_path(db)):
         for shard in (None, parse_shard("1/2"), parse_shard("2/2")):
             with NoteReader(source, attach_store=store) as reader:
-                in_sql = _count_in_sql(reader, keys, store is not None, shard, sex_key)
-            by_reading = _count_by_reading(source, None, keys, store, shard, sex_key, 3)
+                in_sql = count_in_sql(reader, keys, store is not None, shard, sex_key)
+            by_reading = count_by_reading(source, None, keys, store, shard, sex_key, 3)
             assert in_sql is not None
             assert in_sql == by_reading, (store, shard)
             assert in_sql.notes > 0 and in_sql.bad_row_count >= len(BAD) - (not duplicate)

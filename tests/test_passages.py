@@ -96,10 +96,9 @@ def _one_pattern_a_question(terms: tuple[str, ...]):
     """The pattern evidence was found with before the scanner: every term, longer first, tried at every place."""
     import re
 
-    from crit.engine.reading.passages import _TERM_END, _TERM_START, _term_body
+    from crit.engine.reading.passages import terms_pattern
 
-    ordered = sorted(dict.fromkeys(terms), key=len, reverse=True)
-    return re.compile(_TERM_START + "(?:" + "|".join(_term_body(t) for t in ordered) + ")" + _TERM_END, re.I)
+    return re.compile(terms_pattern(sorted(dict.fromkeys(terms), key=len, reverse=True)), re.I)
 
 
 def _notes(n: int) -> list[str]:
@@ -112,9 +111,9 @@ def _notes(n: int) -> list[str]:
 @pytest.mark.parametrize("crit_file", CRIT_FILES, ids=lambda p: p.parent.name if p.name == "trial.crit" else p.stem)
 def test_the_scanner_finds_each_question_s_matches_exactly(crit_file: Path) -> None:
     from crit.engine.eligibility import load_plan
-    from crit.engine.reading.passages import _searched_terms, term_scanner, terms_regex
+    from crit.engine.reading.passages import searched_terms, term_scanner, terms_regex
 
-    term_sets = tuple(_searched_terms(q) for q in load_plan(crit_file).model_questions)
+    term_sets = tuple(searched_terms(q) for q in load_plan(crit_file).model_questions)
     scanner = term_scanner(term_sets)
     flat = [_one_pattern_a_question(t) if t else None for t in term_sets]
     notes = _notes(400) + ["non-diabetic, non diabetic; A.F. and a-fib; Type II DM; C.H.F.'s", "", "afib afib"]
@@ -147,11 +146,11 @@ def test_evidence_for_many_questions_equals_each_question_alone() -> None:
 
 
 def test_the_scanner_splits_many_questions_into_chunks_and_finds_the_same() -> None:
-    from crit.engine.reading.passages import _SCAN_CHUNK, TermScanner
+    from crit.engine.reading.passages import SCAN_CHUNK, TermScanner
 
     words = ["hypertension", "diabetes", "stroke", "pain", "fever", "cough", "history", "blood pressure", "BP",
              "patient", "denies", "no", "the", "with", "was", "heart", "rate", "CHF", "type 2 diabetes", "left"]
-    term_sets = [tuple(words[(i * 7 + k) % len(words)] for k in range(i % 4 + 1)) for i in range(_SCAN_CHUNK * 2 + 5)]
+    term_sets = [tuple(words[(i * 7 + k) % len(words)] for k in range(i % 4 + 1)) for i in range(SCAN_CHUNK * 2 + 5)]
     scanner = TermScanner(term_sets)
     assert len(scanner._chunks) == 3
     for text in _notes(40):
@@ -159,23 +158,23 @@ def test_the_scanner_splits_many_questions_into_chunks_and_finds_the_same() -> N
 
 
 def test_the_pattern_families_are_found_where_their_own_patterns_find_them() -> None:
-    from crit.engine.reading.passages import _FAMILY_SCANS
+    from crit.engine.reading.passages import FAMILY_SCANS
 
     extra = ["Mrs. Smith", "MS. Jones", "No medications.", "Medications: none", "42yo", "aged 3", "3-1/2-year-old",
              "She has", "HE is", "denies taking any medications", "on no medications", "AGE: 81"]
     for text in _notes(400) + extra:
-        for family, led in _FAMILY_SCANS.items():
+        for family, led in FAMILY_SCANS.items():
             assert [m.span() for m in led.finditer(text)] == [m.span() for m in family.finditer(text)]
 
 
 def _passages_sentence_by_sentence(note_text, hits, terms):
     """How passages were made before hits were placed by bisection: every sentence, in order, tested for hits."""
-    from crit.engine.reading.passages import _HEADER, MAX_PASSAGE_CHARS, Passage, sentences, term_of
+    from crit.engine.reading.passages import HEADER, MAX_PASSAGE_CHARS, Passage, sentences, term_of
 
     if not hits:
         return []
     spans = sentences(note_text)
-    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    headers = [(m.start(), m.group(1).strip().upper()) for m in HEADER.finditer(note_text)]
     passages, h = [], 0
     for start, end in spans:
         while h < len(hits) and hits[h][1] <= start:
@@ -203,11 +202,11 @@ def _passages_sentence_by_sentence(note_text, hits, terms):
 @pytest.mark.parametrize("crit_file", CRIT_FILES[:4], ids=lambda p: p.parent.name if p.name == "trial.crit" else p.stem)
 def test_placing_hits_by_bisection_makes_the_passages_a_sentence_by_sentence_pass_makes(crit_file: Path) -> None:
     from crit.engine.eligibility import load_plan
-    from crit.engine.reading.passages import _passages, _searched_terms, term_scanner
+    from crit.engine.reading.passages import passages_of, searched_terms, term_scanner
 
     questions = load_plan(crit_file).model_questions
-    term_sets = tuple(_searched_terms(q) for q in questions)
+    term_sets = tuple(searched_terms(q) for q in questions)
     for text in _notes(300):
         for terms, spans in zip(term_sets, term_scanner(term_sets).scan(text)):
             hits = sorted((a, b, "") for a, b in spans)
-            assert _passages(text, hits, terms) == _passages_sentence_by_sentence(text, hits, terms)
+            assert passages_of(text, hits, terms) == _passages_sentence_by_sentence(text, hits, terms)

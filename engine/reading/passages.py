@@ -74,7 +74,7 @@ _BUILTIN: dict[str, tuple[re.Pattern[str], ...]] = {"age": (AGE,), SEX_PHRASE: _
 _BUILTIN_TERM = {"age": "(age pattern)", SEX_PHRASE: "(sex words)"}  # Passage.term
 
 # A section header: a line that starts with capitals and a colon ("FAMILY HISTORY:").
-_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z0-9 /&,()'-]{2,60}):", re.M)
+HEADER = re.compile(r"^[ \t]*([A-Z][A-Z0-9 /&,()'-]{2,60}):", re.M)
 # Sentence ends: a period, ! or ? followed by space and a capital or a digit, unless the
 # period closes a common abbreviation or sits inside a number.
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bvs)(?<!\bSt)[.!?](?=\s+[A-Z0-9(\[])")
@@ -284,8 +284,9 @@ def _by_letter(terms: Sequence[str]) -> dict[str, list[str]] | None:
     return groups
 
 
-def _pattern(terms: Sequence[str]) -> str:
-    """One match of any of the terms, as a pattern without flags."""
+def terms_pattern(terms: Sequence[str]) -> str:
+    """One match of any of the terms, tried in the order given, as a pattern without flags (compile it with
+    re.I, as terms_regex does)."""
     return _TERM_START + "(?:" + "|".join(_term_body(t) for t in terms) + ")" + _TERM_END
 
 
@@ -297,12 +298,12 @@ def terms_regex(terms: tuple[str, ...]) -> re.Pattern[str]:
     letters = _by_letter(ordered)
     # Only a place whose letter starts some term can match: testing it first skips most of a note.
     guard = f"(?=[{''.join(letters)}])" if letters else ""
-    return re.compile(guard + _pattern(ordered), re.I)
+    return re.compile(guard + terms_pattern(ordered), re.I)
 
 
 # Questions per compiled scanner: the scanner nests one conditional per question, and Python's regex
 # parser recurses once per level.
-_SCAN_CHUNK = 40
+SCAN_CHUNK = 40
 
 
 class TermScanner:
@@ -321,8 +322,8 @@ class TermScanner:
         self.size = len(term_sets)
         # Per chunk: the compiled pattern, and for each of its groups the question it captures for.
         self._chunks: list[tuple[re.Pattern[str], list[int]]] = []
-        for first in range(0, self.size, _SCAN_CHUNK):
-            chunk = range(first, min(first + _SCAN_CHUNK, self.size))
+        for first in range(0, self.size, SCAN_CHUNK):
+            chunk = range(first, min(first + SCAN_CHUNK, self.size))
             grouped = {i: _by_letter(term_sets[i]) for i in chunk if term_sets[i]}
             branches: dict[str, list[tuple[int, list[str]]]] = {}
             if all(g is not None for g in grouped.values()):
@@ -340,7 +341,7 @@ class TermScanner:
                 for i, terms in members:
                     names.append(f"g{len(owners)}")
                     owners.append(i)
-                    looks.append(f"(?=(?P<{names[-1]}>{_pattern(terms)}))?")
+                    looks.append(f"(?=(?P<{names[-1]}>{terms_pattern(terms)}))?")
                 # Zero-width, and only where some question matched: the conditionals fail where none did.
                 none = "".join(f"(?({n})|" for n in names) + "(?!)" + ")" * len(names)
                 alternatives.append((f"(?=[{letter}])" if letter else "") + "".join(looks) + none)
@@ -453,7 +454,7 @@ class _Layout(NamedTuple):
 @functools.lru_cache(maxsize=32)
 def _layout(note_text: str) -> _Layout:
     spans = sentences(note_text)
-    headers = [(m.start(), m.group(1).strip().upper()) for m in _HEADER.finditer(note_text)]
+    headers = [(m.start(), m.group(1).strip().upper()) for m in HEADER.finditer(note_text)]
     return _Layout(spans, [a for a, _ in spans], [o for o, _ in headers], [n for _, n in headers])
 
 
@@ -466,7 +467,7 @@ def _vocabularies() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=64)
 def _term_sets(questions: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]], ...],
                vocabularies: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """_searched_terms of each question, by what they depend on (phrase, aka, kind, not aka; the vocabularies
+    """searched_terms of each question, by what they depend on (phrase, aka, kind, not aka; the vocabularies
     on): found once a plan, not once a note."""
     return tuple(() if phrase in _BUILTIN else
                  (*_question_terms(phrase, aka, kind, not_aka, vocabularies), *(_parent_terms(phrase) if kind == "boolean"
@@ -474,7 +475,7 @@ def _term_sets(questions: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]
                  for phrase, aka, kind, not_aka in questions)
 
 
-def _searched_terms(question: Question) -> tuple[str, ...]:
+def searched_terms(question: Question) -> tuple[str, ...]:
     """The terms a question's passages are found by: its own, then the parents only a denial reads."""
     return (*question_terms(question), *parent_terms(question)) if question.phrase not in _BUILTIN else ()
 
@@ -492,7 +493,7 @@ def _led_by(regex: re.Pattern[str], letters: str) -> re.Pattern[str]:
 
 
 # The pattern families, as evidence_for scans for them: each match starts with one of these characters.
-_FAMILY_SCANS = {
+FAMILY_SCANS = {
     AGE: _led_by(AGE, r"\da"),
     _SEX_WORDS[0]: _led_by(_SEX_WORDS[0], "sfhwlgm"),
     _SEX_WORDS[1]: _led_by(_SEX_WORDS[1], "hmgb"),
@@ -514,13 +515,13 @@ def evidence_for(note_text: str, questions: Sequence[Question]) -> dict[str, lis
                     else [(NO_MEDICATIONS_TERM, NO_MEDICATIONS)] if is_therapy(q) else [])
         for term, regex in families:
             if regex not in shared:
-                shared[regex] = [(m.start(), m.end(), term) for m in _FAMILY_SCANS[regex].finditer(note_text)]
+                shared[regex] = [(m.start(), m.end(), term) for m in FAMILY_SCANS[regex].finditer(note_text)]
             hits.extend(shared[regex])
-        out[q.name] = _passages(note_text, sorted(hits), terms)
+        out[q.name] = passages_of(note_text, sorted(hits), terms)
     return out
 
 
-def _passages(note_text: str, hits: list[tuple[int, int, str]], terms: tuple[str, ...]) -> list[Passage]:
+def passages_of(note_text: str, hits: list[tuple[int, int, str]], terms: tuple[str, ...]) -> list[Passage]:
     """The passages of a question's sorted hits (start, end, family name or "" for a term): the sentence
     each first hit sits in, with its section; sentences of one line that follow each other joined."""
     if not hits:
