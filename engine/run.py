@@ -229,6 +229,7 @@ def run(
     def settle(oldest: tuple[list[Note], int, set[str], Future[Answered] | None]) -> None:
         nonlocal calls
         notes, cached, changed, answering = oldest
+        answered = None
         if answering is not None:
             t0 = time.perf_counter()
             answered = answering.result()
@@ -236,11 +237,9 @@ def run(
             progress.questions_asked += answered.questions
             for method, n in answered.by_method.items():
                 progress.by_method[method] = progress.by_method.get(method, 0) + n
-            if engine is not None:
-                progress.model_questions = engine.model_questions
-            pending.add(notes, cached, changed, answered)
-        else:
-            pending.add(notes, cached, changed, None)
+            assert engine is not None  # made with the answerers
+            progress.model_questions = engine.model_questions
+        pending.add(notes, cached, changed, answered)
         if len(pending.notes) >= commit_notes or pending.age() >= RULES_BATCH_SECONDS:
             commit()
 
@@ -258,13 +257,13 @@ def run(
                 answering = None
                 if requests:
                     t0 = time.perf_counter()
-                    if answerers is None:
+                    if engine is None or answerers is None:
                         start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
                         engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust, infer=infer)
                         answerers = Answerers(engine, keys, questions, n_workers)
-                    before = engine.model_calls if engine is not None else 0
+                    before = engine.model_calls
                     answering = answerers.submit(requests)
-                    calls += (engine.model_calls if engine is not None else 0) - before
+                    calls += engine.model_calls - before
                     progress.model_seconds += time.perf_counter() - t0
                 in_flight.append((batch, cached, changed, answering))
                 # Worker processes: keep each busy, with two pieces waiting, while this process reads and writes.

@@ -95,7 +95,6 @@ class Answerers:
     def __init__(self, engine: EvidenceEngine, keys: dict[str, str], questions: Sequence[Question], workers: int):
         self.engine = engine
         self.keys = keys
-        self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:
             if engine.model is not None or engine.policy != "rules":

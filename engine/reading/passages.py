@@ -464,20 +464,25 @@ def _vocabularies() -> tuple[str, ...]:
     return enabled_vocabularies()
 
 
-@functools.lru_cache(maxsize=64)
-def _term_sets(questions: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]], ...],
-               vocabularies: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """searched_terms of each question, by what they depend on (phrase, aka, kind, not aka; the vocabularies
-    on): found once a plan, not once a note."""
-    return tuple(() if phrase in _BUILTIN else
-                 (*_question_terms(phrase, aka, kind, not_aka, vocabularies), *(_parent_terms(phrase) if kind == "boolean"
-                                                                               else ()))
-                 for phrase, aka, kind, not_aka in questions)
+@functools.lru_cache(maxsize=4096)
+def _searched(phrase: str, aka: tuple[str, ...], kind: str, not_aka: tuple[str, ...],
+              vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+    if phrase in _BUILTIN:
+        return ()
+    return (*_question_terms(phrase, aka, kind, not_aka, vocabularies),
+            *(_parent_terms(phrase) if kind == "boolean" else ()))
 
 
 def searched_terms(question: Question) -> tuple[str, ...]:
     """The terms a question's passages are found by: its own, then the parents only a denial reads."""
-    return (*question_terms(question), *parent_terms(question)) if question.phrase not in _BUILTIN else ()
+    return _searched(question.phrase, tuple(question.aka), question.kind, tuple(question.not_aka), _vocabularies())
+
+
+@functools.lru_cache(maxsize=64)
+def _term_sets(questions: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...]], ...],
+               vocabularies: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """searched_terms of each question (phrase, aka, kind, not aka), found once a plan, not once a note."""
+    return tuple(_searched(*question, vocabularies) for question in questions)
 
 
 def find_passages(note_text: str, question: Question) -> list[Passage]:
