@@ -121,8 +121,9 @@ def answer_keys(plan: Plan, factory: BackendFactory, *, gate: bool = True, polic
 RULES_BATCH_NOTES = 2000
 RULES_BATCH_SECONDS = 5.0
 PIECE_NOTES = 100  # notes handed to a worker process at once
-# What the store's DuckDB may keep in memory while a run writes: by default it keeps the pages it wrote, up
-# to most of the machine's memory, and a run over a million notes writes gigabytes.
+# What the store's DuckDB may keep in memory during a run: by default it keeps the pages it wrote, up to most
+# of the machine's memory, and a run over a million notes writes gigabytes. Eligibility is decided in slices
+# of notes that fit under it (crit.engine.eligibility.evaluate.SLICE_CELLS).
 STORE_MEMORY = "1GB"
 
 
@@ -280,9 +281,6 @@ def run(
                     f"no note in {_named(reader.source)} can run ({len(reader.bad_rows)} bad row(s))"
                     + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
                 )
-            # The cap was for writing, whose cached pages it keeps from filling memory; deciding eligibility
-            # over a million notes needs more at once (it failed at 1 GB).
-            store.limit_memory(None)
             evaluation = evaluate(store.con, plan, keys)
             this_run = store.run_eligibility()
             errors, ungrounded = store.answer_counts(keys.values())

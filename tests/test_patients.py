@@ -214,21 +214,18 @@ def _months_before(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
-def test_the_patient_pick_matches_a_plain_reading_of_the_rule() -> None:
-    """Seeded random patients, checked against the rule as the docs state it, written plainly here.
+RANDOM_TEXT = ('boolean mi "a myocardial infarction"\nnumeric creat last "serum creatinine" in mg/dL\n'
+               'numeric hb lowest "hemoglobin" in g/dL\n'
+               'include mi within 6 months or creat within 30 days > 2 or hb within 3 months < 10 or mi or creat > 1 or hb < 9\n')
+RANDOM_WINDOWS = {1: ("mi", ("month", 6)), 2: ("creat", ("day", 30)), 3: ("hb", ("month", 3))}
 
-    Each question and window: of the patient's notes (inside the window: dated from its start to the
-    last note's date), those with a value decide: booleans present over absent, numbers by the
-    question's order, then the later note (dated over undated, then by corpus row). With no value,
-    the reason is the worst of the notes' (error, unit, na, missing), or 'window' with no note inside.
-    The SQL packs all of this into one integer per note; this test is what keeps that honest."""
+
+def random_patients(seed: int) -> tuple[duckdb.DuckDBPyConnection, list[tuple], list[tuple]]:
+    """A store of seeded random patients for RANDOM_TEXT: dated and undated notes, and answers with values,
+    errors, NA, a unit that does not convert, or no row. Returns the connection, the notes and the answers."""
     import random
 
-    rng = random.Random(15)
-    text = ('boolean mi "a myocardial infarction"\nnumeric creat last "serum creatinine" in mg/dL\n'
-            'numeric hb lowest "hemoglobin" in g/dL\n'
-            'include mi within 6 months or creat within 30 days > 2 or hb within 3 months < 10 or mi or creat > 1 or hb < 9\n')
-    windows = {1: ("mi", ("month", 6)), 2: ("creat", ("day", 30)), 3: ("hb", ("month", 3))}
+    rng = random.Random(seed)
     notes, answers = [], []
     for p in range(60):
         for _ in range(rng.randint(1, 6)):
@@ -250,6 +247,19 @@ def test_the_patient_pick_matches_a_plain_reading_of_the_rule() -> None:
     con.execute("CREATE TABLE answers (note_id VARCHAR, question VARCHAR, answer_key VARCHAR, value DOUBLE, "
                 "unit VARCHAR, na BOOLEAN, error VARCHAR)")
     con.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)", answers)
+    return con, notes, answers
+
+
+def test_the_patient_pick_matches_a_plain_reading_of_the_rule() -> None:
+    """Seeded random patients, checked against the rule as the docs state it, written plainly here.
+
+    Each question and window: of the patient's notes (inside the window: dated from its start to the
+    last note's date), those with a value decide: booleans present over absent, numbers by the
+    question's order, then the later note (dated over undated, then by corpus row). With no value,
+    the reason is the worst of the notes' (error, unit, na, missing), or 'window' with no note inside.
+    The SQL packs all of this into one integer per note; this test is what keeps that honest."""
+    con, notes, answers = random_patients(15)
+    text, windows = RANDOM_TEXT, RANDOM_WINDOWS
     evaluate(con, plan_from_text(text))
     got = {(p, q, w): (n, v, r) for p, q, w, n, v, r in con.execute(
         "SELECT patient_id, question, window_id, note_id, converted, reason FROM patient_answers").fetchall()}
@@ -288,6 +298,26 @@ def test_the_patient_pick_matches_a_plain_reading_of_the_rule() -> None:
                 expected[(p, q, w)] = (None, None, worst)
     assert got == expected
     assert {r for _, _, r in got.values()} >= {None, "window", "na", "error", "unit", "missing"}
+
+
+def test_deciding_the_notes_in_slices_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eligibility is decided a slice of notes at a time (so that a million notes fit in memory): every
+    table and view it writes is the same, row for row, as when the whole store is one slice."""
+    from crit.engine.eligibility import evaluate as evaluation
+
+    outputs = ("note_decisions", "patient_decisions", "answer_values", "criteria", "eligibility", "attrition",
+               "patient_answers", "patient_criteria", "patient_eligibility", "patient_attrition")
+
+    def decided(cells: int) -> tuple[dict[str, list[tuple]], int]:
+        monkeypatch.setattr(evaluation, "SLICE_CELLS", cells)
+        con, notes, _ = random_patients(16)
+        summary = evaluate(con, plan_from_text(RANDOM_TEXT))
+        return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in outputs}, summary.notes
+
+    whole, notes = decided(10 ** 9)
+    sliced, _ = decided(3 * 7)  # 7 notes of 3 questions a slice: dozens of slices
+    assert notes >= 100 and whole["note_decisions"] and whole["patient_decisions"]
+    assert sliced == whole
 
 
 def test_a_patient_sex_is_the_one_their_notes_agree_on() -> None:

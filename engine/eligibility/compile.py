@@ -58,8 +58,8 @@ from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan, RangeRule, WindowSpec, window_spec
 from crit.grammar.questions import SEX_PHRASE, Question
 
-__all__ = ["Reason", "Status", "Tables", "analyte", "rules_sql",
-           "statements"]
+__all__ = ["SLICE", "SLICES", "Reason", "Status", "Tables", "analyte", "note_statements", "rules_sql",
+           "statements", "view_statements"]
 
 Status = Literal["met", "not met", "unknown"]
 Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy", "window"]
@@ -80,6 +80,18 @@ class Tables:
 
     views = (answers, notes)
     tables = (questions, keys, units, candidates)
+
+
+# The notes are decided a slice at a time: the note table's statement reads only the notes (and their
+# answers) whose id hashes to slice `getvariable(SLICE)` of `getvariable(SLICES)`, and runs once per slice.
+# The pivot holds every answer of the notes it reads at once: over a million notes in one piece it took
+# gigabytes. A note's slice is a hash of its id, a filter DuckDB applies as it scans.
+SLICES = "crit_slices"
+SLICE = "crit_slice"
+
+
+def _in_slice(alias: str) -> str:
+    return f"hash({alias}.note_id) % getvariable('{SLICES}') = getvariable('{SLICE}')"
 
 
 # ---- compiling expressions ----------------------------------------------------------
@@ -528,7 +540,8 @@ def _let_levels(plan: Plan) -> list[list[ast.LetDecl]]:
     return levels
 
 
-def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str]) -> list[str]:
+def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str], *,
+            append: bool = False) -> list[str]:
     """The lets and criteria over the CTE `answered` (q_*, r_*, sex), appended to `ctes`: each let as
     columns l_*, lr_*; each criterion's value (c_*), status (s_*) and reason (cr_*). The stored row
     holds the `kept` columns and each criterion's status and reason; the rest are steps on the way
@@ -538,7 +551,8 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
     later lets read, and the lets still to be read), joined back to `answered` for the criteria:
     a layer that carried the whole row made a chain of lets quadratic. Past LET_LAYERS levels the
     row so far is stored in a temporary table (`_crit_<level>_wide`, `_crit_<level>_lets_<k>`) and
-    the next statement reads it; the script drops them once the decided table is written."""
+    the next statement reads it; the script drops them once the decided table is written. With `append`
+    the rows go into the decided table an earlier slice made, instead of replacing it."""
     comp = ExprCompiler(plan)
     subject = level.subject
     statements: list[str] = []
@@ -591,7 +605,8 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
     source = base if not levels else f"{base} JOIN {previous} USING ({subject})"
     ctes.append("judged AS (\n    SELECT *" + "".join(",\n        " + v for v in values) + f"\n    FROM {source}\n)")
     body = "SELECT " + _lines(kept + decided) + "\nFROM judged"
-    statements.append(f"CREATE OR REPLACE TABLE {level.decisions} AS\nWITH " + ",\n".join(ctes) + "\n" + body)
+    write = f"INSERT INTO {level.decisions}" if append else f"CREATE OR REPLACE TABLE {level.decisions} AS"
+    statements.append(f"{write}\nWITH " + ",\n".join(ctes) + "\n" + body)
     statements += [f"DROP TABLE {t}" for t in temps]
     return statements
 
@@ -608,7 +623,7 @@ def _note_sex(plan: Plan) -> str:
     return f"COALESCE({from_notes}, CASE WHEN {asked}.converted = 1 THEN 'female' WHEN {asked}.converted = 0 THEN 'male' END)"
 
 
-def _note_decisions_sql(plan: Plan) -> list[str]:
+def _note_decisions_sql(plan: Plan, append: bool = False) -> list[str]:
     """One row per note: its attributes, its answer to each question (a_*: value, unit, converted,
     reason, span), the columns the rules read (q_*, r_*; windows drawn from the note's own date),
     then the lets and criteria (`_decide`)."""
@@ -642,6 +657,7 @@ def _note_decisions_sql(plan: Plan) -> list[str]:
     FROM {Tables.candidates} c
     JOIN {Tables.questions} q ON q.question = c.question
     JOIN {Tables.units} u ON u.question = c.question AND u.unit_key = COALESCE(c.unit, '') AND u.factor IS NOT NULL
+    WHERE {_in_slice("c")}
     GROUP BY c.note_id, c.question, c.answer_key, q.ord
 )""",
         f"""chosen AS NOT MATERIALIZED (
@@ -649,14 +665,14 @@ def _note_decisions_sql(plan: Plan) -> list[str]:
     SELECT a.note_id, a.question, a.answer_key, a.value, a.unit, a.na, a.error, a.span_start, a.span_end
     FROM {Tables.answers} a
     JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
-    WHERE k.only_key
+    WHERE k.only_key AND {_in_slice("a")}
     UNION ALL
     SELECT unnest(arg_max({{'note_id': a.note_id, 'question': a.question, 'answer_key': a.answer_key, 'value': a.value,
                            'unit': a.unit, 'na': a.na, 'error': a.error, 'span_start': a.span_start,
                            'span_end': a.span_end}}, (a.error IS NULL, a.answer_key)))
     FROM {Tables.answers} a
     JOIN {Tables.keys} k ON a.question = k.question AND a.answer_key = k.answer_key
-    WHERE NOT k.only_key
+    WHERE NOT k.only_key AND {_in_slice("a")}
     GROUP BY a.note_id, a.question
 )""",
         """picked AS NOT MATERIALIZED (
@@ -695,18 +711,19 @@ def _note_decisions_sql(plan: Plan) -> list[str]:
     SELECT n.note_id, list(c.answer ORDER BY q.pos) AS answers
     FROM {Tables.notes} n CROSS JOIN {Tables.questions} q
     LEFT JOIN converted c ON c.note_id = n.note_id AND c.question = q.question
-    WHERE n.note_id IS NOT NULL
+    WHERE n.note_id IS NOT NULL AND {_in_slice("n")}
     GROUP BY n.note_id
 )""")
     answers = "".join(f",\n        p.answers[{i}] AS {_col('a', q.name)}" for i, q in enumerate(plan.questions, 1))
     ctes.append(f"""answered AS (
     SELECT n.note_id, n.patient_id, n.note_date, n.index_date, n.source_row, n.sex AS note_sex{answers}
     FROM {Tables.notes} n LEFT JOIN pivoted p ON p.note_id = n.note_id
+    WHERE {_in_slice("n")}
 )""")
     ctes.append("wide AS (\n    SELECT * EXCLUDE (note_sex), " + _note_sex(plan) + " AS sex"
                 + "".join(",\n        " + c for c in columns) + "\n    FROM answered\n)")
     kept = ["note_id", "patient_id", "note_date", "index_date", "source_row", "sex"]
-    return _decide(plan, _NOTE_LEVEL, ctes, "wide", kept + [_col("a", q.name) for q in plan.questions])
+    return _decide(plan, _NOTE_LEVEL, ctes, "wide", kept + [_col("a", q.name) for q in plan.questions], append=append)
 
 
 # Why a patient has no value for a question, worst first: the worst of their notes' reasons.
@@ -946,15 +963,24 @@ GROUP BY j.position, j.label, j.type
 ORDER BY j.position"""
 
 
-def statements(plan: Plan) -> list[str]:
-    """The script's statements, in order (what `evaluate` runs, one at a time)."""
+def note_statements(plan: Plan, *, append: bool = False) -> list[str]:
+    """The statements that decide the notes of the current slice (variables SLICE of SLICES) into
+    `note_decisions`: made anew, or with `append` added to what earlier slices wrote."""
+    return _note_decisions_sql(plan, append)
+
+
+def view_statements(plan: Plan) -> list[str]:
+    """The statements after every note is decided: the note views, then the patients and their views."""
     def views(level: _Level) -> list[str]:
         return [_criteria_sql(plan, level), _eligibility_sql(plan, level), _attrition_sql(level)]
 
-    return [*_note_decisions_sql(plan), _answer_values_sql(plan), *views(_NOTE_LEVEL),
-            *_patient_decisions_sql(plan), _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
+    return [_answer_values_sql(plan), *views(_NOTE_LEVEL), *_patient_decisions_sql(plan), _patient_answers_sql(plan),
+            *views(_PATIENT_LEVEL)]
 
 
+def statements(plan: Plan) -> list[str]:
+    """The script's statements, in order, over the notes as one slice (what `crit compile --json` shows)."""
+    return [f"SET VARIABLE {SLICES} = 1", f"SET VARIABLE {SLICE} = 0", *note_statements(plan), *view_statements(plan)]
 
 
 def rules_sql(plan: Plan) -> str:
@@ -969,5 +995,6 @@ def rules_sql(plan: Plan) -> str:
     header = (
         f"-- crit rules for {_comment(plan.trial_id or plan.source or 'a plan')}, rules fingerprint {plan.rules_fingerprint}\n"
         "-- NULL is unknown (Kleene logic); columns q_* are answers, r_* why they are unknown.\n"
+        f"-- crit decides the notes in slices ({SLICE} of {SLICES}, by a hash of note_id); this script is one slice.\n"
     )
     return header + ";\n\n".join(statements(plan)) + ";\n"

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.eligibility.compile import Tables, analyte, statements
+from crit.engine.eligibility.compile import SLICE, SLICES, Tables, analyte, note_statements, statements, view_statements
 from crit.engine.notes.columns import FEMALE, MALE
 from crit.engine.sql import ident, literal, rollback
 from crit.engine.store.schema import ELIGIBILITY_TABLES, ELIGIBILITY_VIEWS, EVALUATION_SQL
@@ -257,6 +257,11 @@ def _restore_optimizers(con: duckdb.DuckDBPyConnection, before: str) -> None:
     con.execute(f"SET disabled_optimizers = {literal(before)}")
 
 
+# Notes x questions decided in one statement: the pivot of that many answers, a few hundred bytes each,
+# fits in the store's memory cap while a run writes (crit.engine.run.STORE_MEMORY).
+SLICE_CELLS = 1_000_000
+
+
 def evaluate(
     con: duckdb.DuckDBPyConnection, plan: Plan, answer_keys: Mapping[str, str] | None = None
 ) -> EvaluationSummary:
@@ -269,13 +274,20 @@ def evaluate(
     re-decides every note from the same answers.
     """
     started = time.perf_counter()
-    script = statements(plan)  # compile first: a plan error leaves the store untouched
+    statements(plan)  # compile first: a plan error leaves the store untouched
     optimizers = _disable_slow_optimizers(con)
     con.execute("BEGIN TRANSACTION")
     try:
         _load_inputs(con, plan, answer_keys)
         _clear_outputs(con)
-        for sql in script:
+        row = con.execute(f"SELECT count(*) FROM {Tables.notes}").fetchone()
+        slices = max(1, -(-(row[0] if row else 0) * max(1, len(plan.questions)) // SLICE_CELLS))
+        con.execute(f"SET VARIABLE {SLICES} = {slices}")
+        for i in range(slices):
+            con.execute(f"SET VARIABLE {SLICE} = {i}")
+            for sql in note_statements(plan, append=i > 0):
+                con.execute(sql)
+        for sql in view_statements(plan):
             con.execute(sql)
         notes, eligible, ineligible, unknown = _status_counts(con, "eligibility")
         patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"),

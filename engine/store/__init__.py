@@ -336,10 +336,10 @@ class Store(StoreReads):
             out.setdefault(note_id, set()).add(key)
         return out
 
-    def limit_memory(self, limit: str | None) -> None:
-        """Cap what DuckDB keeps in memory for this connection (a size, "1GB"; None: DuckDB's default, most of
-        the machine's memory); beyond it, it writes out or evicts."""
-        self.con.execute("RESET memory_limit" if limit is None else f"SET memory_limit = {literal(limit)}")
+    def limit_memory(self, limit: str) -> None:
+        """Cap what DuckDB keeps in memory for this connection (a size, "1GB"; by default it is most of the
+        machine's memory); beyond it, it writes out or evicts."""
+        self.con.execute(f"SET memory_limit = {literal(limit)}")
 
     def held_answers(self, answer_keys: Iterable[str]) -> HeldAnswers:
         """What the store holds for a run with these answer keys, read once at its start: each stored note's
