@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from crit.engine.answering import DEFAULT_POLICY, Policy
@@ -33,13 +34,13 @@ from crit.engine.answering.backend import Backend, Request, answer_key
 from crit.engine.answering.policy import EvidenceEngine, engine_identity
 from crit.engine.answering.registry import BackendFactory, require
 from crit.engine.answering.trust import TrustProfile
-from crit.engine.answers import Answer
 from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
 from crit.engine.notes.columns import NoteColumns, sex_of
 from crit.engine.notes.reader import BadRow, Note, NoteReader
 from crit.engine.notes.shards import Shard
 from crit.engine.sql import WRITE_ERRORS
-from crit.engine.store import PassageRow, RunInfo, Store
+from crit.engine.store import AnswerTables, RunInfo, Store
+from crit.engine.store.schema import ANSWER_ARROW, PASSAGE_ARROW
 from crit.engine.workers import Answered, Answerers, default_workers
 from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan
@@ -198,6 +199,7 @@ def run(
         questions,
         keys,
     )
+    rows = store.row_builder(run_id, keys)
     model_may_answer = asks_model(backend_factory, policy, trust)
     # With a model, one process (the model's); without, as many as asked, each reading PIECE_NOTES at a time.
     # (No more processes than pieces of work: forking one for a handful of notes costs more than it saves.)
@@ -215,8 +217,8 @@ def run(
 
     def commit() -> None:
         nonlocal answers_new, notes_changed
-        result = store.write_batch(run_id, pending.notes, pending.answers, keys, answers_cached=pending.cached,
-                                   passages=pending.passages, changed=pending.changed)
+        result = store.write_tables(run_id, pending.notes, pending.tables(), answers_cached=pending.cached,
+                                    changed=pending.changed)
         store.remember_run_notes([n.note_id for n in pending.notes])
         answers_new += result.answers_new
         notes_changed += result.notes_changed
@@ -261,7 +263,7 @@ def run(
                     if engine is None or answerers is None:
                         start = None if backend_factory.name == "rules" else (lambda: _start(backend_factory))
                         engine = EvidenceEngine(start_model=start, gate=gate, policy=policy, trust=trust, infer=infer)
-                        answerers = Answerers(engine, keys, questions, n_workers)
+                        answerers = Answerers(engine, rows, questions, n_workers)
                     before = engine.model_calls
                     answering = answerers.submit(requests)
                     calls += engine.model_calls - before
@@ -394,8 +396,7 @@ class _Pending:
 
     def clear(self) -> None:
         self.notes: list[Note] = []
-        self.answers: list[Answer] = []
-        self.passages: list[PassageRow] = []
+        self._tables: list[AnswerTables] = []
         self.cached = 0
         self.changed: set[str] = set()  # notes whose stored text differs: their old answers go first
         self.since = time.perf_counter()
@@ -405,8 +406,14 @@ class _Pending:
         self.cached += cached
         self.changed |= changed
         if answered is not None:
-            self.answers.extend(answered.answers)
-            self.passages.extend(answered.passages)
+            self._tables.append(answered.tables)
+
+    def tables(self) -> AnswerTables:
+        """The answers and passages of every piece, each as one table."""
+        if not self._tables:
+            return AnswerTables(ANSWER_ARROW.empty_table(), PASSAGE_ARROW.empty_table())
+        return AnswerTables(pa.concat_tables(t.answers for t in self._tables),
+                            pa.concat_tables(t.passages for t in self._tables))
 
     def age(self) -> float:
         return time.perf_counter() - self.since

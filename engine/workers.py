@@ -22,7 +22,7 @@ from typing import NamedTuple
 from crit.engine.answering.backend import Request
 from crit.engine.answering.policy import EvidenceEngine
 from crit.engine.answers import Answer
-from crit.engine.store import PassageRow
+from crit.engine.store import AnswerTables, PassageTuple, RowBuilder
 from crit.grammar.questions import Question
 
 # A note the warm-up reads, so that every lazily loaded part (vocabularies, the negation pipeline, the
@@ -32,31 +32,29 @@ _WARM_UP_NOTE = ("A 70-year-old woman. No history of stroke or diabetes. Creatin
 
 
 class Answered(NamedTuple):
-    """A batch of requests answered: the rows to store, and what the run counts."""
+    """A batch of requests answered: the rows to store, as the store's Arrow tables (built where they were
+    answered, so a worker process hands back a few buffers, not thousands of objects), and what the run counts."""
 
-    answers: list[Answer]
-    passages: list[PassageRow]
+    tables: AnswerTables
     by_method: Counter[str]  # answers by how they were reached: gate / rules / model / model-inferred
     questions: int  # questions answered
 
 
-def answer_requests(engine: EvidenceEngine, requests: Sequence[Request], keys: dict[str, str]) -> Answered:
+def answer_requests(engine: EvidenceEngine, requests: Sequence[Request], rows: RowBuilder) -> Answered:
     """Answer requests (one engine call: the model, where needed, gets them together) and key every
     answer and passage to the run."""
+    keys = rows.answer_keys
     answers: list[Answer] = []
-    passages: list[PassageRow] = []
+    passages: list[PassageTuple] = []
     by_method: Counter[str] = Counter()
     for r, (found, evidence) in zip(requests, engine.answer_batch(requests)):
         for a in found:
             a.fingerprint = keys[a.question]  # the engine's answers are new objects, keyed here to the run
             answers.append(a)
             by_method[a.method] += 1
-        passages.extend(
-            PassageRow(note_id=r.note_id, answer_key=keys[q.name], question=q.name, passage=i,
-                       span_start=p.start, span_end=p.end, term=p.term, section=p.section)
-            for q in r.questions for i, p in enumerate(evidence[q.name])
-        )
-    return Answered(answers, passages, by_method, sum(len(r.questions) for r in requests))
+        passages.extend((r.note_id, keys[q.name], q.name, i, p.start, p.end, p.term, p.section)
+                        for q in r.questions for i, p in enumerate(evidence[q.name]))
+    return Answered(rows.tables(answers, passages), by_method, sum(len(r.questions) for r in requests))
 
 
 def default_workers() -> int:
@@ -69,32 +67,32 @@ def default_workers() -> int:
 
 # A worker's state, set once when it starts (module globals: a forked worker inherits nothing else).
 _engine: EvidenceEngine | None = None
-_keys: dict[str, str] = {}
+_rows: RowBuilder | None = None
 _questions: dict[str, Question] = {}
 
 
-def _start_worker(engine: EvidenceEngine, keys: dict[str, str], questions: dict[str, Question]) -> None:
-    global _engine, _keys, _questions
+def _start_worker(engine: EvidenceEngine, rows: RowBuilder, questions: dict[str, Question]) -> None:
+    global _engine, _rows, _questions
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     # A worker inherits the run's SIGTERM handler, which raises an interrupt wherever the worker is: inside
     # the pool's queue lock, that left the lock held and every process waiting on it. A worker sent SIGTERM
     # just ends, and the run, told by its pool, stops as it does for any worker lost.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _engine, _keys, _questions = engine, keys, questions
+    _engine, _rows, _questions = engine, rows, questions
 
 
 def _answer_in_worker(requests: list[tuple[str, str, list[str]]]) -> Answered:
-    assert _engine is not None
+    assert _engine is not None and _rows is not None
     return answer_requests(_engine, [Request(n, text, [_questions[q] for q in names]) for n, text, names in requests],
-                           _keys)
+                           _rows)
 
 
 class Answerers:
     """Answers batches of requests in `workers` processes (1: in this process), results in order."""
 
-    def __init__(self, engine: EvidenceEngine, keys: dict[str, str], questions: Sequence[Question], workers: int):
+    def __init__(self, engine: EvidenceEngine, rows: RowBuilder, questions: Sequence[Question], workers: int):
         self.engine = engine
-        self.keys = keys
+        self.rows = rows
         self._pool: ProcessPoolExecutor | None = None
         if workers > 1:
             if engine.model is not None or engine.policy != "rules":
@@ -102,13 +100,13 @@ class Answerers:
             engine.answer("warm-up", _WARM_UP_NOTE, questions)
             context = multiprocessing.get_context("fork")
             self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(engine, keys, {q.name: q for q in questions}))
+                                             initargs=(engine, rows, {q.name: q for q in questions}))
 
     def submit(self, requests: Sequence[Request]) -> Future[Answered]:
         """Start answering `requests`; the future's result is theirs, answered."""
         if self._pool is None:
             done: Future[Answered] = Future()
-            done.set_result(answer_requests(self.engine, requests, self.keys))
+            done.set_result(answer_requests(self.engine, requests, self.rows))
             return done
         return self._pool.submit(_answer_in_worker, [(r.note_id, r.text, [q.name for q in r.questions])
                                                      for r in requests])

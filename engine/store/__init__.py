@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -67,6 +67,72 @@ class PassageRow(BaseModel):
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class AnswerTables(NamedTuple):
+    """A batch of answers and their passages as the store's Arrow tables (ANSWER_ARROW, PASSAGE_ARROW)."""
+
+    answers: pa.Table
+    passages: pa.Table
+
+
+# A passage row in PASSAGE_ARROW's column order: note_id, answer_key, question, passage (its place among the
+# question's passages), span_start, span_end, term, section.
+PassageTuple = tuple[str, str, str, int, int, int, str, str | None]
+
+
+class RowBuilder:
+    """Makes a run's answers and passages into the Arrow tables the store inserts, wherever they were
+    answered: a worker process builds its own, so the process that writes only concatenates them."""
+
+    def __init__(self, run_id: str, answer_keys: Mapping[str, str], question_fingerprints: Mapping[str, str]):
+        self.run_id = run_id
+        self.answer_keys = dict(answer_keys)
+        self.question_fingerprints = dict(question_fingerprints)
+
+    def tables(self, answers: Sequence[Answer], passages: Sequence[PassageTuple]) -> AnswerTables:
+        """The batch's tables; an answer whose key is not its question's in this run is refused (ValueError)."""
+        for a in answers:
+            if self.answer_keys.get(a.question) != a.fingerprint:
+                raise ValueError(f"answer for question {a.question!r} carries key {a.fingerprint}, "
+                                 f"expected {self.answer_keys.get(a.question)}")
+        now = datetime.now(timezone.utc)
+        qfp = self.question_fingerprints
+        # Built column by column: a batch of a rules run holds tens of thousands of answers, and a dict per
+        # row cost more than the insert.
+        answer_table = pa.table(
+            {
+                "note_id": [a.note_id for a in answers],
+                "answer_key": [a.fingerprint for a in answers],
+                "question": [a.question for a in answers],
+                "question_fingerprint": [qfp.get(a.fingerprint, "") for a in answers],
+                "run_id": [self.run_id] * len(answers),
+                "value": [a.value for a in answers],
+                "unit": [a.unit for a in answers],
+                "na": [a.na for a in answers],
+                "source": [a.source for a in answers],
+                "span_start": [a.span_start for a in answers],
+                "span_end": [a.span_end for a in answers],
+                "grounded": [a.grounded for a in answers],
+                "match": [a.match for a in answers],
+                "raw": [a.raw for a in answers],
+                "latency_s": [a.latency_s for a in answers],
+                "prompt_tokens": [a.prompt_tokens for a in answers],
+                "output_tokens": [a.output_tokens for a in answers],
+                "error": [a.error for a in answers],
+                "chunk": [a.chunk for a in answers],
+                "created_at": [now] * len(answers),
+                "method": [a.method for a in answers],
+                "candidates": [json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None
+                               for a in answers],
+                "reading": [a.reading for a in answers],
+                "sure": [a.confident for a in answers],
+            },
+            schema=ANSWER_ARROW,
+        )
+        columns = list(zip(*passages)) if passages else [[] for _ in PASSAGE_ARROW.names]
+        passage_table = pa.table(dict(zip(PASSAGE_ARROW.names, columns)), schema=PASSAGE_ARROW)
+        return AnswerTables(answer_table, passage_table)
 
 
 class HeldAnswers:
@@ -383,22 +449,27 @@ class Store(StoreReads):
     def write_batch(self, run_id: str, notes: Sequence[Note], answers: Sequence[Answer], answer_keys: Mapping[str, str],
                     *, answers_cached: int = 0, passages: Sequence[PassageRow] = (),
                     changed: set[str] | None = None) -> BatchResult:
-        """Store a batch of notes and their new answers in ONE transaction (all or nothing).
+        """Store a batch of notes and their new answers in ONE transaction (all or nothing): write_tables, with
+        the answers and passages made into Arrow tables here. `answer_keys` (question name -> key) is checked
+        against each answer's own key."""
+        rows = self.row_builder(run_id, answer_keys).tables(
+            answers, [(p.note_id, p.answer_key, p.question, p.passage, p.span_start, p.span_end, p.term, p.section)
+                      for p in passages])
+        return self.write_tables(run_id, notes, rows, answers_cached=answers_cached, changed=changed)
+
+    def row_builder(self, run_id: str, answer_keys: Mapping[str, str]) -> RowBuilder:
+        """What makes this run's answers into the Arrow tables write_tables takes."""
+        return RowBuilder(run_id, answer_keys, self._question_fingerprints(answer_keys))
+
+    def write_tables(self, run_id: str, notes: Sequence[Note], rows: AnswerTables, *, answers_cached: int = 0,
+                     changed: set[str] | None = None) -> BatchResult:
+        """Store a batch of notes and their new answers and passages (RowBuilder's tables) in ONE transaction.
 
         Notes are upserted; a note whose text changed loses its old answers first. Answers
         go in with ON CONFLICT DO NOTHING, so writing a batch twice changes nothing.
-        `answer_keys` (question name -> key) is checked against each answer's own key. `changed`: the ids
-        of the notes whose text changed, where the caller knows them already (HeldAnswers.changed).
+        `changed`: the ids of the notes whose text changed, where the caller knows them already
+        (HeldAnswers.changed).
         """
-        now = datetime.now(timezone.utc)
-        fingerprints = {name: key for name, key in answer_keys.items()}
-        for a in answers:
-            if fingerprints.get(a.question) != a.fingerprint:
-                raise ValueError(
-                    f"answer for question {a.question!r} carries key {a.fingerprint}, expected {fingerprints.get(a.question)}"
-                )
-        # Built column by column: a batch of a rules run holds tens of thousands of answers, and a dict per
-        # row cost more than the insert.
         note_table = pa.table(
             {
                 "note_id": [n.note_id for n in notes],
@@ -413,38 +484,7 @@ class Store(StoreReads):
             },
             schema=NOTE_ARROW,
         )
-        qfp = self._question_fingerprints(answer_keys)
-        answer_table = pa.table(
-            {
-                "note_id": [a.note_id for a in answers],
-                "answer_key": [a.fingerprint for a in answers],
-                "question": [a.question for a in answers],
-                "question_fingerprint": [qfp.get(a.fingerprint, "") for a in answers],
-                "run_id": [run_id] * len(answers),
-                "value": [a.value for a in answers],
-                "unit": [a.unit for a in answers],
-                "na": [a.na for a in answers],
-                "source": [a.source for a in answers],
-                "span_start": [a.span_start for a in answers],
-                "span_end": [a.span_end for a in answers],
-                "grounded": [a.grounded for a in answers],
-                "match": [a.match for a in answers],
-                "raw": [a.raw for a in answers],
-                "latency_s": [a.latency_s for a in answers],
-                "prompt_tokens": [a.prompt_tokens for a in answers],
-                "output_tokens": [a.output_tokens for a in answers],
-                "error": [a.error for a in answers],
-                "chunk": [a.chunk for a in answers],
-                "created_at": [now] * len(answers),
-                "method": [a.method for a in answers],
-                "candidates": [json.dumps([c.model_dump() for c in a.candidates]) if a.candidates is not None else None
-                               for a in answers],
-                "reading": [a.reading for a in answers],
-                "sure": [a.confident for a in answers],
-            },
-            schema=ANSWER_ARROW,
-        )
-        passage_table = pa.Table.from_pylist([p.model_dump() for p in passages], schema=PASSAGE_ARROW)
+        answer_table, passage_table = rows
         if changed is None:
             changed = self.changed_notes(notes)
         cols = ", ".join(f'"{c}"' for c in ANSWER_ARROW.names)
@@ -473,7 +513,7 @@ class Store(StoreReads):
                 )
                 inserted = self._count_answers() - before
                 self.con.execute("INSERT INTO passages SELECT * FROM _crit_batch_passages ON CONFLICT DO NOTHING")
-                errors = sum(1 for a in answers if a.error)
+                errors = answer_table.num_rows - answer_table.column("error").null_count
                 self.con.execute(
                     "UPDATE runs SET notes_done = notes_done + ?, answers_new = answers_new + ?, "
                     "answers_cached = answers_cached + ?, errors = errors + ? WHERE run_id = ?",
