@@ -48,6 +48,18 @@ def test_sentences_keep_list_items_whole():
     assert "Dr. Smith saw her." in pieces
 
 
+def test_sentences_end_at_a_line_end_and_never_run_past_one():
+    """One pass finds sentence ends and line ends: a sentence end needs a capital on its own line; initials
+    and titles never end one; blank lines, CRLF line ends and trailing blanks leave no empty sentence."""
+    text = "Seen by J. Smith today. Mrs. Jones is well.\r\nBP fine.\n\n  Plan: home.  \nA. \nno cut. here"
+    pieces = [text[a:b] for a, b in sentences(text)]
+    assert pieces == ["Seen by J. Smith today.", "Mrs. Jones is well.", "BP fine.", "Plan: home.", "A.",
+                      "no cut. here"]
+    two = "Ends here.\nNext line."
+    assert [two[a:b] for a, b in sentences(two)] == ["Ends here.", "Next line."]
+    assert sentences("") == [] and sentences("\n \n") == []
+
+
 def test_passages_have_spans_terms_and_sections():
     text = "HISTORY: No TIA. No CVA.\nFAMILY HISTORY: Mother had a stroke."
     ps = find_passages(text, q("stroke"))
