@@ -23,6 +23,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,17 +74,53 @@ sys.exit(code)
 """
 
 
+def _tree_pss_mb(root: int) -> float:
+    """The summed proportional set size of a process and its descendants, in MB: pages the workers share
+    with the process they were forked from count once."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return total / 1024
+
+
 def screen(shim: Path, notes: Path, db: Path, extra: list[str]) -> dict[str, float]:
-    """`crit run --backend rules` in a child process: wall and CPU seconds, and peak RSS in MB (the main
-    process's, and the largest worker's)."""
+    """`crit run --backend rules` in a child process: wall and CPU seconds, peak RSS in MB (the main
+    process's, and the largest worker's), and the peak summed PSS of the run's processes (sampled every 2 s)."""
     db.unlink(missing_ok=True)
     command = [sys.executable, "-c", _MEASURED, "run", str(CRIT), str(notes), "--db", str(db), "--backend", "rules",
                *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     # Run from the shim's folder: from the checkout, `python -c` would import its crit/ ahead of the shim's.
-    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(shim)}, capture_output=True, text=True,
-                          cwd=shim)
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(shim)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=shim)
+    peak_pss = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_pss
+        while not stop.wait(2.0):
+            peak_pss = max(peak_pss, _tree_pss_mb(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = child.communicate()
+    stop.set()
+    sampler.join()
+    done = subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -93,7 +130,7 @@ def screen(shim: Path, notes: Path, db: Path, extra: list[str]) -> dict[str, flo
     if not code.startswith(str(shim)):
         raise SystemExit(f"the child imported crit from {code}, not from {shim}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return {"seconds": seconds, "cpu_s": cpu, **usage}
+    return {"seconds": seconds, "cpu_s": cpu, "pss_mb": peak_pss, **usage}
 
 
 def current_shim(work: Path) -> Path:
@@ -158,11 +195,13 @@ def main() -> None:
     for w in args.workers:
         db = args.work / f"workers{w}.duckdb"
         rows.append((f"now, --workers {w}", screen(now, MTSAMPLES, db, ["--workers", str(w)]), same_results(old_db, db)))
-    print("\n| run | wall | notes/s | CPU s | peak RSS: main + largest worker | ratio | results against the baseline |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| run | wall | notes/s | CPU s | peak RSS: main + largest worker | peak summed PSS | ratio | "
+          "results against the baseline |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, m, same in rows:
         print(f"| {name} | {m['seconds']:.1f} s | {notes / m['seconds']:.0f} | {m['cpu_s']:.1f} | "
-              f"{m['main_mb']:.0f} + {m['worker_mb']:.0f} MB | {old['seconds'] / m['seconds']:.1f}x | {same} |")
+              f"{m['main_mb']:.0f} + {m['worker_mb']:.0f} MB | {m['pss_mb']:.0f} MB | {old['seconds'] / m['seconds']:.1f}x | "
+              f"{same} |")
 
     if args.million:
         corpus = args.work / f"corpus-{args.million}.parquet"
@@ -173,7 +212,7 @@ def main() -> None:
         rate = notes / old["seconds"]
         print(f"\n{args.million:,} notes, now (default workers): {m['seconds'] / 60:.1f} min, "
               f"{args.million / m['seconds']:.0f} notes/s, CPU {m['cpu_s'] / 60:.1f} min, peak RSS {m['main_mb']:.0f} MB main "
-              f"+ {m['worker_mb']:.0f} MB largest worker; "
+              f"+ {m['worker_mb']:.0f} MB largest worker, peak summed PSS {m['pss_mb']:.0f} MB; "
               f"baseline at its measured {rate:.0f} notes/s: {args.million / rate / 3600:.1f} h (extrapolated), "
               f"ratio {args.million / rate / m['seconds']:.0f}x; store {db.stat().st_size / 1e9:.2f} GB")
 

@@ -304,7 +304,8 @@ def _print_summary(file: str, db: str, plan: Any, summary: Any) -> None:
     if plan.windows and ev.dated_notes == 0:
         err.print("warning: the criteria read time windows, but no note has a date, so every windowed criterion "
                   "is unknown (name the notes' date column with --date-column)", markup=False)
-    table = Table(title=f"{plan.trial_id or file}: {summary.notes_done} notes in {summary.seconds:.1f} s", show_header=False)
+    table = Table(title=f"{plan.trial_id or file}: {summary.notes_done} notes in {summary.seconds:.1f} s "
+                        f"(eligibility decided in {summary.evaluation.seconds:.1f} s)", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     screened = ()
