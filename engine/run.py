@@ -125,7 +125,7 @@ PIECE_NOTES = 100  # notes handed to a worker process at once
 # What the store's DuckDB may keep in memory during a run: by default it keeps the pages it wrote, up to most
 # of the machine's memory, and a run over a million notes writes gigabytes. Eligibility is decided in slices
 # of notes that fit under it (crit.engine.eligibility.evaluate.SLICE_CELLS).
-STORE_MEMORY = "1GB"
+STORE_MEMORY = "512MB"
 
 
 def asks_model(factory: BackendFactory, policy: Policy, trust: TrustProfile | None) -> bool:
@@ -206,6 +206,7 @@ def run(
     n_workers = 1 if model_may_answer else max(1, min(workers or default_workers(), -(-total // PIECE_NOTES)))
     commit_notes = batch_notes if model_may_answer else max(batch_notes, RULES_BATCH_NOTES)
     piece_notes = batch_notes if model_may_answer else min(PIECE_NOTES, commit_notes)
+    look_ahead = commit_notes // piece_notes + 2 * n_workers if n_workers > 1 else 0  # pieces handed out, unsettled
     engine: EvidenceEngine | None = None
     answerers: Answerers | None = None
     progress = Progress(notes_done=0, notes_total=total, questions_asked=0, questions_cached=0, bad_rows=0, model_seconds=0.0)
@@ -269,9 +270,11 @@ def run(
                     calls += engine.model_calls - before
                     progress.model_seconds += time.perf_counter() - t0
                 in_flight.append((batch, cached, changed, answering))
-                # Worker processes: keep each busy, with two pieces waiting, while this process reads and writes.
-                # In this process (a model's run) a piece is answered when handed out, and committed at once.
-                while len(in_flight) > (2 * n_workers + 2 if n_workers > 1 else 0):
+                # Worker processes: keep each busy while this process reads and writes, with a commit's worth of
+                # pieces waiting (a commit of 2,000 notes into a large store takes seconds, and workers left
+                # without work meanwhile sat idle a fifth of the time). In this process (a model's run) a
+                # piece is answered when handed out, and committed at once.
+                while len(in_flight) > look_ahead:
                     settle(in_flight.popleft())
             while in_flight:
                 settle(in_flight.popleft())

@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -71,8 +73,18 @@ _rows: RowBuilder | None = None
 _questions: dict[str, Question] = {}
 
 
-def _start_worker(engine: EvidenceEngine, rows: RowBuilder, questions: dict[str, Question]) -> None:
+def _end_with(parent: int) -> None:
+    """Watch the run's process: killed with kill -9 (or out of memory), it never stops its pool, and its
+    workers would wait for work forever, each holding hundreds of MB. A worker whose parent is gone ends."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _start_worker(engine: EvidenceEngine, rows: RowBuilder, questions: dict[str, Question], parent: int) -> None:
     global _engine, _rows, _questions
+    threading.Thread(target=_end_with, args=(parent,), name="crit-parent-watch", daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     # A worker inherits the run's SIGTERM handler, which raises an interrupt wherever the worker is: inside
     # the pool's queue lock, that left the lock held and every process waiting on it. A worker sent SIGTERM
@@ -100,7 +112,7 @@ class Answerers:
             engine.answer("warm-up", _WARM_UP_NOTE, questions)
             context = multiprocessing.get_context("fork")
             self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(engine, rows, {q.name: q for q in questions}))
+                                             initargs=(engine, rows, {q.name: q for q in questions}, os.getpid()))
 
     def submit(self, requests: Sequence[Request]) -> Future[Answered]:
         """Start answering `requests`; the future's result is theirs, answered."""

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
@@ -66,25 +67,47 @@ def test_two_workers_store_exactly_what_one_process_stores(tmp_path: Path) -> No
     assert again.answers_new == 0 and again.answers_cached == one.answers_new + one.answers_cached
 
 
-def _killed_after_first_commit(script: str, tmp_path: Path) -> None:
-    """Run `script` in a child that prints 'committed N' after each batch; kill -9 it after the first."""
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _killed_after_first_commit(script: str, tmp_path: Path) -> set[int]:
+    """Run `script` in a child that prints 'committed N' after each batch; kill -9 it after the first.
+    Returns the processes the child had started (its workers)."""
     script = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(script)  # for tests.conftest
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line.startswith("committed"), line
+        workers = _children(child.pid)
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=120)
     assert child.returncode == -signal.SIGKILL
+    return workers
 
 
 @pytest.mark.slow  # a real process killed mid-run
 def test_kill_9_during_a_rules_run_loses_and_duplicates_no_answer(tmp_path: Path) -> None:
     notes = _corpus(tmp_path / "notes.jsonl", 600)
     db = tmp_path / "killed.duckdb"
-    _killed_after_first_commit(f"""
+    workers = _killed_after_first_commit(f"""
         import crit.engine.run as r
         from crit.engine.answering.registry import factory_for
         from crit.engine.eligibility import load_plan
@@ -96,6 +119,12 @@ def test_kill_9_during_a_rules_run_loses_and_duplicates_no_answer(tmp_path: Path
     kept = con.execute("SELECT count(DISTINCT note_id) FROM answers").fetchone()
     con.close()
     assert kept is not None and kept[0] in (200, 400)  # whole batches only
+    # Its workers, left without the process that fed them, end too (they used to wait forever).
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
 
     plan = load_plan(CRIT)
     resumed = run(plan, notes, db, factory_for("rules"))
