@@ -40,7 +40,7 @@ def load(path: str | Path) -> Plan:
 
 def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "transformers",
         columns: NoteColumns | None = None, limit: int | None = None, batch_size: int = 4,
-        workers: int | None = None, gate: bool = True,
+        workers: int | None = None, memory: str | None = None, gate: bool = True,
         policy: str = "rules-then-model", shard: str | None = None, trust: str | Path | None = None,
         infer: bool = False, progress: bool = True, on_progress: Callable[[Progress], None] | None = None, **options: Any) -> Screening:
     """Screen `notes` against `plan` into the store `db`, as `crit run` does (the command calls this).
@@ -50,7 +50,8 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
     choice (crit.engine.answering.registry.backends()); `options` are that backend's own (model=,
     adapter=, device=, base_url=, ...), or note columns (id_column=, ...) when `columns` is not given.
     `batch_size` is the commit size where a model may be asked; `workers` the processes that answer a run
-    the rules answer whole (default: every core). `shard` is "i/n". `trust` is a trust profile file (`crit calibrate`), "none" for the conservative
+    the rules answer whole (default: every core); `memory` what the store's DuckDB may hold in memory (a size,
+    "4GB"; default crit.engine.run.STORE_MEMORY). `shard` is "i/n". `trust` is a trust profile file (`crit calibrate`), "none" for the conservative
     policy, or None for the profile crit ships for the model, if any. `infer` lets a trusted model answer
     every boolean question from the whole note where no passage names it (as `infer` in the file does).
     `progress` draws a bar (terminal or notebook); `on_progress` gets each batch's
@@ -66,8 +67,8 @@ def run(plan: Plan | str | Path, notes: Any, *, db: str | Path, backend: str = "
     profile = _trust(factory, trust)
 
     def screen(report: Callable[[Progress], None] | None) -> Screening:
-        summary = run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, workers=workers, columns=columns,
-                           on_progress=report, shard=parse_shard(shard) if shard else None, gate=gate,
+        summary = run_plan(plan, notes, db, factory, limit=limit, batch_notes=batch_size, workers=workers,
+                           memory=memory, columns=columns, on_progress=report, shard=parse_shard(shard) if shard else None, gate=gate,
                            policy=policy, trust=profile, infer=infer)  # type: ignore[arg-type]
         return Screening(summary)
 

@@ -250,6 +250,9 @@ def _backend_choices() -> list[str]:
 @click.option("--workers", type=int, default=None,
               help="Processes that read and answer the notes of a run the rules answer whole (default: every core); "
                    "a run that may ask a model answers in one.")
+@click.option("--memory", default=None, metavar="SIZE",
+              help="What the store's DuckDB may hold in memory during the run (a size such as 4GB; default 512MB); "
+                   "beyond it, it writes to disk. Raise it for a file of thousands of questions.")
 @click.option("--no-gate", is_flag=True, help="Answer every question over every note, even where no passage "
               "mentions it (by default such a question is 'not mentioned' with no model call).")
 @click.option("--policy", type=click.Choice(list(POLICIES)), default=DEFAULT_POLICY, show_default=True,
@@ -262,7 +265,8 @@ def _backend_choices() -> list[str]:
 @click.option("--infer", is_flag=True, help="Every boolean question as if the file said `infer`: where no passage names "
               "it, a model its trust profile measured better there reads the whole note (method model-inferred).")
 def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, batch_size: int, workers: int | None,
-            shard: str | None, dry_run: bool, no_gate: bool, policy: str, trust: str | None, infer: bool, **options: Any) -> None:
+            memory: str | None, shard: str | None, dry_run: bool, no_gate: bool, policy: str, trust: str | None, infer: bool,
+            **options: Any) -> None:
     """Ask every question of FILE over the NOTES, store answers and eligibility in --db.
 
     NOTES is a .jsonl, .json, .csv, .tsv or .parquet file, a folder of .txt files
@@ -290,7 +294,8 @@ def run_cmd(file: str, notes: str, db: str, backend: str, limit: int | None, bat
         return
     with progress_bar(err) as on_progress:
         screening = crit.run(plan, notes, db=db, backend=backend, columns=columns, limit=limit, batch_size=batch_size,
-                             workers=workers, gate=not no_gate, policy=policy, shard=shard, trust=trust, infer=infer, on_progress=on_progress,
+                             workers=workers, memory=memory, gate=not no_gate, policy=policy, shard=shard, trust=trust,
+                             infer=infer, on_progress=on_progress,
                              progress=False, **options)
     _print_summary(file, db, plan, screening.summary)
 

@@ -154,11 +154,13 @@ def run(
     trust: TrustProfile | None = None,
     infer: bool = False,
     workers: int | None = None,
+    memory: str | None = None,
 ) -> RunSummary:
     """Answer every question of `plan` over the notes, store it in `db_path`, evaluate the rules.
 
     `batch_notes` is the commit size of a run that may ask a model; a run the rules answer whole commits
     in larger batches (RULES_BATCH_NOTES) and reads its notes in `workers` processes (default: every core).
+    `memory` caps what the store's DuckDB holds in memory, writing and deciding (default STORE_MEMORY).
     Raises CritError for bad input (notes, store, model); KeyboardInterrupt passes
     through after the run is marked 'interrupted'.
     """
@@ -249,7 +251,11 @@ def run(
 
     with _sigterm_interrupts() as terminated:
         try:
-            store.limit_memory(STORE_MEMORY)
+            try:
+                store.limit_memory(memory or STORE_MEMORY)
+            except duckdb.Error as e:
+                raise CritError(f"--memory {memory!r} is not a size DuckDB reads ({str(e).splitlines()[0]}); "
+                                "write it like 512MB or 4GB") from None
             held = store.held_answers(keys.values())
             # A shard (crit.engine.notes.shards) reads only its slice of the corpus; --limit counts in that slice.
             for batch in reader.batches(piece_notes, limit, keep=shard.holds if shard is not None else None):
@@ -286,6 +292,8 @@ def run(
                     f"no note in {_named(reader.source)} can run ({len(reader.bad_rows)} bad row(s))"
                     + (": " + reader.bad_rows[0].describe() if reader.bad_rows else "")
                 )
+            if answerers is not None:  # their memory is the decision's now
+                answerers.close()
             evaluation = evaluate(store.con, plan, keys)
             this_run = store.run_eligibility()
             errors, ungrounded = store.answer_counts(keys.values())
@@ -309,8 +317,9 @@ def run(
             reason = str(e).splitlines()[0]
             with contextlib.suppress(Exception):
                 store.finish_run(run_id, "failed", reason, bad_rows=bad)
-            raise CritError(f"the store '{db_path}' ran out of memory ({reason}); the batches committed before it are "
-                            "kept: run the same command to resume") from None
+            raise CritError(f"the store '{db_path}' ran out of memory under its cap of {memory or STORE_MEMORY} "
+                            f"({reason}); the batches committed before it are kept: run the same command with a larger "
+                            "--memory (such as 4GB) to resume") from None
         except Exception as e:
             bad = len(reader.bad_rows)
             if terminated:  # the signal reached a DuckDB call, which ended with an error of its own

@@ -236,3 +236,13 @@ r.run(load_plan({str(CRIT)!r}), {str(notes)!r}, {str(db)!r}, factory_for("rules"
     plan = load_plan(CRIT)
     resumed = run(plan, notes, db, factory_for("rules"))
     assert resumed.notes_done == 600 and len(_stored(db)["answers"]) == 600 * len(plan.model_questions)
+
+
+def test_the_store_memory_cap_is_a_size_or_one_clear_error(tmp_path: Path) -> None:
+    from crit.grammar.errors import CritError
+
+    plan = load_plan(CRIT)
+    with pytest.raises(CritError, match="--memory 'lots' is not a size"):
+        run(plan, SAMPLE, tmp_path / "m.duckdb", factory_for("rules"), memory="lots", limit=2)
+    done = run(plan, SAMPLE, tmp_path / "m.duckdb", factory_for("rules"), memory="64MB", limit=2)
+    assert done.status == "done" and done.notes_done == 2

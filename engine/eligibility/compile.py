@@ -19,7 +19,9 @@ The script, in order:
    note's own date). The answers are pivoted in one pass (one list per note over the grid
    of notes and questions, read by position), and each let is computed once, as columns
    of a narrow layer per dependency level joined back for the criteria, so the script
-   grows linearly with the file (``_decide``). The views ``answer_values``, ``criteria`` and ``eligibility``
+   grows linearly with the file (``_decide``). The table is written a slice of notes at a time (``SLICE``
+   of ``SLICES``: a hash of note_id), so that a million notes' pivot never sits in memory at once; the
+   script ``rules_sql`` shows is one slice. The views ``answer_values``, ``criteria`` and ``eligibility``
    unpivot it; ``attrition`` counts notes remaining before and after each criterion,
    in file order, like an OHDSI ATLAS attrition report.
 2. ``patient_decisions``, one row per patient over the notes that carry a patient id:
@@ -58,8 +60,8 @@ from crit.grammar.errors import CritError
 from crit.grammar.plan import Plan, RangeRule, WindowSpec, window_spec
 from crit.grammar.questions import SEX_PHRASE, Question
 
-__all__ = ["SLICE", "SLICES", "Reason", "Status", "Tables", "analyte", "note_statements", "rules_sql",
-           "statements", "view_statements"]
+__all__ = ["SLICE", "SLICES", "Reason", "Status", "Tables", "analyte", "decision_statements", "rules_sql",
+           "slice_statements", "statements"]
 
 Status = Literal["met", "not met", "unknown"]
 Reason = Literal["value", "na", "unit", "sex", "error", "missing", "missing-policy", "window"]
@@ -77,9 +79,12 @@ class Tables:
     notes = "_crit_notes"  # note_id, sex, patient_id, note_date, index_date, source_row
     # note_id, question, answer_key, value, unit, span_start, span_end: every value an answer lists
     candidates = "_crit_candidates"
+    # note_id, patient_id, note_date, index_date, source_row, note_sex, answers (one list in question order):
+    # what the script reads the notes' answers into, a slice of notes at a time
+    note_answers = "_crit_note_answers"
 
     views = (answers, notes)
-    tables = (questions, keys, units, candidates)
+    tables = (questions, keys, units, candidates, note_answers)
 
 
 # The notes are decided a slice at a time: the note table's statement reads only the notes (and their
@@ -91,7 +96,7 @@ SLICE = "crit_slice"
 
 
 def _in_slice(alias: str) -> str:
-    return f"hash({alias}.note_id) % getvariable('{SLICES}') = getvariable('{SLICE}')"
+    return f"coalesce(hash({alias}.note_id) % getvariable('{SLICES}'), 0) = getvariable('{SLICE}')"
 
 
 # ---- compiling expressions ----------------------------------------------------------
@@ -540,8 +545,7 @@ def _let_levels(plan: Plan) -> list[list[ast.LetDecl]]:
     return levels
 
 
-def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str], *,
-            append: bool = False) -> list[str]:
+def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: list[str]) -> list[str]:
     """The lets and criteria over the CTE `answered` (q_*, r_*, sex), appended to `ctes`: each let as
     columns l_*, lr_*; each criterion's value (c_*), status (s_*) and reason (cr_*). The stored row
     holds the `kept` columns and each criterion's status and reason; the rest are steps on the way
@@ -551,8 +555,7 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
     later lets read, and the lets still to be read), joined back to `answered` for the criteria:
     a layer that carried the whole row made a chain of lets quadratic. Past LET_LAYERS levels the
     row so far is stored in a temporary table (`_crit_<level>_wide`, `_crit_<level>_lets_<k>`) and
-    the next statement reads it; the script drops them once the decided table is written. With `append`
-    the rows go into the decided table an earlier slice made, instead of replacing it."""
+    the next statement reads it; the script drops them once the decided table is written."""
     comp = ExprCompiler(plan)
     subject = level.subject
     statements: list[str] = []
@@ -605,8 +608,7 @@ def _decide(plan: Plan, level: _Level, ctes: list[str], answered: str, kept: lis
     source = base if not levels else f"{base} JOIN {previous} USING ({subject})"
     ctes.append("judged AS (\n    SELECT *" + "".join(",\n        " + v for v in values) + f"\n    FROM {source}\n)")
     body = "SELECT " + _lines(kept + decided) + "\nFROM judged"
-    write = f"INSERT INTO {level.decisions}" if append else f"CREATE OR REPLACE TABLE {level.decisions} AS"
-    statements.append(f"{write}\nWITH " + ",\n".join(ctes) + "\n" + body)
+    statements.append(f"CREATE OR REPLACE TABLE {level.decisions} AS\nWITH " + ",\n".join(ctes) + "\n" + body)
     statements += [f"DROP TABLE {t}" for t in temps]
     return statements
 
@@ -623,10 +625,9 @@ def _note_sex(plan: Plan) -> str:
     return f"COALESCE({from_notes}, CASE WHEN {asked}.converted = 1 THEN 'female' WHEN {asked}.converted = 0 THEN 'male' END)"
 
 
-def _note_decisions_sql(plan: Plan, append: bool = False) -> list[str]:
-    """One row per note: its attributes, its answer to each question (a_*: value, unit, converted,
-    reason, span), the columns the rules read (q_*, r_*; windows drawn from the note's own date),
-    then the lets and criteria (`_decide`)."""
+def _note_answers_sql(plan: Plan, append: bool = False) -> str:
+    """The notes of the current slice, one row each: its attributes and its answers, one list in question
+    order, into the temporary table Tables.note_answers (made anew, or with `append` added to)."""
     # One answer per note and question: the chosen answer_key's row (a successful one first, when
     # several rows compete, e.g. answer_keys=None over a store holding two models' answers).
     # Where the answer lists every value it found (the rules answerer's candidates), the question's
@@ -691,6 +692,28 @@ def _note_decisions_sql(plan: Plan, append: bool = False) -> list[str]:
     LEFT JOIN {Tables.units} u ON u.question = p.question AND u.unit_key = COALESCE(p.unit, '')
 )""",
     ]
+    # Every note's answers pivoted in one pass: the grid of notes and questions, as one list per note
+    # in question order (NULL where the note has no answer), read by position. One join per question
+    # read every answer once per question (quadratic: 500 questions ran DuckDB out of memory), and
+    # DuckDB's PIVOT measured 4x slower than this list. Only this statement runs once a slice: it is
+    # the same size whatever the file, where the wide one below took seconds to plan at 2,000 questions.
+    ctes.append(f"""pivoted AS (
+    SELECT n.note_id, list(c.answer ORDER BY q.pos) AS answers
+    FROM {Tables.notes} n CROSS JOIN {Tables.questions} q
+    LEFT JOIN converted c ON c.note_id = n.note_id AND c.question = q.question
+    WHERE n.note_id IS NOT NULL AND {_in_slice("n")}
+    GROUP BY n.note_id
+)""")
+    write = f"INSERT INTO {Tables.note_answers}" if append else f"CREATE OR REPLACE TEMP TABLE {Tables.note_answers} AS"
+    return (f"{write}\nWITH " + ",\n".join(ctes) + "\nSELECT n.note_id, n.patient_id, n.note_date, n.index_date, "
+            f"n.source_row, n.sex AS note_sex, p.answers\nFROM {Tables.notes} n LEFT JOIN pivoted p ON p.note_id = n.note_id\n"
+            f"WHERE {_in_slice('n')}")
+
+
+def _note_decisions_sql(plan: Plan) -> list[str]:
+    """One row per note, from Tables.note_answers: its attributes, its answer to each question (a_*:
+    value, unit, converted, reason, span), the columns the rules read (q_*, r_*; windows drawn from the
+    note's own date), then the lets and criteria (`_decide`)."""
     columns = []
     for q in plan.questions:
         a = _col("a", q.name)
@@ -703,27 +726,15 @@ def _note_decisions_sql(plan: Plan, append: bool = False) -> list[str]:
         inside = _inside(w, "COALESCE(index_date, note_date)", "note_date")
         columns.append(f"CASE WHEN {inside} THEN {_col('q', q.name)} END AS {_col('q', q.name, k)}")
         columns.append(f"CASE WHEN {inside} THEN {_col('r', q.name)} ELSE 'window' END AS {_col('r', q.name, k)}")
-    # Every note's answers pivoted in one pass: the grid of notes and questions, as one list per note
-    # in question order (NULL where the note has no answer), read by position. One join per question
-    # read every answer once per question (quadratic: 500 questions ran DuckDB out of memory), and
-    # DuckDB's PIVOT measured 4x slower than this list.
-    ctes.append(f"""pivoted AS (
-    SELECT n.note_id, list(c.answer ORDER BY q.pos) AS answers
-    FROM {Tables.notes} n CROSS JOIN {Tables.questions} q
-    LEFT JOIN converted c ON c.note_id = n.note_id AND c.question = q.question
-    WHERE n.note_id IS NOT NULL AND {_in_slice("n")}
-    GROUP BY n.note_id
-)""")
-    answers = "".join(f",\n        p.answers[{i}] AS {_col('a', q.name)}" for i, q in enumerate(plan.questions, 1))
-    ctes.append(f"""answered AS (
-    SELECT n.note_id, n.patient_id, n.note_date, n.index_date, n.source_row, n.sex AS note_sex{answers}
-    FROM {Tables.notes} n LEFT JOIN pivoted p ON p.note_id = n.note_id
-    WHERE {_in_slice("n")}
-)""")
+    answers = "".join(f",\n        answers[{i}] AS {_col('a', q.name)}" for i, q in enumerate(plan.questions, 1))
+    ctes = [f"""answered AS (
+    SELECT note_id, patient_id, note_date, index_date, source_row, note_sex{answers}
+    FROM {Tables.note_answers}
+)"""]
     ctes.append("wide AS (\n    SELECT * EXCLUDE (note_sex), " + _note_sex(plan) + " AS sex"
                 + "".join(",\n        " + c for c in columns) + "\n    FROM answered\n)")
     kept = ["note_id", "patient_id", "note_date", "index_date", "source_row", "sex"]
-    return _decide(plan, _NOTE_LEVEL, ctes, "wide", kept + [_col("a", q.name) for q in plan.questions], append=append)
+    return _decide(plan, _NOTE_LEVEL, ctes, "wide", kept + [_col("a", q.name) for q in plan.questions])
 
 
 # Why a patient has no value for a question, worst first: the worst of their notes' reasons.
@@ -963,24 +974,24 @@ GROUP BY j.position, j.label, j.type
 ORDER BY j.position"""
 
 
-def note_statements(plan: Plan, *, append: bool = False) -> list[str]:
-    """The statements that decide the notes of the current slice (variables SLICE of SLICES) into
-    `note_decisions`: made anew, or with `append` added to what earlier slices wrote."""
-    return _note_decisions_sql(plan, append)
+def slice_statements(plan: Plan, *, append: bool = False) -> list[str]:
+    """The statement that reads the answers of the current slice of notes (variables SLICE of SLICES) into
+    Tables.note_answers: made anew, or with `append` added to what earlier slices wrote."""
+    return [_note_answers_sql(plan, append)]
 
 
-def view_statements(plan: Plan) -> list[str]:
-    """The statements after every note is decided: the note views, then the patients and their views."""
+def decision_statements(plan: Plan) -> list[str]:
+    """The statements after every slice is read: the notes decided, their views, then the patients and theirs."""
     def views(level: _Level) -> list[str]:
         return [_criteria_sql(plan, level), _eligibility_sql(plan, level), _attrition_sql(level)]
 
-    return [_answer_values_sql(plan), *views(_NOTE_LEVEL), *_patient_decisions_sql(plan), _patient_answers_sql(plan),
-            *views(_PATIENT_LEVEL)]
+    return [*_note_decisions_sql(plan), _answer_values_sql(plan), *views(_NOTE_LEVEL), *_patient_decisions_sql(plan),
+            _patient_answers_sql(plan), *views(_PATIENT_LEVEL)]
 
 
 def statements(plan: Plan) -> list[str]:
     """The script's statements, in order, over the notes as one slice (what `crit compile --json` shows)."""
-    return [f"SET VARIABLE {SLICES} = 1", f"SET VARIABLE {SLICE} = 0", *note_statements(plan), *view_statements(plan)]
+    return [f"SET VARIABLE {SLICES} = 1", f"SET VARIABLE {SLICE} = 0", *slice_statements(plan), *decision_statements(plan)]
 
 
 def rules_sql(plan: Plan) -> str:

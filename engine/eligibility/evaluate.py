@@ -2,7 +2,9 @@
 
 ``evaluate`` loads the script's inputs (the chosen answer keys, the questions, one
 unit map per reported unit, the notes with their sex, patient and dates, and every
-candidate value), runs the script in one transaction, and records what it produced
+candidate value), runs the script in one transaction (the statement that reads the notes' answers
+once per slice of SLICE_CELLS answers, so that memory stays bounded however many notes), and records
+what it produced
 in the store's ``evaluation`` table. A plan error leaves the store untouched. No
 model is involved: editing a threshold or a window and calling ``evaluate`` again
 re-decides every note and patient from the same answers.
@@ -19,7 +21,15 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from crit.engine.eligibility.compile import SLICE, SLICES, Tables, analyte, note_statements, statements, view_statements
+from crit.engine.eligibility.compile import (
+    SLICE,
+    SLICES,
+    Tables,
+    analyte,
+    decision_statements,
+    slice_statements,
+    statements,
+)
 from crit.engine.notes.columns import FEMALE, MALE
 from crit.engine.sql import ident, literal, rollback
 from crit.engine.store.schema import ELIGIBILITY_TABLES, ELIGIBILITY_VIEWS, EVALUATION_SQL
@@ -285,9 +295,9 @@ def evaluate(
         con.execute(f"SET VARIABLE {SLICES} = {slices}")
         for i in range(slices):
             con.execute(f"SET VARIABLE {SLICE} = {i}")
-            for sql in note_statements(plan, append=i > 0):
+            for sql in slice_statements(plan, append=i > 0):
                 con.execute(sql)
-        for sql in view_statements(plan):
+        for sql in decision_statements(plan):
             con.execute(sql)
         notes, eligible, ineligible, unknown = _status_counts(con, "eligibility")
         patients = PatientCounts(**dict(zip(("patients", "eligible", "ineligible", "unknown"),
