@@ -38,7 +38,7 @@ from crit.engine.eligibility.evaluate import EvaluationSummary, evaluate
 from crit.engine.notes.columns import NoteColumns, sex_of
 from crit.engine.notes.reader import BadRow, Note, NoteReader
 from crit.engine.notes.shards import Shard
-from crit.engine.sql import WRITE_ERRORS
+from crit.engine.sql import WRITE_ERRORS, rollback
 from crit.engine.store import AnswerTables, RunInfo, Store
 from crit.engine.store.schema import ANSWER_ARROW, PASSAGE_ARROW
 from crit.engine.workers import Answered, Answerers, default_workers
@@ -300,6 +300,7 @@ def run(
             store.finish_run(run_id, "done", bad_rows=progress.bad_rows, errors=errors)
         except KeyboardInterrupt as e:
             why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user (Ctrl-C)"
+            rollback(store.con)  # the interrupt may have come inside a write: its transaction goes first
             store.finish_run(run_id, "interrupted", why, bad_rows=len(reader.bad_rows))
             raise
         except BrokenProcessPool:
@@ -323,6 +324,7 @@ def run(
         except Exception as e:
             bad = len(reader.bad_rows)
             if terminated:  # the signal reached a DuckDB call, which ended with an error of its own
+                rollback(store.con)
                 store.finish_run(run_id, "interrupted", "terminated (SIGTERM)", bad_rows=bad)
                 raise Terminated() from None
             if isinstance(e, CritError):
