@@ -304,7 +304,14 @@ def run(
             store.finish_run(run_id, "interrupted", why, bad_rows=len(reader.bad_rows))
             raise
         except BrokenProcessPool:
-            # A worker process was killed (by the system out of memory, or a signal sent to it alone).
+            # A worker process was killed: by the system out of memory, by a signal sent to it alone, or by a
+            # SIGTERM to the whole process group, which ends the workers at once and reaches this process a
+            # moment later. Its handler raises at the next call: let it, here (the first call of this block),
+            # rather than at some later line, from which the exception would leave the run marked 'running'.
+            try:
+                time.sleep(0.2)
+            except Terminated:
+                pass
             bad = len(reader.bad_rows)
             if terminated:
                 store.finish_run(run_id, "interrupted", "terminated (SIGTERM)", bad_rows=bad)
