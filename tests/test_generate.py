@@ -56,7 +56,7 @@ def _from(quote: str, q, templates: list[str]) -> bool:
 
 
 PRESENT = g.PRESENT + g.CURRENT + g.PLANNED + g.ON_DRUG
-ABSENT = g.ABSENT + g.PLANNED_ABSENT + g.OFF_DRUG
+ABSENT = g.ABSENT + g.PLANNED_ABSENT + g.OFF_DRUG + g.STOPPED + g.RESOLVED
 NA = g.FAMILY + g.HYPOTHETICAL + g.PLANNED_HYPOTHETICAL + g.DRUG_HYPOTHETICAL + g.PENDING
 
 
@@ -111,6 +111,8 @@ def _readings(after: str) -> list[float]:
     """The readings a template writes after a term: its values, never the date, reference range or
     the other labs of a panel line."""
     after = re.sub(r"\(ref [^)]*\)", "", after)
+    after = re.sub(r"(?:goal|target) (?:of )?<?[\d.]+|above goal of [\d.]+", "", after, flags=re.I)
+    after = re.sub(r"\bdrawn (?:at end of )?(?:\[\*\*[^*]*\*\*\]|\d+/\d+)", "", after)
     after = re.sub(r"\bon (\[\*\*[^*]*\*\*\]|\d+/\d+)", "", after)
     after = re.sub(r"\[\*\*[^*]*\*\*\]", "", after)
     after = re.sub(r"x10\^3/uL", "", after)

@@ -47,9 +47,12 @@ from crit.engine.reading.passages import find_passages, question_terms, term_reg
 from crit.grammar.questions import SEX_PHRASE, Question
 from crit.trainer.synth import SynthSummary, answer_text, note_pairs
 
-GENERATOR_VERSION = "crit-gen-2"  # 2: ranges ("EF 60-65%") as labelled readings
+# 2: ranges ("EF 60-65%") as labelled readings.
+# 3: the readings the rules are measured weakest at (benchmarks/RESULTS.md, dev trials): a drug or state that
+#    stopped, counselling and consent lines, other people than relatives, a goal beside a value, prose values.
+GENERATOR_VERSION = "crit-gen-3"
 
-Mention = Literal["present", "absent", "family", "hypothetical", "value", "range", "pending"]
+Mention = Literal["present", "absent", "stopped", "family", "hypothetical", "value", "goal", "range", "pending"]
 
 # ---- what a mention says ------------------------------------------------------------------
 # {t} is one of the question's terms as the .crit file writes it (phrase part or aka).
@@ -68,11 +71,16 @@ FAMILY = [
     "Mother w/ {t}.", "FHx: father - {t}.", "Family history of {t}.", "Brother had {t}.",
     "Sister with {t} at age 50.", "Mother and maternal aunt w/ {t}.", "Father died of {t}.",
     "Grandmother with {t}.",
+    # Not a relative, still not the patient.
+    "His wife has {t}.", "Roommate recently dx'd with {t}.", "Husband w/ {t}, pt is his caregiver.",
 ]
 HYPOTHETICAL = [
     "R/o {t}.", "Rule out {t}.", "Return to ED if signs of {t}.", "Pt educated on warning signs of {t}.",
     "Will evaluate for {t} if symptoms recur.", "Screening for {t} to be arranged.",
     "Discussed risk of {t} with pt.", "Call if any {t}.",
+    # Counselling, consent and teaching: the finding is named, nothing is said of the patient.
+    "Risks including {t} were explained, consent signed.", "Pt given handout on {t}.", "Counseled regarding {t}.",
+    "Educated about {t} and when to seek care.",
 ]
 PENDING = [
     "{T} pending.", "Will check {t} in AM.", "{T} not done.", "F/u {t} at next visit.", "{T}: to be drawn.",
@@ -87,15 +95,25 @@ PLANNED_ABSENT = ["No plans for {t}.", "{T} not planned at this time.", "Pt decl
 PLANNED_HYPOTHETICAL = ["Will discuss {t} if symptoms persist.", "{T} may be considered in future.",
                         "Pt asked about {t}, info given."]
 ON_DRUG = ["On {t}.", "Takes {t} daily.", "Continue {t}.", "Meds: {t}, metoprolol.", "Pt remains on {t}."]
-OFF_DRUG = ["Not on {t}.", "No {t}.", "Pt not taking {t}.", "{T}: none.", "Never on {t}."]
+OFF_DRUG = ["Not on {t}.", "No {t}.", "Pt not taking {t}.", "{T}: none.", "Never on {t}.", "Did not give {t} today."]
 DRUG_HYPOTHETICAL = ["Consider starting {t}.", "Discussed risks and benefits of {t}.", "May need {t} in future.",
-                     "Hold {t} if bleeding occurs."]
+                     "Hold {t} if bleeding occurs.", "Pt asked about {t}; info given."]
+# A drug or state that has stopped: absent for a question on a current therapy or state, as the reader reads
+# it (crit.engine.reading.reader: still history for any other question, so written only for current ones).
+STOPPED = ["Stopped {t} [**2-14**].", "{T} discontinued due to GI upset.", "Was on {t} until last yr, now off.",
+           "No longer taking {t}.", "{T} held since admission, not restarted.", "Pt self-discontinued {t} 3 mo ago."]
+RESOLVED = ["{T} resolved [**2019**].", "Hx of {t}, now resolved.", "{T}, in remission, no longer active."]
 TEMPLATES: dict[str, dict[str, list[str]]] = {
     "condition": {"present": PRESENT, "absent": ABSENT, "family": FAMILY, "hypothetical": HYPOTHETICAL},
     "current": {"present": CURRENT, "absent": ABSENT, "family": FAMILY, "hypothetical": HYPOTHETICAL},
     "planned": {"present": PLANNED, "absent": PLANNED_ABSENT, "hypothetical": PLANNED_HYPOTHETICAL},
     "drug": {"present": ON_DRUG, "absent": OFF_DRUG, "hypothetical": DRUG_HYPOTHETICAL},
 }
+
+
+def asks_current(q: Question) -> bool:
+    """Whether a question asks for a current therapy or state, which a stopped one does not answer."""
+    return bool(re.search(r"\b(?:current|currently|active|ongoing)\b", q.phrase, re.I))
 
 
 def flavour(q: Question) -> str:
@@ -114,12 +132,16 @@ def flavour(q: Question) -> str:
 READING = [
     "{T} {v}{u}.", "{T}: {v}{u}.", "{T} {v}{u} on {d}.", "Labs {d}: {T} {v}{u}.", "{T} of {v}{u} noted.",
     "{T} {v}{u} (ref {lo}-{hi}).", "Labs: Na 138, K 4.1, {t} {v}{u}, BUN 18.", "{T} was {v}{u} at last check.",
+    "Her {t} this morning was {v}{u}.", "His last {t}, drawn {d}, is {v}{u}.", "{T} has been running {v}{u}.",
 ]
 # Two readings in one sentence: {v1} earlier, {v2} later.
 TWO_READINGS = [
     "{T} {v1}{u} -> {v2}{u}.", "{T} {v1}{u} on {d1}, {v2}{u} on {d2}.", "{T} went from {v1} to {v2}{u}.",
     "{T} trending: {v1}, then {v2}{u}.",
 ]
+# One reading with a goal or target beside it: {g} is never the patient's value.
+GOAL = ["{T} {v}{u}, goal <{g}.", "{T} {v}{u} (target <{g}).", "Last {t} drawn at end of {d} is {v}{u}; goal <{g}.",
+        "{T} today {v}{u}, goal <{g}.", "{T} {v}{u}, above goal of {g}."]
 # A range: {v1} the low end, {v2} the high end.
 RANGE = ["{T} {v1}-{v2}{u}.", "{T} estimated at {v1}-{v2}{u}.", "{T} {v1} to {v2}{u}.",
          "{T} in the range of {v1}-{v2}{u}.", "{T} {v1}-{v2}{u} on {d1}."]
@@ -160,8 +182,10 @@ HOME: dict[Mention, tuple[str, ...]] = {
     "present": ("PMH", "HPI", "ASSESSMENT AND PLAN"),
     "absent": ("ROS", "HPI", "PMH"),
     "family": ("FAMILY HISTORY",),
+    "stopped": ("MEDS", "HPI", "PMH"),
     "hypothetical": ("ASSESSMENT AND PLAN", "HPI"),
     "value": ("LABS", "PHYSICAL EXAM"),
+    "goal": ("LABS", "ASSESSMENT AND PLAN"),
     "range": ("LABS", "PHYSICAL EXAM"),
     "pending": ("LABS", "ASSESSMENT AND PLAN"),
 }
@@ -170,10 +194,18 @@ HOME: dict[Mention, tuple[str, ...]] = {
 VALUES: dict[str, tuple[float, float, int]] = {
     "mg/dL": (0.3, 9.0, 1), "g/dL": (6.0, 17.5, 1), "U/L": (8, 320, 0), "%": (15, 75, 0), "10^3/uL": (40, 450, 0),
     "points": (0, 6, 0), "years": (19, 94, 0), "mmHg": (80, 200, 0), "kg": (40, 140, 0),
+    "mmol/L": (2.5, 6.5, 1), "ratio": (0.9, 4.5, 1), "pg/mL": (20, 2500, 0), "ng/mL": (5, 600, 0),
+    "mL/min/1.73m2": (8, 110, 0),
+}
+# Where one unit covers analytes of other sizes (a percent of HbA1c is not an ejection fraction's).
+VALUES_BY_PHRASE: dict[str, tuple[float, float, int]] = {
+    "hemoglobin A1c": (5.0, 14.0, 1), "white blood cell count": (1.5, 25.0, 1),
 }
 UNIT_SPELLINGS: dict[str, list[str]] = {
     "mg/dL": ["mg/dL", "mg/dl", ""], "g/dL": ["g/dL", "g/dl", ""], "U/L": ["U/L", "IU/L", ""], "%": ["%"],
     "10^3/uL": ["K/uL", "x10^3/uL", ""], "points": [""], "mmHg": ["mmHg", ""], "kg": ["kg", ""],
+    "mmol/L": ["mmol/L", "mEq/L", ""], "ratio": [""], "pg/mL": ["pg/mL", ""], "ng/mL": ["ng/mL", ""],
+    "mL/min/1.73m2": ["mL/min/1.73m2", "mL/min", ""],
 }
 
 
@@ -256,8 +288,12 @@ def _cap_first(t: str) -> str:
     return t if t[:1].isupper() else t[:1].upper() + t[1:]
 
 
+def _plausible(q: Question) -> tuple[float, float, int]:
+    return VALUES_BY_PHRASE.get(q.phrase) or VALUES.get(q.unit or "", (1, 200, 0))
+
+
 def _value(q: Question, rng: random.Random) -> tuple[float, str]:
-    lo, hi, dec = VALUES.get(q.unit or "", (1, 200, 0))
+    lo, hi, dec = _plausible(q)
     text = _fmt(rng.uniform(lo, hi), dec)
     return float(text), text
 
@@ -287,15 +323,23 @@ def _mention_sentence(q: Question, mention: Mention, rng: random.Random, reading
         return rng.choice(AGE).format(v=written, sex=sex), [(value, written)], None, 0
     t = rng.choice(list(question_terms(q)))
     fill = {"t": t, "T": _cap_first(t)}
-    templates = {**TEMPLATES[flavour(q)], "pending": PENDING} if q.kind == "boolean" else {"pending": PENDING}
+    ended = STOPPED if flavour(q) == "drug" else RESOLVED
+    templates = ({**TEMPLATES[flavour(q)], "stopped": ended, "pending": PENDING} if q.kind == "boolean"
+                 else {"pending": PENDING})
     if mention in templates:
-        extra = {"present": 0, "absent": 2, "family": 4, "hypothetical": 4, "pending": 3}[mention]
+        extra = {"present": 0, "absent": 2, "stopped": 4, "family": 4, "hypothetical": 4, "pending": 3}[mention]
         return rng.choice(templates[mention]).format(**fill), [], None, extra
     unit = rng.choice(UNIT_SPELLINGS.get(q.unit or "", [""]))
     u = "" if not unit else (unit if unit == "%" else " " + unit)
+    if mention == "goal":
+        (value, written), (_, goal) = _value(q, rng), _value(q, rng)
+        while goal == written:
+            goal = _value(q, rng)[1]
+        sentence = rng.choice(GOAL).format(v=written, u=u, g=goal, d=_date(rng), **fill)
+        return sentence, [(value, written)], unit or None, 4
     if readings == 1:
         value, written = _value(q, rng)
-        lo, hi, dec = VALUES.get(q.unit or "", (1, 200, 0))
+        lo, hi, dec = _plausible(q)
         ref = (_fmt(lo + (hi - lo) * 0.1, dec), _fmt(lo + (hi - lo) * 0.3, dec))
         sentence = rng.choice(READING).format(v=written, u=u, d=_date(rng), lo=ref[0], hi=ref[1], **fill)
         return sentence, [(value, written)], unit or None, 1 if "ref" in sentence else 0
@@ -315,7 +359,9 @@ def _plan_mentions(q: Question, rng: random.Random) -> list[tuple[Mention, int]]
     if q.kind == "boolean":
         kinds = TEMPLATES[flavour(q)]
         na = [k for k in ("family", "hypothetical") if k in kinds]
-        main = rng.choices(["present", "absent", *na], weights=[3, 3, *[4 / len(na)] * len(na)])[0]
+        stopped = ["stopped"] if asks_current(q) else []
+        main = rng.choices(["present", "absent", *stopped, *na],
+                           weights=[3, 3, *[3] * len(stopped), *[4 / len(na)] * len(na)])[0]
         plan: list[tuple[Mention, int]] = [(main, 1)]
         if rng.random() < 0.3:
             # A second, non-asserting mention: it never changes the answer.
@@ -323,9 +369,9 @@ def _plan_mentions(q: Question, rng: random.Random) -> list[tuple[Mention, int]]
         return plan
     if q.phrase == "age":
         return [("value", 1)]
-    main = rng.choices(["value", "pending"], weights=[2, 1])[0]
-    if main == "pending":
-        return [("pending", 1)]
+    main = rng.choices(["value", "pending", "goal"], weights=[2, 1, 1])[0]
+    if main in ("pending", "goal"):
+        return [(main, 1)]
     if q.order in ("highest", "lowest", "first", "last"):
         n = rng.choices([1, 2, 3, 4], weights=[3, 2, 2, 2 if q.order in ("highest", "lowest") else 0])[0]
         if n == 4:
@@ -341,10 +387,10 @@ def _label(q: Question, written: list[Written], text: str) -> tuple[str, str | N
     """(type, answer, unit, the mention that answers, why) from what was written about `q`."""
     kinds = {w.mention for w in written}
     if q.kind == "boolean":
-        for m in ("present", "absent"):
+        for m, answer in (("present", "present"), ("absent", "absent"), ("stopped", "absent")):
             if m in kinds:
                 w = next(w for w in written if w.mention == m)
-                return "boolean", m, None, w, f"{m} statement"
+                return "boolean", answer, None, w, f"{m} statement"
         return "na-boolean", None, None, None, "only " + " and ".join(sorted(kinds)) + " mentions"
     readings = [w for w in written if w.value is not None]
     if not readings:
