@@ -72,3 +72,16 @@ def test_crit_calibrate_names_a_label_of_a_question_the_criteria_lack(tmp_path: 
     result = CliRunner().invoke(cli, ["calibrate", "--backend", "rules", "--out", str(tmp_path / "p.json"),
                                       "--set", str(ARISTOTLE), labelled.notes, str(labelled.labels)])
     assert result.exit_code == 1 and "question 'nope' is not in" in result.output and "Traceback" not in result.output
+
+
+def test_crit_calibrate_refuses_an_output_folder_that_does_not_exist_before_it_measures(tmp_path: Path) -> None:
+    """A calibration is many minutes of model time: a bad --out is said at once, not after the work."""
+    from crit.cli import cli
+
+    labelled = _set(tmp_path, "absent")
+    out = tmp_path / "no-such-folder" / "p.json"
+    result = CliRunner().invoke(cli, ["calibrate", "--backend", "rules", "--out", str(out),
+                                      "--set", str(ARISTOTLE), labelled.notes, str(labelled.labels)])
+    assert result.exit_code == 1 and "no-such-folder" in result.output and "does not exist" in result.output
+    assert "Traceback" not in result.output and "af: " not in result.output  # no note was read
+    assert not out.parent.exists()

@@ -242,8 +242,12 @@ def calibrate_command(out: str, backend: str, model: str | None, adapter: str | 
     from rich.table import Table
 
     from crit.engine.answering.registry import factory_for
+    from crit.grammar.errors import CritError
     from crit.trainer.calibrate import LabelledSet, calibrate, default_sets, write_profile
 
+    # Checked before the model runs: a calibration is many minutes of work, never lost for want of a folder.
+    if not Path(out).parent.is_dir():
+        raise CritError(f"folder '{Path(out).parent}' for the trust profile '{out}' does not exist")
     options = {k: v for k, v in (("model", model), ("adapter", adapter), ("base_url", base_url), ("device", device)) if v}
     factory = factory_for(backend, **options)
     labelled = ([LabelledSet(name=f"{Path(labels).name} ({Path(crit_file).name})", criteria=Path(crit_file), notes=notes,
