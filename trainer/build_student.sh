@@ -14,12 +14,12 @@
 #    trainer/student.crit, half of them real MTSamples notes with facts inserted. No note of
 #    tests/gold or of the trials benchmark (tests/trials) is ever used;
 # 2. select keeps the hardest 150 pairs of each type in TYPES, split 90/10 by note, in the
-#    engine's exact prompt and answer layout. The default is boolean, numeric and na-boolean:
-#    a mention that is a relative's, a plan's or a counselling line's answers "not mentioned",
-#    the reading the rules-2 student got wrong most (benchmarks/RESULTS.md). na-numeric (a lab
-#    named with no value) stays out: the first ablation found the NA types made the student
-#    decline answers the passage holds. TYPES=all gives the paper's four, TYPES=boolean,numeric
-#    the first student's two;
+#    engine's exact prompt and answer layout. The default is boolean and numeric: with the
+#    relatives', plans' and counselling lines' na-boolean pairs too, the gen-3 student read
+#    "not about the patient" better (12 of 42 dev pairs right, against 0) but answered "not
+#    mentioned" over denials and over "MEDICATIONS: None.", and was worse in all (428 of 678 dev
+#    pairs right against 450; benchmarks/RESULTS.md, "A student trained where the rules fail").
+#    TYPES=all gives the paper's four types, TYPES=boolean,numeric,na-boolean that student;
 # 3. LoRA r=8 on every linear layer, 60 steps of 8 examples, loss on the answer only.
 # The adapter's manifest.json records the data hashes, steps, loss curve and wall time.
 set -euo pipefail
@@ -29,7 +29,7 @@ OUT=${OUT:-build/student-$SEED}
 WORK=${WORK:-build/student-work-$SEED}
 MTSAMPLES=${MTSAMPLES:-../shared/data/mtsamples.jsonl}
 SELECT_ARGS=${SELECT_ARGS:-}
-TYPES=${TYPES:-boolean,numeric,na-boolean}
+TYPES=${TYPES:-boolean,numeric}
 [ "$TYPES" = all ] && TYPES=boolean,numeric,na-boolean,na-numeric
 
 mkdir -p "$WORK"
