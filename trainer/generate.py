@@ -44,6 +44,7 @@ from pydantic import ConfigDict, Field
 
 from crit.engine.options import CommandOptions
 from crit.engine.reading.passages import find_passages, question_terms, term_regex
+from crit.engine.reading.reader import CURRENT_STATE
 from crit.grammar.questions import SEX_PHRASE, Question
 from crit.trainer.synth import SynthSummary, answer_text, note_pairs
 
@@ -99,7 +100,7 @@ OFF_DRUG = ["Not on {t}.", "No {t}.", "Pt not taking {t}.", "{T}: none.", "Never
 DRUG_HYPOTHETICAL = ["Consider starting {t}.", "Discussed risks and benefits of {t}.", "May need {t} in future.",
                      "Hold {t} if bleeding occurs.", "Pt asked about {t}; info given."]
 # A drug or state that has stopped: absent for a question on a current therapy or state, as the reader reads
-# it (crit.engine.reading.reader: still history for any other question, so written only for current ones).
+# it (crit.engine.reading.reader); written only for phrases that say "current" (asks_current).
 STOPPED = ["Stopped {t} [**2-14**].", "{T} discontinued due to GI upset.", "Was on {t} until last yr, now off.",
            "No longer taking {t}.", "{T} held since admission, not restarted.", "Pt self-discontinued {t} 3 mo ago."]
 RESOLVED = ["{T} resolved [**2019**].", "Hx of {t}, now resolved.", "{T}, in remission, no longer active."]
@@ -112,8 +113,10 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
 
 
 def asks_current(q: Question) -> bool:
-    """Whether a question asks for a current therapy or state, which a stopped one does not answer."""
-    return bool(re.search(r"\b(?:current|currently|active|ongoing)\b", q.phrase, re.I))
+    """Whether the phrase asks for a current state ("current insulin therapy", "active bleeding"), by the
+    reader's own words. The reader also reads every therapy question as current; stopped mentions are
+    written only for these phrases, where both readings agree."""
+    return bool(CURRENT_STATE.search(q.phrase))
 
 
 def flavour(q: Question) -> str:

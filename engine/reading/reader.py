@@ -105,7 +105,7 @@ _LISTING = re.compile(r"(?:PAST MEDICAL|PMH|MEDICAL HISTORY|PAST HISTORY|HISTORY
                       r"|IMPRESSION|ASSESSMENT|MEDICATION|CURRENT MEDICATION|HOME MEDICATION|DISCHARGE MEDICATION"
                       r"|ADMISSION MEDICATION|MEDS)")
 # A question on a current state: a stopped drug or habit answers it absent ("current smoking", "active").
-_CURRENT = re.compile(r"\b(?:current|currently|active|ongoing)\b", re.I)
+CURRENT_STATE = re.compile(r"\b(?:current|currently|active|ongoing)\b", re.I)
 # A question that asks for a plan or a risk itself: plan and risk cues do not make its mentions what-ifs.
 _WHAT_IF_ASKED = re.compile(r"\b(?:planned|plan|scheduled|risk|candidate|recommended)\b", re.I)
 RELATIONS = re.compile(r"\b(?:due to|secondary to|caused by|such as)\b", re.I)  # "X due to Y": both halves needed
@@ -165,7 +165,7 @@ def _boolean(question: Question, note_text: str, passages: Sequence[Passage]) ->
         qualifier = question.phrase[relation.end():]
         needs = [term_regex(t) for t in phrase_terms(qualifier)]
     therapy = is_therapy(question)
-    current = therapy or bool(_CURRENT.search(question.phrase))
+    current = therapy or bool(CURRENT_STATE.search(question.phrase))
     what_if_asked = bool(_WHAT_IF_ASKED.search(question.phrase))  # "a planned ablation": a plan is the finding
     parents = [term_regex(t) for t in parent_terms(question)]
     affirmed: list[tuple[Passage, bool]] = []
